@@ -1,0 +1,28 @@
+"""rldarts: differentiable architecture search (DARTS) for reinforcement learning, in JAX."""
+from setuptools import find_packages, setup
+
+setup(
+    name="rldarts",
+    version="0.1.0",
+    description="RL-DARTS: differentiable architecture search for pixel RL agents (JAX/Flax).",
+    python_requires=">=3.11",
+    packages=find_packages(include=["rldarts", "rldarts.*", "experiments", "experiments.*"]),
+    package_data={"rldarts": ["data/*.csv"]},
+    install_requires=[
+        "numpy>=2",
+        "jax>=0.4.30",
+        "flax>=0.10",
+        "optax>=0.2",
+        "chex>=0.1.87",
+        "rlax>=0.1.6",
+        "absl-py>=2",
+        "ml-collections>=0.1.1",
+        "orbax-checkpoint>=0.6",
+        "envpool>=1.0",
+        "PyQt5-Qt5>=5.15",  # Qt5 Core/Gui runtime needed by envpool.procgen (loaded in rldarts.envs)
+        "matplotlib>=3.8",
+        "pillow>=10",
+        "tensorboardX>=2.6",
+    ],
+    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3"]},
+)
