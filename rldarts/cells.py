@@ -1,0 +1,200 @@
+"""DARTS cells: the supernet cell (mixed ops) and the discrete cell of a genotype.
+
+Wiring (RL-DARTS, section 2 of the reference): ``num_inputs`` cell inputs (1 by
+default), ``num_nodes`` intermediate nodes; node i sums one edge from every cell
+input and every earlier node, then a batch norm without scale/offset that uses
+the current batch statistics. A reduction cell (stride 2) applies the stride on
+edges leaving a cell input only. An input whose width differs from the cell's is
+first projected by a 1x1 conv.
+
+The architecture parameters (alphas) are NOT module params: they are a list with
+one array per node, node i of shape ``(num_inputs + i, num_ops)``, passed to
+``SearchCell.__call__`` explicitly. The parameter tree of a ``FixedCell`` is a
+subset of the ``SearchCell`` one (``node{i}_edge{j}/<op name>``), so the weights of
+kept ops map across unchanged.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rldarts import ops as ops_lib
+from rldarts.genotypes import (CellGenotype, NetworkGenotype, discretize,  # noqa: F401
+                               discretize_cell)
+
+OUTPUT_MODES = ("concat_conv", "sum", "average", "weighted_sum", "last_node")
+
+Alphas = list  # one jax/np array per node, node i: (num_inputs + i, num_ops)
+
+
+def init_alphas(ops: Sequence[str], num_nodes: int = 4, num_inputs: int = 1,
+                key: jax.Array | None = None, scale: float = 0.0) -> Alphas:
+    """Alphas of one cell type: zeros (a uniform mixture), or scale * N(0,1) with a key."""
+    ops = ops_lib.resolve_search_space(ops)
+    _check_positive(num_nodes=num_nodes, num_inputs=num_inputs)
+    shapes = [(num_inputs + i, len(ops)) for i in range(num_nodes)]
+    if key is None or scale == 0.0:
+        return [jnp.zeros(s, jnp.float32) for s in shapes]
+    keys = jax.random.split(key, num_nodes)
+    return [scale * jax.random.normal(k, s, jnp.float32) for k, s in zip(keys, shapes)]
+
+
+def edge_probabilities(alphas: Alphas, inverse_temperature: float = 1.0) -> Alphas:
+    """Mixing weights per edge: softmax(inverse_temperature * alpha) over the ops."""
+    return [jax.nn.softmax(inverse_temperature * a, axis=-1) for a in alphas]
+
+
+def mean_entropy(alphas: Alphas, inverse_temperature: float = 1.0) -> jax.Array:
+    """Mean over all edges of the entropy (nats) of the op distribution."""
+    ents = [-jnp.sum(p * jnp.log(jnp.clip(p, 1e-12)), axis=-1)
+            for p in edge_probabilities(alphas, inverse_temperature)]
+    return jnp.mean(jnp.concatenate(ents))
+
+
+def parameter_free_share(alphas: Alphas, ops: Sequence[str],
+                         inverse_temperature: float = 1.0) -> jax.Array:
+    """Mean probability on weight-free ops (skip, activations, pools, zero).
+
+    A share growing toward 1 is the early sign of the DARTS skip collapse.
+    """
+    mask = jnp.array([op in ops_lib.PARAMETER_FREE_OPS for op in ops], jnp.float32)
+    probs = jnp.concatenate(edge_probabilities(alphas, inverse_temperature), axis=0)
+    return jnp.mean(probs @ mask)
+
+
+def _check_positive(**values):
+    for name, v in values.items():
+        if v <= 0:
+            raise ValueError(f"{name} must be positive, got {v}")
+
+
+def _check_output_mode(mode: str):
+    if mode not in OUTPUT_MODES:
+        raise ValueError(f"unknown output_mode {mode!r}; valid: {', '.join(OUTPUT_MODES)}")
+
+
+class MixedOp(nn.Module):
+    """sum_k w_k op_k(x) over the candidate ops; a single op when ``weights`` is None.
+
+    Zero ops are skipped: their output is 0, computing it would only cost time.
+    """
+    channels: int
+    ops: tuple[str, ...]
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x, weights=None):
+        out = 0.0
+        for k, name in enumerate(self.ops):
+            if name in ops_lib.ZERO_OPS:
+                continue
+            y = ops_lib.make_op(name, self.channels, self.stride, name=name)(x)
+            out = out + (y if weights is None else weights[k] * y)
+        if isinstance(out, float):  # only zero ops: keep the strided shape
+            out = ops_lib.Zero(self.channels, self.stride)(x)
+        return out
+
+
+class _CellBase(nn.Module):
+    """Shared input projection and output combination of both cell kinds."""
+
+    def _project_inputs(self, inputs, channels: int, num_inputs: int):
+        if not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        if len(inputs) != num_inputs:
+            raise ValueError(f"cell expects {num_inputs} input(s), got {len(inputs)}")
+        return [x if x.shape[-1] == channels
+                else nn.Conv(channels, (1, 1), name=f"preprocess{i}")(x)
+                for i, x in enumerate(inputs)]
+
+    def _combine(self, nodes, channels: int, mode: str):
+        if mode == "concat_conv":
+            return nn.Conv(channels, (1, 1), name="output_conv")(
+                jnp.concatenate(nodes, axis=-1))
+        if mode == "sum":
+            return sum(nodes)
+        if mode == "average":
+            return sum(nodes) / len(nodes)
+        if mode == "weighted_sum":
+            logits = self.param("output_logits", nn.initializers.zeros, (len(nodes),))
+            w = jax.nn.softmax(logits)
+            return sum(w[i] * n for i, n in enumerate(nodes))
+        return nodes[-1]  # last_node
+
+
+class SearchCell(_CellBase):
+    """The supernet cell: every edge a mixed op over ``ops``, weighted by the alphas."""
+    channels: int
+    ops: tuple[str, ...]
+    num_nodes: int = 4
+    num_inputs: int = 1
+    stride: int = 1
+    output_mode: str = "concat_conv"
+
+    @nn.compact
+    def __call__(self, inputs, alphas: Alphas, inverse_temperature=1.0):
+        ops = ops_lib.resolve_search_space(self.ops)
+        _check_positive(channels=self.channels, num_nodes=self.num_nodes,
+                        num_inputs=self.num_inputs, stride=self.stride)
+        _check_output_mode(self.output_mode)
+        if len(alphas) != self.num_nodes:
+            raise ValueError(f"got alphas for {len(alphas)} nodes, cell has {self.num_nodes}")
+        states = self._project_inputs(inputs, self.channels, self.num_inputs)
+        for i in range(self.num_nodes):
+            expected = (self.num_inputs + i, len(ops))
+            if tuple(alphas[i].shape) != expected:
+                raise ValueError(f"alphas of node {i} have shape {tuple(alphas[i].shape)}, "
+                                 f"expected {expected}")
+            weights = jax.nn.softmax(inverse_temperature * alphas[i], axis=-1)
+            total = 0.0
+            for j, h in enumerate(states):
+                stride = self.stride if j < self.num_inputs else 1
+                total = total + MixedOp(self.channels, ops, stride,
+                                        name=f"node{i}_edge{j}")(h, weights[j])
+            states.append(ops_lib.batch_norm(total))
+        return self._combine(states[self.num_inputs:], self.channels, self.output_mode)
+
+
+class FixedCell(_CellBase):
+    """The discrete cell of a genotype: one op per kept edge."""
+    channels: int
+    genotype: CellGenotype
+    stride: int = 1
+    output_mode: str = "concat_conv"
+
+    @nn.compact
+    def __call__(self, inputs):
+        _check_positive(channels=self.channels, stride=self.stride)
+        _check_output_mode(self.output_mode)
+        g = self.genotype
+        states = self._project_inputs(inputs, self.channels, g.num_inputs)
+        for i, node in enumerate(g.nodes):
+            total = 0.0
+            for j, op in node:
+                stride = self.stride if j < g.num_inputs else 1
+                total = total + MixedOp(self.channels, (op,), stride,
+                                        name=f"node{i}_edge{j}")(states[j])
+            states.append(ops_lib.batch_norm(total))
+        return self._combine(states[g.num_inputs:], self.channels, self.output_mode)
+
+
+def one_hot_alphas(genotype: CellGenotype, ops: Sequence[str], strength: float = 30.0):
+    """Alphas whose mixture is (numerically) the genotype: the kept op on kept edges,
+    the zero op on every other edge. Needs a zero op in ``ops``."""
+    ops = ops_lib.resolve_search_space(ops)
+    zero = [k for k, op in enumerate(ops) if op in ops_lib.ZERO_OPS]
+    if not zero:
+        raise ValueError(f"search space {ops} has no zero op to switch edges off")
+    alphas = []
+    for i, node in enumerate(genotype.nodes):
+        a = np.zeros((genotype.num_inputs + i, len(ops)), np.float32)
+        a[:, zero[0]] = strength
+        for j, op in node:
+            a[j, zero[0]] = 0.0
+            a[j, ops.index(op)] = strength
+        alphas.append(jnp.asarray(a))
+    return alphas
