@@ -141,6 +141,8 @@ class MetricsLogger:
                     value = float(cell)
                 except ValueError:
                     continue  # non-numeric entries only go to the CSV
+                if not math.isfinite(value):
+                    continue  # e.g. no episode finished this iteration
                 self._tb.add_scalar(key, value, global_step=step)
             self._tb.flush()
 

@@ -52,7 +52,7 @@ class ImpalaCNN(nn.Module):
         x = _scale(obs)
         for depth in self.depths:
             x = nn.Conv(depth, (3, 3))(x)
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+            x = ops_lib.max_pool(x, 3, 2)
             x = ResidualBlock(depth)(x)
             x = ResidualBlock(depth)(x)
         return _dense_out(x, self.dense)
@@ -87,7 +87,7 @@ class DartsImpalaCNN(_DartsTorso):
         x = _scale(obs)
         for s, depth in enumerate(self.depths):
             x = nn.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+            x = ops_lib.max_pool(x, 3, 2)
             for c in range(2):
                 x = self._cell(f"stage{s}_normal{c}", "normal", depth, 1, x, alphas,
                                inverse_temperature)

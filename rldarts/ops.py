@@ -36,10 +36,31 @@ def batch_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
+def max_pool(x: jax.Array, size: int = 3, stride: int = 2) -> jax.Array:
+    """Max pool with 'SAME' padding as a max over shifted strided views.
+
+    Same values as ``nn.max_pool``, but XLA:CPU differentiates it with cheap elementwise
+    selects instead of select-and-scatter: about 2.5x faster fwd+bwd (benchmarks/).
+    """
+    b, h, w, c = x.shape
+    oh, ow = -(-h // stride), -(-w // stride)
+    ph, pw = max((oh - 1) * stride + size - h, 0), max((ow - 1) * stride + size - w, 0)
+    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
+                 constant_values=-jnp.inf)
+    out = None
+    for i in range(size):
+        for j in range(size):
+            view = jax.lax.slice(xp, (0, i, j, 0),
+                                 (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
+                                 (1, stride, stride, 1))
+            out = view if out is None else jnp.maximum(out, view)
+    return out
+
+
 def _pool(kind: str, x: jax.Array, size: int, stride: int) -> jax.Array:
-    window, strides = (size, size), (stride, stride)
     if kind == "max":
-        return nn.max_pool(x, window, strides, padding="SAME")
+        return max_pool(x, size, stride)
+    window, strides = (size, size), (stride, stride)
     # count_include_pad=False: border outputs average only real pixels (as DARTS).
     return nn.avg_pool(x, window, strides, padding="SAME", count_include_pad=False)
 

@@ -1,0 +1,146 @@
+"""The one config every binary shares; presets override fields of it.
+
+Every hyperparameter is named once, here. Keys scripts and sweeps can rely on:
+env_name, distribution_mode, num_levels, start_level, seed, total_env_steps, agent,
+network, genotype, arch.mode, ppo.num_envs, ppo.num_steps, ppo.num_minibatches,
+ppo.update_epochs, ppo.learning_rate, ppo.gamma.
+"""
+from ml_collections import config_dict
+
+
+def get_base_config() -> config_dict.ConfigDict:
+    c = config_dict.ConfigDict()
+    # Procgen (reference section 9): easy mode, 200 training levels, test on all levels.
+    c.env_name = "starpilot"
+    c.distribution_mode = "easy"
+    c.num_levels = 200
+    c.start_level = 0
+    c.seed = 0
+    c.total_env_steps = 25_000_000
+    c.agent = "ppo"
+    c.num_threads = 0  # EnvPool worker threads; 0 = one per core
+
+    # Network: 'impala', 'darts_standard', 'darts_impala' (supernets unless a genotype).
+    c.network = "darts_standard"
+    c.genotype = ""  # path of a genotype.json: trains that discrete cell
+    c.net = config_dict.ConfigDict()
+    c.net.depths = (16, 32, 32)
+    c.net.dense = 256
+    c.net.search_space = "rl_darts_conv"
+    c.net.num_nodes = 4
+    c.net.output_mode = "concat_conv"
+    c.net.first_conv = True
+
+    # Architecture updates (rldarts.arch).
+    c.arch = config_dict.ConfigDict()
+    c.arch.mode = "joint"  # joint | alternating | frozen
+    c.arch.optimizer = "adam"  # adam (DARTS settings below) | same_as_weights (official)
+    c.arch.learning_rate = 3e-4
+    c.arch.b1 = 0.5
+    c.arch.b2 = 0.999
+    c.arch.weight_decay = 1e-3
+    c.arch.inverse_temperature = 1.0
+    c.arch.final_inverse_temperature = 1.0  # != inverse_temperature: linear anneal
+    c.arch.heldout_source = "unseen_levels"  # alternating: unseen_levels | rollout_split
+    c.arch.heldout_fraction = 0.25  # share of the envs that feed the alpha step
+    c.arch.discretize_k = 2  # kept incoming edges per node
+
+    # PPO (reference section 7, Procgen settings of CleanRL / Cobbe et al.).
+    c.ppo = config_dict.ConfigDict()
+    c.ppo.num_envs = 64
+    c.ppo.num_steps = 256
+    c.ppo.num_minibatches = 8
+    c.ppo.update_epochs = 3
+    c.ppo.learning_rate = 5e-4
+    c.ppo.anneal_lr = False
+    c.ppo.adam_eps = 1e-5
+    c.ppo.gamma = 0.999
+    c.ppo.gae_lambda = 0.95
+    c.ppo.clip_eps = 0.2
+    c.ppo.clip_value_loss = True
+    c.ppo.ent_coef = 0.01
+    c.ppo.vf_coef = 0.5
+    c.ppo.max_grad_norm = 0.5
+    c.ppo.norm_adv = True
+    c.ppo.normalize_reward = True
+    c.ppo.reward_clip = 10.0
+
+    # Evaluation with the stochastic policy, on test levels (num_levels=0) and on the
+    # training levels.
+    c.eval = config_dict.ConfigDict()
+    c.eval.every_iterations = 50
+    c.eval.num_episodes = 64
+    c.eval.num_envs = 64
+    c.eval.train_levels = True
+
+    # Bookkeeping. Checkpoints cut the run into env segments (rldarts.actor).
+    c.log = config_dict.ConfigDict()
+    c.log.checkpoint_every_iterations = 50
+    c.log.genotype_every_iterations = 10
+    c.log.tensorboard = True
+    return c
+
+
+def use_official_ppo(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """The official RL-DARTS PPO variant: 64 envs x 1024 steps, minibatch 2048, 2 epochs."""
+    c.ppo.num_steps = 1024
+    c.ppo.num_minibatches = c.ppo.num_envs * c.ppo.num_steps // 2048
+    c.ppo.update_epochs = 2
+    return c
+
+
+def smoke(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """Tiny everything: a whole run incl. compile in well under a minute on 2 cores."""
+    c.net.depths = (4, 8)
+    c.net.dense = 32
+    c.net.num_nodes = 2
+    c.net.search_space = "conv3x3_only"
+    c.ppo.num_envs = 8
+    c.ppo.num_steps = 32
+    c.ppo.num_minibatches = 2
+    c.ppo.update_epochs = 1
+    c.total_env_steps = 3 * 8 * 32
+    c.eval.every_iterations = 2
+    c.eval.num_episodes = 4
+    c.eval.num_envs = 4
+    c.log.checkpoint_every_iterations = 2
+    c.log.genotype_every_iterations = 1
+    return c
+
+
+def cpu_demo(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """The `make search` job: a reduced network and op set, minutes on 2 cores."""
+    c.net.depths = (8, 16)
+    c.net.dense = 64
+    c.net.num_nodes = 3
+    c.net.search_space = "rl_darts_default"
+    c.ppo.num_envs = 32
+    c.ppo.num_steps = 128
+    c.ppo.num_minibatches = 4
+    c.ppo.update_epochs = 2
+    c.total_env_steps = 300_000
+    c.arch.learning_rate = 3e-3  # a short run: faster alphas so their motion shows
+    c.eval.every_iterations = 20
+    c.eval.num_episodes = 16
+    c.eval.num_envs = 16
+    c.log.checkpoint_every_iterations = 20
+    c.log.genotype_every_iterations = 5
+    return c
+
+
+def paper(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """DartsStandardCNN 16/32/32, 4 nodes, rl_darts_conv, 25M steps (for accelerators)."""
+    return c
+
+
+PRESETS = {"smoke": smoke, "cpu_demo": cpu_demo, "paper": paper,
+           "paper_official": lambda c: use_official_ppo(paper(c))}
+
+
+def build(preset: str, **overrides) -> config_dict.ConfigDict:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    c = PRESETS[preset](get_base_config())
+    for key, value in overrides.items():
+        c[key] = value
+    return c
