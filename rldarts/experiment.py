@@ -85,9 +85,10 @@ def _env_factory(c, num_heldout: int):
     return make
 
 
-def _mean(values) -> float:
+def _mean(values) -> float | None:
+    """Mean of the episodes that finished; None (an empty cell) when none did."""
     values = np.concatenate(values) if values else np.zeros(0)
-    return float(values.mean()) if values.size else float("nan")
+    return float(values.mean()) if values.size else None
 
 
 class History:
