@@ -202,6 +202,8 @@ def run(c, workdir: str, require_supernet: bool, log=print) -> dict:
                 row["episode_return_heldout"] = _mean([f[1][0] for f in finished])
             if searching:
                 row.update(arch.alpha_summary(state.alphas, s.ops, float(inv_temp)))
+                logger.write_tensorboard(env_steps, arch.edge_probability_scalars(
+                    state.alphas, s.ops, float(inv_temp)))
                 alpha_hist.append({"env_steps": env_steps, "alphas": jax.tree.map(
                     lambda a: np.asarray(a).tolist(), state.alphas)})
             if iteration % c.eval.every_iterations == 0 or iteration == s.num_iterations:

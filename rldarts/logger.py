@@ -146,6 +146,15 @@ class MetricsLogger:
                 self._tb.add_scalar(key, value, global_step=step)
             self._tb.flush()
 
+    def write_tensorboard(self, env_steps: int, scalars: dict) -> None:
+        """Scalars for TensorBoard only (too many for a CSV column each, e.g. the
+        per-edge op probabilities)."""
+        if self._tb is None:
+            return
+        for key, value in scalars.items():
+            self._tb.add_scalar(key, float(value), global_step=int(env_steps))
+        self._tb.flush()
+
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()

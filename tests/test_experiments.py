@@ -143,3 +143,22 @@ def test_nan_loss_stops_with_iteration_and_keeps_good_checkpoint(tmp_path):
     steps = [d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()]
     bad_iteration = int(last.split("at iteration ")[1].split(";")[0])
     assert all(int(s) < bad_iteration for s in steps)
+
+
+def test_alternating_mode_with_unseen_levels(tmp_path):
+    """First-order bilevel search in-process: held-out envs on unseen levels feed the
+    alpha step; their returns are logged apart."""
+    from experiments.configs import search
+    from rldarts import experiment
+
+    c = search.get_config("smoke")
+    c.arch.mode = "alternating"
+    c.arch.heldout_source = "unseen_levels"
+    c.total_env_steps = 2 * 8 * 32
+    c.log.tensorboard = False
+    out = experiment.run(c, str(tmp_path), require_supernet=True, log=lambda *_: None)
+    assert out["iterations"] == 2
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert "episode_return_heldout" in rows[0]
+    moved = [np.abs(np.asarray(a)).max() for a in out["state"].alphas["normal"]]
+    assert max(moved) > 1e-4
