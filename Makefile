@@ -24,9 +24,11 @@ search: setup
 	$(PY) -m experiments.search --config=experiments/configs/search.py:cpu_demo \
 	  --config.env_name=$(GAME) --workdir=$(WORKDIR)
 
+# Throughput figures (JSON on stdout); they print, they never assert.
 bench: setup
-	$(PY) benchmarks/network_throughput.py
-	$(PY) benchmarks/ppo_throughput.py
+	$(PY) -m benchmarks.network_throughput
+	$(PY) -m benchmarks.ppo_throughput
+	$(PY) -m benchmarks.dqn_throughput
 
 clean:
 	rm -rf $(VENV) runs

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rldarts import arch, cells, envs, networks
 from rldarts import ops as ops_lib
 
-AGENTS = ("ppo",)
+AGENTS = ("ppo", "dqn")
 # Keys that may change between a run and its resumption.
 RESUMABLE_KEYS = ("total_env_steps", "eval", "num_threads")
 
@@ -26,6 +26,11 @@ def _positive(c, *keys):
             value = value[part]
         if isinstance(value, bool) or not value > 0:
             raise ValueError(f"config {key}={value!r} must be positive")
+
+
+def num_envs(c) -> int:
+    """The acting envs of the configured agent."""
+    return c.ppo.num_envs if c.agent == "ppo" else c.dqn.num_envs
 
 
 def validate(c) -> None:
@@ -50,13 +55,21 @@ def validate(c) -> None:
               "ppo.learning_rate", "ppo.adam_eps", "ppo.max_grad_norm",
               "eval.every_iterations", "eval.num_episodes", "eval.num_envs",
               "log.checkpoint_every_iterations", "log.genotype_every_iterations")
+    _positive(c, "dqn.num_envs", "dqn.iteration_env_steps", "dqn.replay_capacity",
+              "dqn.batch_size", "dqn.samples_per_insert", "dqn.n_step",
+              "dqn.learning_rate", "dqn.target_update_period", "dqn.num_atoms", "dqn.hidden")
+    if c.dqn.v_max <= c.dqn.v_min:
+        raise ValueError(f"config dqn.v_max={c.dqn.v_max} must exceed dqn.v_min={c.dqn.v_min}")
+    if c.dqn.replay_capacity // c.dqn.num_envs <= c.dqn.n_step + 1:
+        raise ValueError(f"config dqn.replay_capacity={c.dqn.replay_capacity} is too small "
+                         f"for {c.dqn.num_envs} envs and n_step {c.dqn.n_step}")
     if not 0 < c.ppo.gamma <= 1 or not 0 <= c.ppo.gae_lambda <= 1:
         raise ValueError(f"config ppo.gamma={c.ppo.gamma} and ppo.gae_lambda="
                          f"{c.ppo.gae_lambda} must lie in (0, 1] and [0, 1]")
     if c.genotype and c.network not in networks.CELL_TYPES:
         raise ValueError(f"config genotype={c.genotype!r} needs a DARTS network; set "
                          f"network to one of {', '.join(networks.CELL_TYPES)}")
-    arch.heldout_envs(c.arch, c.ppo.num_envs)  # raises on an empty split
+    arch.heldout_envs(c.arch, num_envs(c))  # raises on an empty split
 
 
 def fingerprint(c) -> dict:

@@ -19,12 +19,13 @@ import numpy as np
 from rldarts import arch, config_checks, envs, networks, visualize
 from rldarts import ops as ops_lib
 from rldarts.actor import Actor
-from rldarts.agents import ppo
+from rldarts.agents import dqn, ppo
 from rldarts.checkpoint import Checkpointer
 from rldarts.genotypes import NetworkGenotype, discretize
 from rldarts.logger import MetricsLogger, atomic_write_json, atomic_write_text, format_progress
 
 NUM_ACTIONS = 15  # every Procgen game
+AGENTS = {"ppo": ppo.Agent, "dqn": dqn.Agent}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -35,13 +36,11 @@ class NonFiniteLossError(RuntimeError):
 class Setup:
     """Everything built from a config before the workdir is touched."""
     config: object
-    model: object
+    agent: object  # ppo.Agent | dqn.Agent
     ops: tuple
     alphas: dict
-    mode: str
     num_heldout: int
     num_iterations: int
-    steps_per_iteration: int
 
 
 def build(c, require_supernet: bool) -> Setup:
@@ -56,21 +55,21 @@ def build(c, require_supernet: bool) -> Setup:
         raise ValueError(f"search needs a supernet: network={c.network!r}"
                          f"{' with a genotype' if genotype else ''}; use network "
                          f"darts_standard or darts_impala without a genotype")
-    model = networks.Agent(torso, networks.PolicyValueHead(NUM_ACTIONS))
     ops = ops_lib.resolve_search_space(c.net.search_space)
     alphas = networks.init_network_alphas(c.network, ops, c.net.num_nodes) if supernet else {}
     mode = c.arch.mode if supernet else "frozen"
-    num_heldout = arch.heldout_envs(c.arch, c.ppo.num_envs) if supernet else 0
-    per_iter = c.ppo.num_envs * c.ppo.num_steps
-    return Setup(c, model, ops, alphas, mode, num_heldout,
-                 math.ceil(c.total_env_steps / per_iter), per_iter)
+    num_envs = config_checks.num_envs(c)
+    num_heldout = arch.heldout_envs(c.arch, num_envs) if supernet else 0
+    agent = AGENTS[c.agent](c, torso, NUM_ACTIONS, mode, num_heldout, c.total_env_steps)
+    return Setup(c, agent, ops, alphas, num_heldout,
+                 math.ceil(c.total_env_steps / agent.steps_per_iteration))
 
 
-def _env_factory(c, num_heldout: int):
+def _env_factory(c, agent, num_heldout: int):
     """segment -> env groups: training levels, then (alternating) held-out levels."""
     def make(segment: int):
         seed = c.seed * 1_000_003 + segment  # fresh, reproducible envs per segment
-        groups = [envs.make_procgen(c.env_name, c.ppo.num_envs - num_heldout,
+        groups = [envs.make_procgen(c.env_name, agent.num_envs - num_heldout,
                                     c.distribution_mode, c.num_levels, c.start_level, seed,
                                     c.num_threads)]
         if num_heldout:
@@ -80,7 +79,7 @@ def _env_factory(c, num_heldout: int):
             groups.append(envs.make_procgen(c.env_name, num_heldout, c.distribution_mode,
                                             c.num_levels, start, seed + 500_000,
                                             c.num_threads))
-        return [envs.TrainingEnv(g, c.ppo.gamma, c.ppo.normalize_reward, c.ppo.reward_clip)
+        return [envs.TrainingEnv(g, c.ppo.gamma, agent.normalize_reward, c.ppo.reward_clip)
                 for g in groups]
     return make
 
@@ -143,28 +142,30 @@ def write_architecture(workdir: str, s: Setup, alphas: dict, env_steps: int,
     return genotype
 
 
-def run(c, workdir: str, require_supernet: bool, log=print) -> dict:
+def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     """Trains to ``total_env_steps``; resumes from the workdir's last checkpoint."""
+    log = log or (lambda line: print(line, flush=True))
     s = build(c, require_supernet)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config_checks.fingerprint(c))
+    agent = s.agent
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt = Checkpointer(ckpt_dir, config_checks.fingerprint(c))
     ckpt.check_fingerprint()
     start_step = ckpt.latest_step()
     key = jax.random.PRNGKey(c.seed)
     key, actor_key, eval_key = jax.random.split(key, 3)
-    policy = ppo.make_policy(s.model)
-    actor = Actor(_env_factory(c, s.num_heldout), policy, actor_key)
-    sample_obs = np.zeros((c.ppo.num_envs, 64, 64, 3), np.uint8)
-    state = ppo.init_state(s.model, c.ppo, c.arch, s.alphas, sample_obs, key,
-                           s.num_iterations * c.ppo.update_epochs * c.ppo.num_minibatches)
+    actor = Actor(_env_factory(c, agent, s.num_heldout), agent.policy, actor_key)
+    eval_policy = jax.jit(agent.eval_policy)
+    sample_obs = np.zeros((agent.num_envs, 64, 64, 3), np.uint8)
+    state = agent.init_state(s.alphas, sample_obs, key)
     iteration, resume_steps = 0, None
     if start_step is not None:
         state, host = ckpt.restore(state, start_step)
         iteration, resume_steps = host["iteration"], host["env_steps"]
         actor.load_state_dict(host["actor"])
-        log(f"resuming {workdir} from iteration {iteration} ({resume_steps:,} env steps)")
-    update = ppo.make_update(s.model, c.ppo, _with_mode(c.arch, s.mode),
-                             c.ppo.num_envs, s.num_heldout,
-                             s.num_iterations * c.ppo.update_epochs * c.ppo.num_minibatches)
+        agent.load_state_dict(host["agent"])
+        note = agent.load_extra(ckpt_dir, start_step)
+        log(f"resuming {workdir} from iteration {iteration} ({resume_steps:,} env steps)"
+            + (f"; {note}" if note else ""))
 
     os.makedirs(workdir, exist_ok=True)
     atomic_write_json(os.path.join(workdir, "config.json"), c.to_dict())
@@ -174,32 +175,33 @@ def run(c, workdir: str, require_supernet: bool, log=print) -> dict:
     alpha_hist = History(os.path.join(workdir, "alpha_history.jsonl"), resume_steps)
     geno_hist = History(os.path.join(workdir, "genotype_history.jsonl"), resume_steps)
 
-    actor.start_segment(iteration // c.log.checkpoint_every_iterations)
+    every = c.log.checkpoint_every_iterations
+    actor.start_segment(iteration // every)
+    agent.start_segment(c.seed, iteration // every)
     t_start = time.time()
-    env_steps = iteration * s.steps_per_iteration
-    T = c.ppo.num_steps
+    env_steps = iteration * agent.steps_per_iteration
+    total_steps = s.num_iterations * agent.steps_per_iteration
     try:
         while iteration < s.num_iterations:
             t0 = time.time()
             inv_temp = arch.inverse_temperature(c.arch, iteration / s.num_iterations)
-            rollout, finished = collect_rollout(actor, state, T, inv_temp)
-            state, metrics = update(state, rollout, inv_temp)
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            state, metrics, finished = agent.run_iteration(actor, state, inv_temp)
             iteration += 1
-            env_steps = iteration * s.steps_per_iteration
-            if not np.isfinite(metrics["loss"]):
+            env_steps = iteration * agent.steps_per_iteration
+            if not np.isfinite(metrics.get("loss", 0.0)):
                 raise NonFiniteLossError(
                     f"non-finite loss ({metrics['loss']}) at iteration {iteration}; the run "
                     f"stopped, the last good checkpoint is step {ckpt.latest_step()}")
             dt = time.time() - t0
             row = {"env_steps": env_steps, "iteration": iteration,
                    "wall_time_s": round(time.time() - t_start, 3),
-                   "sps": round(s.steps_per_iteration / dt, 1),
-                   "episode_return_train": _mean([f[0][0] for f in finished]),
-                   "episode_length_train": _mean([f[0][1] for f in finished]),
+                   "sps": round(agent.steps_per_iteration / dt, 1),
+                   # finished[group] = (returns, lengths), lists of per-step arrays
+                   "episode_return_train": _mean(finished[0][0]),
+                   "episode_length_train": _mean(finished[0][1]),
                    "inverse_temperature": float(inv_temp), **metrics}
             if s.num_heldout:
-                row["episode_return_heldout"] = _mean([f[1][0] for f in finished])
+                row["episode_return_heldout"] = _mean(finished[1][0])
             if searching:
                 row.update(arch.alpha_summary(state.alphas, s.ops, float(inv_temp)))
                 logger.write_tensorboard(env_steps, arch.edge_probability_scalars(
@@ -207,22 +209,25 @@ def run(c, workdir: str, require_supernet: bool, log=print) -> dict:
                 alpha_hist.append({"env_steps": env_steps, "alphas": jax.tree.map(
                     lambda a: np.asarray(a).tolist(), state.alphas)})
             if iteration % c.eval.every_iterations == 0 or iteration == s.num_iterations:
-                row.update(evaluate(c, actor.policy, state, inv_temp,
+                row.update(evaluate(c, eval_policy, state, inv_temp,
                                     jax.random.fold_in(eval_key, iteration)))
             logger.write(row)
             if searching and (iteration % c.log.genotype_every_iterations == 0
                               or iteration == s.num_iterations):
                 write_architecture(workdir, s, state.alphas, env_steps, float(inv_temp),
                                    geno_hist, alpha_hist)
-            log(format_progress(env_steps, s.num_iterations * s.steps_per_iteration,
-                                row["sps"], row["episode_return_train"],
-                                time.time() - t_start))
-            at_boundary = iteration % c.log.checkpoint_every_iterations == 0
+            log(format_progress(env_steps, total_steps, row["sps"],
+                                row["episode_return_train"], time.time() - t_start))
+            at_boundary = iteration % every == 0
             if at_boundary or iteration == s.num_iterations:
+                agent.save_extra(ckpt_dir, iteration)
                 ckpt.save(iteration, state, {"iteration": iteration, "env_steps": env_steps,
-                                             "actor": actor.state_dict()})
+                                             "actor": actor.state_dict(),
+                                             "agent": agent.state_dict()})
+                agent.prune_extra(ckpt_dir, ckpt.all_steps())
             if at_boundary and iteration < s.num_iterations:
-                actor.start_segment(iteration // c.log.checkpoint_every_iterations)
+                actor.start_segment(iteration // every)
+                agent.start_segment(c.seed, iteration // every)
     finally:
         actor.close()
         logger.close()
@@ -230,41 +235,10 @@ def run(c, workdir: str, require_supernet: bool, log=print) -> dict:
     return {"iterations": iteration, "env_steps": env_steps, "state": state}
 
 
-def _with_mode(arch_cfg, mode: str):
-    cfg = arch_cfg.copy_and_resolve_references()
-    cfg.mode = mode
-    return cfg
-
-
-def collect_rollout(actor: Actor, state, num_steps: int, inv_temp):
-    """num_steps of acting with the current params; time-major arrays for ``update``."""
-    obs, actions, log_probs, values, rewards, dones = [], [], [], [], [], []
-    finished = [([], []) for _ in actor.envs]
-    for _ in range(num_steps):
-        a, extras = actor.act(state.params, state.alphas, inv_temp)
-        o, r, d, fin = actor.step(a)
-        obs.append(o)
-        actions.append(a)
-        log_probs.append(extras["log_probs"])
-        values.append(extras["values"])
-        rewards.append(r)
-        dones.append(d)
-        for g, (f_ret, f_len) in enumerate(fin):
-            finished[g][0].append(f_ret)
-            finished[g][1].append(f_len)
-    rollout = {"obs": np.stack(obs), "actions": np.stack(actions),
-               "log_probs": np.stack(jax.device_get(log_probs)),
-               "values": np.stack(jax.device_get(values)),
-               "rewards": np.stack(rewards), "dones": np.stack(dones),
-               "last_obs": actor.obs}
-    return rollout, finished
-
-
 def evaluate(c, policy, state, inv_temp, key) -> dict:
-    """Stochastic policy on test levels (all levels) and, optionally, training levels.
-
-    ``policy`` is the actor's jitted policy, so evaluation compiles once per batch size.
-    """
+    """The agent's evaluation policy (PPO: stochastic; DQN: eval_epsilon-greedy) on test
+    levels (all levels) and, optionally, the training levels. ``policy`` is jitted once
+    per run, so evaluation compiles once per batch size."""
     act = lambda obs, k: policy(state.params, state.alphas, obs, k, inv_temp)[0]
     k_test, k_train = jax.random.split(key)
     seed = int(jax.random.randint(k_test, (), 0, 2**30))

@@ -41,6 +41,10 @@ def test_search_workdir_contents(search_dir):
     for col in ("env_steps", "wall_time_s", "sps", "episode_return_train", "policy_loss",
                 "value_loss", "entropy", "alpha_entropy", "param_free_share"):
         assert col in rows[0], col
+    # Starpilot episodes of an untrained agent last ~75 steps: some end in 96 steps.
+    assert any(r["episode_return_train"] is not None for r in rows)
+    assert all(r["episode_length_train"] is None or r["episode_length_train"] > 1
+               for r in rows)
     # Evaluation rows (every 2 iterations and at the end) fill the test return.
     assert [r["episode_return_test"] is not None for r in rows] == [False, True, True]
     # Alphas moved away from their zero start (6 Adam steps of lr 3e-4: ~1e-3).
@@ -162,3 +166,40 @@ def test_alternating_mode_with_unseen_levels(tmp_path):
     assert "episode_return_heldout" in rows[0]
     moved = [np.abs(np.asarray(a)).max() for a in out["state"].alphas["normal"]]
     assert max(moved) > 1e-4
+
+
+@pytest.fixture(scope="module")
+def dqn_search_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dqn_search")
+    run_binary("search", SEARCH, workdir, "--config.agent=dqn")
+    return workdir
+
+
+def test_dqn_search_workdir_and_exact_resume(dqn_search_dir, tmp_path):
+    rows = read_metrics(dqn_search_dir / "metrics.csv")
+    assert [r["env_steps"] for r in rows] == [256, 512, 768]
+    # Learning starts once the replay holds min_replay_size (256) transitions.
+    assert rows[-1]["learner_steps"] > 0 and rows[-1]["td_loss"] is not None
+    assert rows[-1]["replay_memory_gb"] > 0
+    assert NetworkGenotype.load(str(dqn_search_dir / "genotype.json"))
+    assert any(f.startswith("replay_3_") for f in os.listdir(dqn_search_dir / "checkpoints"))
+    # Resume restores params, alphas, optimizer states and the replay: same numbers.
+    run_binary("search", SEARCH, tmp_path, "--config.agent=dqn", "--config.total_env_steps=512")
+    proc = run_binary("search", SEARCH, tmp_path, "--config.agent=dqn")
+    assert "resuming" in proc.stdout and "refills" not in proc.stdout
+    resumed = read_metrics(tmp_path / "metrics.csv")
+    for a, b in zip(resumed, rows):
+        for key in ("td_loss", "learner_steps", "replay_size", "alpha_entropy"):
+            assert a[key] == b[key], (key, a[key], b[key])
+
+
+def test_dqn_replay_that_cannot_fit_is_refused(tmp_path):
+    from experiments.configs import train
+    from rldarts import experiment
+
+    c = train.get_config("smoke")
+    c.agent = "dqn"
+    c.dqn.replay_capacity = 10**10
+    with pytest.raises(ValueError, match=r"replay_capacity=10,000,000,000 needs about "
+                                         r"\d+\.\d GB of replay memory; .* GB is available"):
+        experiment.build(c, require_supernet=False)

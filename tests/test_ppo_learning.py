@@ -10,7 +10,7 @@ from experiments.configs import base
 from rldarts import envs, networks
 from rldarts.actor import Actor
 from rldarts.agents import ppo
-from rldarts.experiment import collect_rollout
+from rldarts.agents.ppo import collect_rollout
 
 
 def test_ppo_solves_cartpole_within_budget():

@@ -1,0 +1,135 @@
+"""PPO throughput on Procgen: env-only, compute bound and full loop, per network.
+
+For the Procgen defaults (64 envs x 256 steps, 8 minibatches, 3 epochs) it prints JSON:
+* env_only_sps: EnvPool Procgen with random actions;
+* compute_bound_sps: env steps/s implied by timing only the jitted acting forward pass
+  (batch num_envs) and one jitted minibatch optimisation step (fwd+bwd+Adam), scaled to
+  a whole iteration: T*N / (T*t_act + epochs*minibatches*t_step);
+* full_loop_sps: whole iterations of the real loop (`collect_rollout` + `update`), for
+  networks cheap enough to run them here (--full-loop-networks).
+
+The paper-size supernet is meant for accelerators: on a CPU only a few acting and update
+steps are timed. Run with a smaller --num-steps to shorten full-loop iterations.
+
+    .venv/bin/python -m benchmarks.ppo_throughput [--networks impala,cpu_demo,paper]
+"""
+import argparse
+import json
+import time
+
+import jax
+import numpy as np
+
+from experiments.configs import base
+from rldarts import arch, envs, experiment
+from rldarts.actor import Actor
+from rldarts.agents import ppo, ppo_losses
+
+
+def env_only_sps(game, num_envs, steps=300):
+    venv = envs.make_procgen(game, num_envs)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        venv.step(rng.integers(0, 15, num_envs))
+    venv.close()
+    return num_envs * steps / (time.perf_counter() - t0)
+
+
+def network_config(name, c):
+    if name == "impala":
+        c.network = "impala"
+        c.arch.mode = "frozen"
+    elif name == "cpu_demo":
+        demo = base.cpu_demo(base.get_base_config())
+        c.net = demo.net
+    elif name != "paper":
+        raise ValueError(f"unknown network case {name!r}; valid: impala, cpu_demo, paper")
+    return c
+
+
+def bench(name, args):
+    c = network_config(name, base.get_base_config())
+    c.env_name = args.game
+    c.ppo.num_steps = args.num_steps
+    s = experiment.build(c, require_supernet=False)
+    agent, model = s.agent, s.agent.model
+    n, T = c.ppo.num_envs, c.ppo.num_steps
+    key = jax.random.PRNGKey(0)
+    policy = jax.jit(agent.policy)
+    obs = np.random.default_rng(0).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+    num_updates = 10
+    state = agent.init_state(s.alphas, obs, key)
+    out = {"network": name, "num_envs": n, "num_steps": T,
+           "minibatch": n * T // c.ppo.num_minibatches, "epochs": c.ppo.update_epochs}
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(policy(state.params, state.alphas, obs, key, 1.0))
+    out["compile_act_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    reps = args.act_repeats
+    for _ in range(reps):
+        jax.block_until_ready(policy(state.params, state.alphas, obs, key, 1.0))
+    t_act = (time.perf_counter() - t0) / reps
+
+    # One minibatch step, exactly as inside the update's scan.
+    weight_opt = ppo.make_weight_optimizer(c.ppo, num_updates)
+    alpha_opt = arch.make_alpha_optimizer(c.arch, weight_opt)
+    mb = out["minibatch"]
+    batch = {"obs": np.repeat(obs, mb // n + 1, axis=0)[:mb],
+             "actions": np.zeros(mb, np.int32), "log_probs": np.full(mb, -2.7, np.float32),
+             "values": np.zeros(mb, np.float32), "advantages": np.ones(mb, np.float32),
+             "returns": np.ones(mb, np.float32)}
+    def loss_fn(p, a, b):
+        logits, value = model.apply(p, b["obs"], a, 1.0)
+        return ppo_losses.ppo_loss(logits, value, b, 0.2, 0.5, 0.01)
+
+    step = jax.jit(arch.make_arch_step(agent.arch_cfg.mode, loss_fn, weight_opt, alpha_opt))
+    args_ = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state, batch)
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(*args_))
+    out["compile_step_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    for _ in range(args.step_repeats):
+        jax.block_until_ready(step(*args_))
+    t_step = (time.perf_counter() - t0) / args.step_repeats
+    t_iter = T * t_act + c.ppo.update_epochs * c.ppo.num_minibatches * t_step
+    out.update(act_ms=round(1000 * t_act, 2), minibatch_step_s=round(t_step, 3),
+               compute_bound_sps=round(n * T / t_iter, 1))
+
+    if name in args.full_loop_networks.split(","):
+        actor = Actor(experiment._env_factory(c, agent, 0), agent.policy, key)
+        actor.start_segment(0)
+        state, _, _ = agent.run_iteration(actor, state, 1.0)  # warm-up + compile
+        t0 = time.perf_counter()
+        for _ in range(args.iterations):
+            state, _, _ = agent.run_iteration(actor, state, 1.0)
+        actor.close()
+        full = n * T * args.iterations / (time.perf_counter() - t0)
+        out.update(full_loop_sps=round(full, 1),
+                   full_loop_over_compute_bound=round(full / out["compute_bound_sps"], 3))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--networks", default="impala,cpu_demo,paper")
+    ap.add_argument("--full-loop-networks", default="impala,cpu_demo")
+    ap.add_argument("--game", default="starpilot")
+    ap.add_argument("--num-steps", type=int, default=256)
+    ap.add_argument("--iterations", type=int, default=1)
+    ap.add_argument("--act-repeats", type=int, default=10)
+    ap.add_argument("--step-repeats", type=int, default=2)
+    args = ap.parse_args()
+    result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
+              "env_only_sps_64envs": round(env_only_sps(args.game, 64), 1), "runs": []}
+    print(json.dumps({"env_only_sps_64envs": result["env_only_sps_64envs"]}), flush=True)
+    for name in args.networks.split(","):
+        result["runs"].append(bench(name, args))
+        print(json.dumps(result["runs"][-1]), flush=True)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Rainbow-style DQN learner: C51 + double Q + dueling head, n-step returns, prioritized
+replay, a periodically copied target network, per-env (Ape-X) epsilon-greedy acting.
+
+Reads top to bottom: acting policies, the loss, the jitted learner step (weights and
+alphas through ``rldarts.arch.make_arch_step``, as PPO), then ``run_iteration``, the host
+loop that steps the envs, fills the replays and keeps the samples-per-insert ratio.
+Settings: reference section 8 (config section ``dqn``).
+"""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rldarts import arch, networks, procgen_scores
+from rldarts.agents import dqn_losses
+from rldarts.replay import PrioritizedReplay
+
+
+class DQNState(NamedTuple):
+    params: dict
+    alphas: dict
+    weight_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    key: jax.Array
+    target_params: dict
+    target_alphas: dict
+    learner_steps: jax.Array
+
+
+def atoms(dqn_cfg) -> jnp.ndarray:
+    return jnp.linspace(dqn_cfg.v_min, dqn_cfg.v_max, dqn_cfg.num_atoms)
+
+
+def make_weight_optimizer(dqn_cfg) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(dqn_cfg.max_grad_norm),
+                       optax.adam(dqn_cfg.learning_rate, eps=dqn_cfg.adam_eps))
+
+
+def make_policy(model, dqn_cfg, epsilons):
+    """Epsilon-greedy on the expected Q-values; ``epsilons`` (num_envs,) fixed per env."""
+    support = atoms(dqn_cfg)
+    epsilons = jnp.asarray(epsilons, jnp.float32)
+
+    def policy(params, alphas, obs, key, inv_temp):
+        q = dqn_losses.q_values(model.apply(params, obs, alphas, inv_temp), support)
+        eps = jnp.broadcast_to(epsilons, q.shape[:1])
+        return dqn_losses.epsilon_greedy(key, q, eps), {}
+    return policy
+
+
+def init_state(model, dqn_cfg, arch_cfg, alphas, sample_obs, key) -> DQNState:
+    key, init_key = jax.random.split(key)
+    params = model.init(init_key, sample_obs, alphas)
+    weight_opt = make_weight_optimizer(dqn_cfg)
+    alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
+    return DQNState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas), key,
+                    params, alphas, jnp.zeros((), jnp.int32))
+
+
+def make_learner_step(model, dqn_cfg, arch_cfg):
+    """``step(state, batch, heldout_batch, inv_temp) -> (state, metrics)``, jitted;
+    metrics['priorities'] holds the per-sample losses of the training batch."""
+    weight_opt = make_weight_optimizer(dqn_cfg)
+    alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
+    support = atoms(dqn_cfg)
+
+    def loss_fn(params, alphas, batch, target_params, target_alphas, inv_temp):
+        q_tm1 = model.apply(params, batch["obs"], alphas, inv_temp)
+        q_t_online = model.apply(params, batch["next_obs"], alphas, inv_temp)
+        q_t_target = model.apply(target_params, batch["next_obs"], target_alphas, inv_temp)
+        per_sample = dqn_losses.categorical_double_q_loss(
+            q_tm1, batch["actions"], batch["rewards"], batch["discounts"], q_t_target,
+            q_t_online, support)
+        # Importance weights correct the bias of prioritized sampling.
+        loss = jnp.mean(batch["weights"] * per_sample)
+        return loss, {"priorities": per_sample, "td_loss": jnp.mean(per_sample)}
+
+    @jax.jit
+    def step(state: DQNState, batch, heldout_batch, inv_temp):
+        arch_step = arch.make_arch_step(
+            arch_cfg.mode,
+            lambda p, a, b: loss_fn(p, a, b, state.target_params, state.target_alphas,
+                                    inv_temp),
+            weight_opt, alpha_opt)
+        params, alphas, w_state, a_state, metrics = arch_step(
+            state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state,
+            batch, heldout_batch)
+        steps = state.learner_steps + 1
+        target_params = optax.periodic_update(params, state.target_params, steps,
+                                              dqn_cfg.target_update_period)
+        target_alphas = optax.periodic_update(alphas, state.target_alphas, steps,
+                                              dqn_cfg.target_update_period)
+        return DQNState(params, alphas, w_state, a_state, state.key, target_params,
+                        target_alphas, steps), metrics
+
+    return step
+
+
+def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype):
+    """One replay per env group (training envs, then held-out envs), capacity split in
+    proportion to the group sizes."""
+    total = sum(group_sizes)
+    return [PrioritizedReplay(max(dqn_cfg.replay_capacity * n // total, n * (dqn_cfg.n_step + 2)),
+                              n, obs_shape, obs_dtype, dqn_cfg.n_step, dqn_cfg.gamma,
+                              dqn_cfg.priority_exponent, dqn_cfg.importance_exponent)
+            for n in group_sizes]
+
+
+class Learner:
+    """Host-side bookkeeping around the jitted step: replays, samples-per-insert."""
+
+    def __init__(self, model, dqn_cfg, arch_cfg, replays, reward_scale: float):
+        self.cfg = dqn_cfg
+        self.replays = replays
+        self.reward_scale = reward_scale
+        self.step = make_learner_step(model, dqn_cfg, arch_cfg)
+        self.inserted = 0  # transitions added to the training replay
+        self.sampled = 0  # transitions sampled by learner steps
+        self.rng = np.random.default_rng(0)
+
+    def start_segment(self, seed: int, segment: int) -> None:
+        # Sampling RNG per segment: resumed runs sample exactly what straight runs do.
+        self.rng = np.random.default_rng([seed, segment])
+
+    def run_iteration(self, actor, state: DQNState, inv_temp, num_env_steps: int):
+        """Acts for ``num_env_steps`` (all envs together) and learns at the configured
+        samples-per-insert ratio once the training replay holds ``min_replay_size``."""
+        c = self.cfg
+        finished = [([], []) for _ in actor.envs]
+        metrics = []
+        for _ in range(max(1, num_env_steps // sum(actor.sizes))):
+            actions, _ = actor.act(state.params, state.alphas, inv_temp)
+            obs, rewards, dones, fin = actor.step(actions)
+            rewards = np.asarray(dqn_losses.transform_reward(rewards, self.reward_scale))
+            start = 0
+            for g, (replay, n) in enumerate(zip(self.replays, actor.sizes)):
+                sl = slice(start, start + n)
+                replay.add(obs[sl], actions[sl], rewards[sl], dones[sl])
+                finished[g][0].append(fin[g][0])
+                finished[g][1].append(fin[g][1])
+                start += n
+            self.inserted += actor.sizes[0]
+            if self.replays[0].size < c.min_replay_size:
+                continue
+            while self.sampled < c.samples_per_insert * self.inserted:
+                batch = self.replays[0].sample(c.batch_size, self.rng)
+                held = (self.replays[1].sample(c.batch_size, self.rng)
+                        if len(self.replays) > 1 and self.replays[1].size else None)
+                if len(self.replays) > 1 and held is None:
+                    break  # alternating: wait until the held-out replay has data
+                state, m = self.step(state, _device(batch), _device(held), inv_temp)
+                self.replays[0].update_priorities(batch["indices"],
+                                                  np.asarray(m.pop("priorities")))
+                metrics.append(m)
+                self.sampled += c.batch_size
+        out = {"replay_size": self.replays[0].size,
+               "replay_memory_gb": sum(r.memory_bytes() for r in self.replays) / 1e9,
+               "learner_steps": int(state.learner_steps)}
+        if metrics:
+            out.update({k: float(v) for k, v in jax.device_get(
+                jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)).items()})
+            out["loss"] = out.get("loss", float("nan"))
+        return state, out, finished
+
+    def state_dict(self) -> dict:
+        return {"inserted": self.inserted, "sampled": self.sampled}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inserted, self.sampled = state["inserted"], state["sampled"]
+
+
+def _device(batch):
+    if batch is None:
+        return None
+    return {k: v for k, v in batch.items() if k != "indices"}
+
+
+def _available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class Agent:
+    """DQN as the experiment driver sees it (``rldarts.experiment``)."""
+
+    normalize_reward = False  # rewards are scaled by the game's max return instead
+
+    def __init__(self, c, torso, num_actions: int, mode: str, num_heldout: int,
+                 total_env_steps: int, obs_shape=(64, 64, 3), obs_dtype=np.uint8):
+        d = self.cfg = c.dqn
+        self.model = networks.Agent(torso, networks.C51DuelingHead(num_actions, d.num_atoms,
+                                                                   d.hidden))
+        self.num_envs = d.num_envs
+        self.steps_per_iteration = max(1, d.iteration_env_steps // d.num_envs) * d.num_envs
+        self.arch_cfg = c.arch.copy_and_resolve_references()
+        self.arch_cfg.mode = mode
+        need = PrioritizedReplay.estimate_bytes(d.replay_capacity, obs_shape, obs_dtype,
+                                                d.num_envs)
+        have = _available_memory_bytes()
+        if need > 0.9 * have:
+            raise ValueError(f"dqn.replay_capacity={d.replay_capacity:,} needs about "
+                             f"{need / 1e9:.1f} GB of replay memory; {have / 1e9:.1f} GB "
+                             "is available")
+        epsilons = dqn_losses.apex_epsilons(d.num_envs, d.epsilon_base, d.epsilon_alpha)
+        self.policy = make_policy(self.model, d, epsilons)
+        self.eval_policy = make_policy(self.model, d, [d.eval_epsilon])
+        self.replays = make_replays(d, [d.num_envs - num_heldout] + (
+            [num_heldout] if num_heldout else []), obs_shape, obs_dtype)
+        scale = d.reward_max_return or procgen_scores.max_return(c.env_name)
+        self.learner = Learner(self.model, d, self.arch_cfg, self.replays, scale)
+
+    def init_state(self, alphas, sample_obs, key) -> DQNState:
+        return init_state(self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key)
+
+    def run_iteration(self, actor, state, inv_temp):
+        return self.learner.run_iteration(actor, state, inv_temp, self.steps_per_iteration)
+
+    def start_segment(self, seed: int, segment: int) -> None:
+        self.learner.start_segment(seed, segment)
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)
+
+    def _replay_path(self, directory, step, group):
+        return os.path.join(directory, f"replay_{step}_g{group}.npz")
+
+    def save_extra(self, directory: str, step: int) -> None:
+        """The replays, tagged with the checkpoint step (written before the checkpoint)."""
+        os.makedirs(directory, exist_ok=True)
+        for g, replay in enumerate(self.replays):
+            replay.save(self._replay_path(directory, step, g))
+
+    def prune_extra(self, directory: str, kept_steps) -> None:
+        """Removes replays of checkpoints that no longer exist."""
+        keep = {f"replay_{s}_" for s in kept_steps}
+        for name in os.listdir(directory):
+            if name.startswith("replay_") and not any(name.startswith(k) for k in keep):
+                os.remove(os.path.join(directory, name))
+
+    def load_extra(self, directory: str, step: int) -> str:
+        paths = [self._replay_path(directory, step, g) for g in range(len(self.replays))]
+        if not all(os.path.exists(p) for p in paths):
+            return (f"no replay saved with checkpoint {step}: the replay refills from "
+                    f"empty ({self.cfg.min_replay_size:,} transitions before learning)")
+        for replay, path in zip(self.replays, paths):
+            replay.load(path)
+        return ""
