@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Any
+from typing import Callable, Any
 
 import numpy as np
 
@@ -20,15 +20,18 @@ METRICS_CSV = "metrics.csv"
 TB_DIR = "tb"
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Writes `text` to `path` so that readers see either the old or the new file, never a mix."""
+def atomic_write(path, write: Callable[[Any], None], binary: bool = False) -> None:
+    """The one atomic writer of the project: ``write(f)`` fills a temp file in the same
+    directory, which is fsynced and renamed over ``path``; on any error the temp file
+    is removed and ``path`` keeps its old content."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with (os.fdopen(fd, "wb") if binary else
+              os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -36,6 +39,10 @@ def atomic_write_text(path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
 
 
 def atomic_write_json(path, obj: Any) -> None:

@@ -18,9 +18,10 @@ Steady state: the newest n rows are incomplete, so size is about (rows - n) * N.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from rldarts.logger import atomic_write
 
 _CONFIG_KEYS = ("capacity", "num_envs", "obs_shape", "obs_dtype", "n_step", "gamma",
                 "priority_exponent")
@@ -248,18 +249,7 @@ class PrioritizedReplay:
                       dones=self._dones, tree=self._tree, activated=self._activated,
                       num_steps=np.int64(self._num_steps), size=np.int64(self._size),
                       max_priority=np.float64(self._max_priority))
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                   prefix=os.path.basename(path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
     def load(self, path):
         """Restore state saved by `save`; ValueError if it was made with another config."""

@@ -10,8 +10,6 @@ no global figure state and no display needed), create parent dirs and write atom
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any, Mapping, Sequence
 
 import matplotlib
@@ -22,6 +20,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.path import Path
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from rldarts.logger import atomic_write
 
 FAMILY_COLORS = {
     "conv": "#1f5fa8", "pooling": "#2e8b3a", "skip": "#e07b00",
@@ -138,20 +138,11 @@ def alphas_to_dot(alphas: Sequence[Any], op_names: Sequence[str], inverse_temper
 
 
 def _save_figure(fig: Figure, path: Any, dpi: int) -> None:
-    """Renders `fig` with Agg into a temp file beside `path`, then os.replace (atomic)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".png")
+    """Renders `fig` with Agg and writes the PNG atomically."""
+    FigureCanvasAgg(fig)
     try:
-        with os.fdopen(fd, "wb") as f:
-            FigureCanvasAgg(fig)
-            fig.savefig(f, format="png", dpi=dpi, facecolor="white")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi,
+                                                 facecolor="white"), binary=True)
     finally:
         fig.clear()
 

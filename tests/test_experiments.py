@@ -5,8 +5,6 @@ every 2 iterations).
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,18 +12,7 @@ import pytest
 from rldarts.genotypes import NetworkGenotype
 from rldarts.logger import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SEARCH = "--config=experiments/configs/search.py:smoke"
-TRAIN = "--config=experiments/configs/train.py:smoke"
-
-
-def run_binary(binary, config, workdir, *overrides, check=True):
-    cmd = [sys.executable, "-m", f"experiments.{binary}", config, f"--workdir={workdir}",
-           *overrides]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
-    return proc
+from _binaries import SEARCH, TRAIN, run_binary
 
 
 @pytest.fixture(scope="module")
@@ -166,40 +153,3 @@ def test_alternating_mode_with_unseen_levels(tmp_path):
     assert "episode_return_heldout" in rows[0]
     moved = [np.abs(np.asarray(a)).max() for a in out["state"].alphas["normal"]]
     assert max(moved) > 1e-4
-
-
-@pytest.fixture(scope="module")
-def dqn_search_dir(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("dqn_search")
-    run_binary("search", SEARCH, workdir, "--config.agent=dqn")
-    return workdir
-
-
-def test_dqn_search_workdir_and_exact_resume(dqn_search_dir, tmp_path):
-    rows = read_metrics(dqn_search_dir / "metrics.csv")
-    assert [r["env_steps"] for r in rows] == [256, 512, 768]
-    # Learning starts once the replay holds min_replay_size (256) transitions.
-    assert rows[-1]["learner_steps"] > 0 and rows[-1]["td_loss"] is not None
-    assert rows[-1]["replay_memory_gb"] > 0
-    assert NetworkGenotype.load(str(dqn_search_dir / "genotype.json"))
-    assert any(f.startswith("replay_3_") for f in os.listdir(dqn_search_dir / "checkpoints"))
-    # Resume restores params, alphas, optimizer states and the replay: same numbers.
-    run_binary("search", SEARCH, tmp_path, "--config.agent=dqn", "--config.total_env_steps=512")
-    proc = run_binary("search", SEARCH, tmp_path, "--config.agent=dqn")
-    assert "resuming" in proc.stdout and "refills" not in proc.stdout
-    resumed = read_metrics(tmp_path / "metrics.csv")
-    for a, b in zip(resumed, rows):
-        for key in ("td_loss", "learner_steps", "replay_size", "alpha_entropy"):
-            assert a[key] == b[key], (key, a[key], b[key])
-
-
-def test_dqn_replay_that_cannot_fit_is_refused(tmp_path):
-    from experiments.configs import train
-    from rldarts import experiment
-
-    c = train.get_config("smoke")
-    c.agent = "dqn"
-    c.dqn.replay_capacity = 10**10
-    with pytest.raises(ValueError, match=r"replay_capacity=10,000,000,000 needs about "
-                                         r"\d+\.\d GB of replay memory; .* GB is available"):
-        experiment.build(c, require_supernet=False)

@@ -38,7 +38,7 @@ def check_png(path, min_size=(200, 150)):
         assert min_size[0] <= w <= 5000 and min_size[1] <= h <= 5000
         pixels = np.asarray(im.convert("L"), dtype=np.float64)
     assert pixels.var() > 0, "image is blank"
-    leftovers = [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".tmp_")]
+    leftovers = [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 

@@ -1,0 +1,35 @@
+"""Evaluation report over finished (or partial) runs: report.md + PNG figures.
+
+python -m experiments.report --runs=DIR[,DIR...] --out=DIR
+
+Each DIR is a workdir (config.json + metrics.csv) or a folder whose subfolders (depth <= 3)
+are workdirs. See rldarts/report.py for the sections.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+RUNS = flags.DEFINE_list("runs", None, "Workdirs or folders of workdirs, comma-separated.")
+OUT = flags.DEFINE_string("out", None, "Output folder for report.md and its figures.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
+    if not RUNS.value or not OUT.value:
+        sys.exit("error: both --runs=DIR[,DIR...] and --out=DIR are required")
+    from rldarts import report  # heavy imports after flag parsing
+
+    try:
+        path = report.write_report([os.path.abspath(d) for d in RUNS.value],
+                                   os.path.abspath(OUT.value))
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,398 @@
+"""Evaluation report: reads run workdirs, writes ``report.md`` with PNG figures.
+
+A workdir holds ``config.json`` and ``metrics.csv`` (+ optional ``alpha_history.jsonl``,
+``genotype.json``, ``random_search.json``). Runs are grouped into methods: ``search``
+(a DARTS supernet, no genotype), ``darts cell`` (a genotype trained from scratch),
+``random cell`` (a ``random_search.json`` marker) and ``impala``; a label is
+``method (agent)``. A run is *partial* when its last env_steps < total_env_steps. Every
+section (`SECTIONS`) is written even when it has nothing to show, saying why.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import pathlib
+import re
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from rldarts import analysis, ops, procgen_scores, visualize
+from rldarts.genotypes import NetworkGenotype
+from rldarts.logger import atomic_write_text, read_metrics
+
+SECTIONS = ("1. Budgets actually used", "2. Alpha evolution of the search runs",
+            "3. Final cells", "4. Learning curves", "5. Final returns and normalised scores",
+            "6. DARTS vs random search")
+PAPER_STEPS = 25_000_000
+FAR_BELOW = 0.5  # a run below this share of the paper's budget triggers the bold warning
+LAST_EVALS = 3
+MAX_DEPTH = 3
+KEYS = ("episode_return_train", "episode_return_test")
+_NOT_RUNS = {"checkpoints", "tb", "cells"}
+_PUBLISHED = "openai_ppo_impala_{}_25M_{}"
+
+
+@dataclasses.dataclass
+class Run:
+    path: str
+    name: str
+    config: dict
+    rows: list
+    method: str
+    genotype: NetworkGenotype | None = None
+    random_search: dict | None = None
+    alpha_history: list = dataclasses.field(default_factory=list)
+
+    game = property(lambda self: str(self.config.get("env_name", "?")))
+    agent = property(lambda self: str(self.config.get("agent", "?")))
+    seed = property(lambda self: int(self.config.get("seed", 0)))
+    total = property(lambda self: int(self.config.get("total_env_steps", 0)))
+    label = property(lambda self: f"{self.method} ({self.agent})")
+    reached = property(lambda self: int(max([r.get("env_steps") or 0 for r in self.rows],
+                                            default=0)))
+    partial = property(lambda self: self.reached < self.total)
+    eval_rows = property(lambda self: [r for r in self.rows if _num(r.get(KEYS[1])) is not None])
+    sample_index = property(lambda self: (self.random_search or {}).get("sample_index", 0))
+
+
+def _num(v, default=None):
+    return float(v) if isinstance(v, (int, float)) and np.isfinite(v) else default
+
+
+def _fmt(v, digits=3) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _steps(n) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{int(n):,}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def _group(runs, key) -> dict:
+    return {k: list(g) for k, g in itertools.groupby(sorted(runs, key=key), key)}
+
+
+def find_workdirs(root: str, max_depth: int = MAX_DEPTH) -> list[str]:
+    """`root` itself if it is a workdir, else its workdir subfolders up to `max_depth`."""
+    if not os.path.isdir(root):
+        raise ValueError(f"--runs: {root} is not a directory")
+    is_workdir = lambda p: all(os.path.isfile(os.path.join(p, f))  # noqa: E731
+                               for f in ("config.json", "metrics.csv"))
+    if is_workdir(root):
+        return [root]
+    found, level = [], [root]
+    for _ in range(max_depth):  # breadth first; a workdir's own subfolders are not searched
+        subs = [e.path for d in level for e in sorted(os.scandir(d), key=lambda e: e.name)
+                if e.is_dir() and not e.name.startswith(".") and e.name not in _NOT_RUNS]
+        found += [p for p in subs if is_workdir(p)]
+        level = [p for p in subs if not is_workdir(p)]
+    return sorted(found)
+
+
+def _load_genotype(spec, base_dir: str) -> NetworkGenotype | None:
+    """A genotype from a path (absolute, cwd- or workdir-relative) or an inline JSON object."""
+    try:
+        if isinstance(spec, dict):
+            data = {"format_version": 1, **(spec if "cells" in spec else {"cells": spec})}
+            return NetworkGenotype.from_json(json.dumps(data))
+        for p in ((spec, os.path.join(base_dir, spec)) if isinstance(spec, str) and spec else ()):
+            if os.path.isfile(p):
+                return NetworkGenotype.load(p)
+    except ValueError:
+        pass
+    return None
+
+
+def load_run(path: str, name: str) -> Run:
+    """Reads one workdir; raises ValueError naming the problem."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+        rows = read_metrics(os.path.join(path, "metrics.csv"))
+        marker, history, hist = None, [], os.path.join(path, "alpha_history.jsonl")
+        if os.path.isfile(os.path.join(path, "random_search.json")):
+            with open(os.path.join(path, "random_search.json")) as f:
+                marker = json.load(f)
+        for line in pathlib.Path(hist).read_text().splitlines() if os.path.isfile(hist) else []:
+            try:
+                rec = json.loads(line)
+                history.append((float(rec["env_steps"]), rec["alphas"]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line of a killed run
+    except (OSError, ValueError) as e:
+        raise ValueError(f"unreadable run files: {e}") from None
+    if not isinstance(config, dict) or not isinstance(marker, (dict, type(None))):
+        raise ValueError("config.json and random_search.json must hold JSON objects")
+    network, geno_cfg = str(config.get("network", "")), config.get("genotype") or ""
+    method = ("random cell" if marker is not None else "impala" if network == "impala"
+              else "darts cell" if geno_cfg else "search" if network.startswith("darts")
+              else network or "unknown")
+    genotype = (_load_genotype((marker or {}).get("genotype"), path) or _load_genotype(
+        geno_cfg, path) or _load_genotype(os.path.join(path, "genotype.json"), path))
+    return Run(path, name, config, rows, method, genotype, marker, history)
+
+
+def discover_runs(run_dirs: Sequence[str]) -> tuple[list[Run], list[str]]:
+    """All runs under `run_dirs` (deduplicated) and 'path: reason' for skipped workdirs."""
+    runs, skipped, seen = [], [], set()
+    for root in run_dirs:
+        for path in find_workdirs(root):
+            if os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            name = os.path.normpath(os.path.join(os.path.basename(os.path.normpath(root)),
+                                                 os.path.relpath(path, root)))
+            try:
+                runs.append(load_run(path, name))
+            except ValueError as e:
+                skipped.append(f"{path}: {e}")
+    runs.sort(key=lambda r: (r.game, r.method, r.agent, r.seed, r.name))
+    return runs, skipped
+
+
+def infer_preset(config: dict, presets: dict) -> str:
+    """The preset whose net widths (depths, dense) and PPO rollout shape match `config`."""
+    widths = lambda c: (tuple(c.get("net", {}).get("depths", ())), c.get("net", {}).get("dense"))
+    names, sizes = [n for n, p in presets.items() if widths(p) == widths(config)], widths(config)
+    ppo = lambda c: tuple(c.get("ppo", {}).get(k) for k in ("num_steps", "update_epochs"))
+    names = [n for n in names if ppo(presets[n]) == ppo(config)] or names
+    return (f"{'/'.join(names) if names else 'custom'} "
+            f"({'/'.join(map(str, sizes[0]))}, dense {sizes[1]})")
+
+
+def final_return(run: Run, key: str) -> float:
+    """Mean of `key` over the run's last LAST_EVALS evaluation rows (NaN if none)."""
+    vals = [v for r in run.eval_rows[-LAST_EVALS:] if (v := _num(r.get(key))) is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _panels(path: str, game: str, xlabel: str, ylabel: str, draw) -> None:
+    """Train / test side by side (``draw(ax, key)`` per metric key), written atomically."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    for ax, key in zip(fig.subplots(1, 2), KEYS):
+        draw(ax, key)
+        ax.set(title=f"{game}: {key.split('_')[-1]} levels", xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    visualize._save_figure(fig, path, dpi=90)  # the package's atomic PNG writer
+
+
+def _budgets(runs, skipped, presets) -> list[str]:
+    out = [] if runs else ["No runs found (a workdir holds config.json and metrics.csv)."]
+    small = [max(r.total, r.reached) for r in runs
+             if max(r.total, r.reached) < FAR_BELOW * PAPER_STEPS]
+    if small:
+        out += [f"**WARNING: {len(small)} of {len(runs)} runs used at most {_steps(max(small))} "
+                f"env steps, far below the paper protocol ({_steps(PAPER_STEPS)} env steps per "
+                "game, 3+ seeds). These numbers demonstrate the pipeline; they are NOT a "
+                "reproduction of the paper's results.**", ""]
+    if any(r.partial for r in runs):
+        out += [f"**{sum(r.partial for r in runs)} partial run(s)** (stopped before "
+                "total_env_steps): their curves end early and their final scores use the "
+                "last evaluations they reached.", ""]
+    if runs:
+        out += ["| run | method | game | seed | env steps reached / configured | status | "
+                "preset (net widths) | levels | mode |", "|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r.name} | {r.label} | {r.game} | {r.seed} | {_steps(r.reached)} / "
+                f"{_steps(r.total)} | {'**partial**' if r.partial else 'complete'} | "
+                f"{infer_preset(r.config, presets)} | {r.config.get('num_levels', '?')} | "
+                f"{r.config.get('distribution_mode', '?')} |" for r in runs]
+        out += ["", "Games: " + ", ".join(sorted({r.game for r in runs})) + ". Seeds per "
+                "method: " + "; ".join(f"{lab}: {sorted({r.seed for r in rs})}" for lab, rs
+                                       in _group(runs, lambda r: r.label).items()) + "."]
+    return out + (["", "Skipped workdirs:"] + [f"- {s}" for s in skipped] if skipped else [])
+
+
+def _alphas(runs, out_dir) -> list[str]:
+    out = []
+    for r in (r for r in runs if r.method == "search"):
+        out += [f"### {r.name} ({r.game}, seed {r.seed}, arch.mode "
+                f"{r.config.get('arch', {}).get('mode', '?')})", ""]
+        ent = {k[14:]: v for row in r.rows for k, v in row.items()
+               if k.startswith("alpha_entropy_") and _num(v) is not None}  # last values
+        out += ["Final mean alpha entropy: " + ", ".join(f"{k} {_fmt(v)}" for k, v in
+                                                         ent.items()), ""] if ent else []
+        if not r.alpha_history:
+            out += ["alpha_history.jsonl missing or empty: no alpha plot.", ""]
+            continue
+        try:
+            png = f"alphas_{_slug(r.name)}.png"
+            visualize.plot_alpha_history(
+                r.alpha_history, ops.resolve_search_space(r.config["net"]["search_space"]),
+                os.path.join(out_dir, png),
+                float(r.config.get("arch", {}).get("final_inverse_temperature", 1.0)))
+            out += [f"![alpha evolution of {r.name}]({png})", ""]
+        except (ValueError, KeyError, TypeError) as e:
+            out += [f"Alpha plot failed: {e}", ""]
+    return out or ["No search runs found (a search run has a darts_* network and no genotype)."]
+
+
+def _cells(runs, out_dir) -> list[str]:
+    out, drawn = [], {}
+    for r in (r for r in runs if r.method in ("search", "darts cell") and r.genotype):
+        drawn.setdefault(r.genotype.to_json(), []).append(r)
+    for k, rs in enumerate(drawn.values()):
+        out += [f"### Cell {k + 1}: used by " + ", ".join(f"{r.name} ({r.method})" for r in rs), ""]
+        for ct, cell in rs[0].genotype.cells.items():
+            png = f"cell{k + 1}_{ct}.png"
+            visualize.draw_genotype(cell, os.path.join(out_dir, png), f"cell {k + 1}: {ct}")
+            out += [f"![{ct} cell {k + 1}]({png})", ""]
+    randoms = sorted((r for r in runs if r.method == "random cell" and r.genotype is not None),
+                     key=lambda r: (r.sample_index, r.name))
+    out += ["Random-search cells (text):", ""] if randoms else []
+    out += [f"- sample {r.sample_index} ({r.name}): " + "; ".join(
+        f"{ct}: " + ", ".join(f"n{j}<-{i}:{op}" for j, node in enumerate(c.nodes)
+                              for i, op in node) for ct, c in r.genotype.cells.items())
+        for r in randoms]
+    return out or ["No final cells found (no readable genotype in any search or cell run)."]
+
+
+def _learning_curves(runs, out_dir) -> list[str]:
+    if not any(r.rows for r in runs):
+        return ["No metrics rows in any run: nothing to plot."]
+    out = ["Mean over seeds; band: 95% normal CI (mean +- 1.96 SE) with 3+ seeds, min-max "
+           "with fewer. Train: `episode_return_train` (training-level rollouts, every "
+           "iteration); test: `episode_return_test` (evaluation on all levels). Search runs "
+           "show the supernet acting.", ""]
+    for game, rs in _group(runs, lambda r: r.game).items():
+        def draw(ax, key, rs=rs):
+            for c, (label, group) in enumerate(_group(rs, lambda r: r.label).items()):
+                x, m, lo, hi = analysis.mean_and_band([([row["env_steps"] for row in r.rows],
+                                                        [_num(row.get(key), np.nan)
+                                                         for row in r.rows]) for r in group])
+                if x.size:
+                    ax.plot(x, m, color=f"C{c % 10}", label=f"{label}, n={len(group)}")
+                    ax.fill_between(x, lo, hi, color=f"C{c % 10}", alpha=0.2, lw=0)
+        png = f"curves_{_slug(game)}.png"
+        _panels(os.path.join(out_dir, png), game, "env steps", "episode return", draw)
+        out += [f"### {game}", "", f"![learning curves {game}]({png})", ""]
+    return out
+
+
+def _scores(runs) -> list[str]:
+    if not runs:
+        return ["No runs: no scores."]
+    out = [f"Final return of a run = mean of its last {LAST_EVALS} evaluation rows (rows "
+           "with `episode_return_test`; train = `episode_return_train` on those rows), then "
+           "the mean over seeds. Normalised = (R - Rmin) / (Rmax - Rmin), constant table: "
+           f"{procgen_scores.CONSTANT_TABLE}. Published: OpenAI PPO + IMPALA-CNN, 25M steps, "
+           "200 levels, 3 seeds (mean +- std).", ""]
+    table, per_label = procgen_scores.load(), {}
+    for game, rs in _group(runs, lambda r: r.game).items():
+        out += [f"### {game}", "", "| method | runs | partial | train return | test return | "
+                "train normalised | test normalised |", "|---|---|---|---|---|---|---|"]
+        for label, group in _group(rs, lambda r: r.label).items():
+            finals = np.array([[final_return(r, k) for r in group] for k in KEYS])
+            means = [float(np.mean(f[np.isfinite(f)])) if np.isfinite(f).any()
+                     else float("nan") for f in finals]
+            norm = analysis.normalized_scores(game, means)
+            for k, f in zip(KEYS, finals):
+                per_label.setdefault((label, k), []).extend(analysis.normalized_scores(game, f))
+            out.append(f"| {label} | {int(np.isfinite(finals[1]).sum())} of {len(group)} | "
+                       f"{sum(r.partial for r in group)} | {_fmt(means[0], 2)} | "
+                       f"{_fmt(means[1], 2)} | {_fmt(norm[0])} | {_fmt(norm[1])} |")
+        pub = [(table[game][_PUBLISHED.format(s, "mean")], table[game][_PUBLISHED.format(
+            s, "std")]) for s in ("train200", "test")] if game in table else []
+        out += ["| published PPO + IMPALA-CNN | 3 | 0 | " + " | ".join(
+            f"{m:.2f} +- {s:.2f}" for m, s in pub) + " | " + " | ".join(
+            _fmt(procgen_scores.normalized_score(game, m)) for m, _ in pub) + " |" if pub else
+            "| (no Procgen constants for this game: no normalisation) | | | | | | |", ""]
+    out += ["### Aggregate across games", "", "Normalised final scores of all (game, seed) "
+            "runs pooled per method; 95% percentile-bootstrap CIs (2000 resamples, seed 0); "
+            "IQM with fractional weights at the quartiles (`rldarts.analysis`).", "",
+            "| method | levels | n | mean [95% CI] | IQM [95% CI] |", "|---|---|---|---|---|"]
+    ci = lambda lo_hi: f"[{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]"  # noqa: E731
+    for (label, key), scores in sorted(per_label.items()):
+        a = analysis.aggregate(scores)
+        out.append(f"| {label} | {key.split('_')[-1]} | {a['n']} | {_fmt(a['mean'])} "
+                   f"{ci(a['mean_ci'])} | {_fmt(a['iqm'])} {ci(a['iqm_ci'])} |")
+    games = sorted({r.game for r in runs} & set(table))
+    for split, s in (("train", "train200"), ("test", "test")) if games else ():
+        pub = [procgen_scores.normalized_score(g, table[g][_PUBLISHED.format(s, "mean")])
+               for g in games]
+        out.append(f"| published PPO + IMPALA-CNN (same games) | {split} | {len(pub)} | "
+                   f"{_fmt(float(np.mean(pub)))} | {_fmt(analysis.interquartile_mean(pub))} |")
+    return out
+
+
+def _darts_vs_random(runs, out_dir) -> list[str]:
+    randoms = [r for r in runs if r.method == "random cell"]
+    if not randoms:
+        return ["No random-search runs found (no workdir with random_search.json)."]
+    out = ["Best-so-far final return (mean of the last evaluations) against total env "
+           "steps spent. DARTS: search steps (each search counted once) + retrain steps "
+           "of its cells, runs ordered by seed; random search: retrain steps of the "
+           "samples, cumulated in sample_index order.", ""]
+    searches = [r for r in runs if r.method == "search"]
+    same = lambda a, b: a is not None and b is not None and a.to_json() == b.to_json()  # noqa
+    for (game, agent), rs in _group(randoms, lambda r: (r.game, r.agent)).items():
+        darts = sorted((r for r in runs if r.method == "darts cell" and r.game == game
+                        and r.agent == agent), key=lambda r: (r.seed, r.name))
+        rs = sorted(rs, key=lambda r: (r.sample_index, r.seed, r.name))
+        spent, counted, dpts, notes = 0, set(), [], []
+        for r in darts:  # its search: the folder of its genotype path, else the same genotype
+            g = os.path.join(r.path, str(r.config.get("genotype")))  # absolute paths win
+            found = ([s for s in searches if os.path.realpath(os.path.dirname(g))
+                      == os.path.realpath(s.path)] or
+                     [s for s in searches if same(s.genotype, r.genotype)])[:1]
+            if not found:
+                notes.append(f"{r.name}: its search run is not among --runs; search steps "
+                             "not counted")
+            spent += sum(s.reached for s in found if s.path not in counted) + r.reached
+            counted.update(s.path for s in found)
+            dpts.append(spent)
+        methods = (("DARTS", darts, dpts), ("random search", rs,
+                                            np.cumsum([r.reached for r in rs]).tolist()))
+        best = {(label, k): analysis.best_so_far([(x, final_return(r, k))
+                                                  for x, r in zip(xs, group)])
+                for label, group, xs in methods for k in KEYS}
+
+        def draw(ax, key, methods=methods, best=best):
+            for c, (label, _, _) in enumerate(methods):
+                if best[label, key][0].size:
+                    ax.step(*best[label, key], where="post", color=f"C{c}", marker="o",
+                            label=label)
+        png = f"darts_vs_random_{_slug(game)}_{_slug(agent)}.png"
+        _panels(os.path.join(out_dir, png), game, "total env steps spent",
+                "best-so-far final return", draw)
+        out += [f"### {game} ({agent})", "", "| method | runs | steps spent | best final "
+                "train return | best final test return |", "|---|---|---|---|---|"]
+        out += [f"| {label} | {len(group)} | {_steps(xs[-1] if xs else 0)} | " + " | ".join(
+            _fmt(best[label, k][1][-1] if xs else float("nan"), 2) for k in KEYS) + " |"
+            for label, group, xs in methods]
+        if not darts:
+            notes.append("no darts-cell runs for this game and agent: random search only")
+        out += [""] + [f"- {n}" for n in notes] + [
+            "", f"![DARTS vs random search {game}]({png})", ""]
+    return out
+
+
+def write_report(run_dirs: Sequence[str], out_dir: str, presets: dict | None = None) -> str:
+    """Writes ``out_dir/report.md`` and its PNGs for the runs under `run_dirs`; returns
+    the report's path. `presets`: name -> config dict (default: experiments/configs)."""
+    runs, skipped = discover_runs(run_dirs)
+    os.makedirs(out_dir, exist_ok=True)
+    if presets is None:
+        try:
+            from experiments.configs import base
+            presets = {n: f(base.get_base_config()).to_dict() for n, f in base.PRESETS.items()}
+        except ImportError:
+            presets = {}
+    body = [_budgets(runs, skipped, presets), _alphas(runs, out_dir), _cells(runs, out_dir),
+            _learning_curves(runs, out_dir), _scores(runs), _darts_vs_random(runs, out_dir)]
+    lines = ["# RL-DARTS evaluation report", "",
+             f"Runs from: {', '.join(run_dirs)} ({len(runs)} workdirs). Normalisation "
+             f"constants: {procgen_scores.CONSTANT_TABLE}.", ""]
+    for title, section in zip(SECTIONS, body):
+        lines += [f"## {title}", ""] + section + [""]
+    path = os.path.join(out_dir, "report.md")
+    atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    return path
