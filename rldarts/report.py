@@ -32,7 +32,6 @@ FAR_BELOW = 0.5  # a run below this share of the paper's budget triggers the bol
 LAST_EVALS = 3
 MAX_DEPTH = 3
 KEYS = ("episode_return_train", "episode_return_test")
-_NOT_RUNS = {"checkpoints", "tb", "cells"}
 _PUBLISHED = "openai_ppo_impala_{}_25M_{}"
 
 
@@ -90,7 +89,7 @@ def find_workdirs(root: str, max_depth: int = MAX_DEPTH) -> list[str]:
     found, level = [], [root]
     for _ in range(max_depth):  # breadth first; a workdir's own subfolders are not searched
         subs = [e.path for d in level for e in sorted(os.scandir(d), key=lambda e: e.name)
-                if e.is_dir() and not e.name.startswith(".") and e.name not in _NOT_RUNS]
+                if e.is_dir() and not e.name.startswith(".")]
         found += [p for p in subs if is_workdir(p)]
         level = [p for p in subs if not is_workdir(p)]
     return sorted(found)
