@@ -6,7 +6,6 @@ Prints, per seed, the teacher cell, the discretized supernet and the share of th
 teacher's edges (input, op) recovered; then the mean and the chance level.
 """
 import dataclasses
-import json
 import sys
 
 from absl import app, flags
