@@ -71,6 +71,7 @@ def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt):
     if mode not in MODES:
         raise ValueError(f"unknown arch.mode {mode!r}; valid: {', '.join(MODES)}")
     grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+    weight_grad_fn = jax.value_and_grad(loss_fn, argnums=0, has_aux=True)
 
     def step(params, alphas, w_state, a_state, train_batch, heldout_batch=None):
         if mode == "alternating":
@@ -78,7 +79,12 @@ def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt):
             _, (_, a_grads) = grad_fn(params, alphas, heldout_batch)
             a_updates, a_state = alpha_opt.update(a_grads, a_state, alphas)
             alphas = optax.apply_updates(alphas, a_updates)
-        (loss, metrics), (w_grads, a_grads) = grad_fn(params, alphas, train_batch)
+        if mode == "frozen":
+            # Alphas never move: skip their backward pass on the hot path.
+            (loss, metrics), w_grads = weight_grad_fn(params, alphas, train_batch)
+            a_grads = jax.tree.map(jnp.zeros_like, alphas)
+        else:
+            (loss, metrics), (w_grads, a_grads) = grad_fn(params, alphas, train_batch)
         w_updates, w_state = weight_opt.update(w_grads, w_state, params)
         params = optax.apply_updates(params, w_updates)
         if mode == "joint":

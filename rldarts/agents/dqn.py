@@ -164,7 +164,6 @@ class Learner:
         if metrics:
             out.update({k: float(v) for k, v in jax.device_get(
                 jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)).items()})
-            out["loss"] = out.get("loss", float("nan"))
         return state, out, finished
 
     def state_dict(self) -> dict:

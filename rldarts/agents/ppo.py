@@ -57,7 +57,8 @@ def init_state(model, ppo_cfg, arch_cfg, alphas, sample_obs, key, num_updates: i
 
 def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
                 num_updates: int):
-    """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``, jitted.
+    """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``: jitted GAE and
+    minibatch steps driven by a host loop.
 
     ``rollout``: 'obs' (T, N, ...), 'actions', 'log_probs', 'values', 'rewards',
     'dones' (T, N) and 'last_obs' (N, ...). The last ``num_heldout_envs`` columns are
