@@ -3,7 +3,8 @@
 A workdir holds ``config.json`` and ``metrics.csv`` (+ optional ``alpha_history.jsonl``,
 ``genotype.json``, ``random_search.json``). Runs are grouped into methods: ``search``
 (a DARTS supernet, no genotype), ``darts cell`` (a genotype trained from scratch),
-``random cell`` (a ``random_search.json`` marker) and ``impala``; a label is
+``random cell`` (a ``random_search.json`` marker in the workdir or beside its genotype
+file, as launch/sweep.py lays them out) and ``impala``; a label is
 ``method (agent)``. A run is *partial* when its last env_steps < total_env_steps. Every
 section (`SECTIONS`) is written even when it has nothing to show, saying why.
 """
@@ -30,7 +31,7 @@ SECTIONS = ("1. Budgets actually used", "2. Alpha evolution of the search runs",
 PAPER_STEPS = 25_000_000
 FAR_BELOW = 0.5  # a run below this share of the paper's budget triggers the bold warning
 LAST_EVALS = 3
-MAX_DEPTH = 3
+MAX_DEPTH = 4  # launch/sweep.py's ROOT/random/<game>/seed<k>/random_<i> is 4 deep
 KEYS = ("episode_return_train", "episode_return_test")
 _PUBLISHED = "openai_ppo_impala_{}_25M_{}"
 
@@ -109,6 +110,19 @@ def _load_genotype(spec, base_dir: str) -> NetworkGenotype | None:
     return None
 
 
+def _random_marker(path: str, config) -> str | None:
+    """The ``random_search.json`` that makes a run a random-search baseline: in the
+    workdir, or beside the genotype file it trained (launch/sweep.py writes each sampled
+    genotype once, with its marker, and points every run of that sample at it)."""
+    places = [path]
+    spec = config.get("genotype") if isinstance(config, dict) else None
+    if isinstance(spec, str) and spec:
+        places += [os.path.dirname(p) for p in (spec, os.path.join(path, spec))
+                   if os.path.isfile(p)]
+    return next((os.path.join(d, "random_search.json") for d in places
+                 if os.path.isfile(os.path.join(d, "random_search.json"))), None)
+
+
 def load_run(path: str, name: str) -> Run:
     """Reads one workdir; raises ValueError naming the problem."""
     try:
@@ -116,8 +130,9 @@ def load_run(path: str, name: str) -> Run:
             config = json.load(f)
         rows = read_metrics(os.path.join(path, "metrics.csv"))
         marker, history, hist = None, [], os.path.join(path, "alpha_history.jsonl")
-        if os.path.isfile(os.path.join(path, "random_search.json")):
-            with open(os.path.join(path, "random_search.json")) as f:
+        marker_path = _random_marker(path, config)
+        if marker_path:
+            with open(marker_path) as f:
                 marker = json.load(f)
         for line in pathlib.Path(hist).read_text().splitlines() if os.path.isfile(hist) else []:
             try:

@@ -195,3 +195,27 @@ def test_binary(runs_root, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "experiments.report"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "--runs" in proc.stderr
+
+
+def test_sweep_layout_is_found_and_labelled(tmp_path):
+    """The report reads what launch/sweep.py lays out: random runs 4 folders deep whose
+    random_search.json sits beside the shared genotype file, not in the workdir."""
+    from experiments.configs import protocol as protocols
+    from launch import sweep
+
+    proto = protocols.get_protocol("cpu_small")
+    root = str(tmp_path / "sweep")
+    sweep.write_random(proto, root)
+    runs = sweep.expand(proto, root)
+    for r in runs:
+        genotype = r.genotype if r.kind == "random" else ""
+        _write_run(r.workdir, network="impala" if r.kind == "impala" else "darts_standard",
+                   genotype=genotype, seed=r.seed, train=[1] * 8, test=[1, 2, 3, 4])
+    found, skipped = report.discover_runs([root])
+    by_kind = {}
+    for run in found:
+        by_kind.setdefault(os.path.relpath(run.path, root).split(os.sep)[0], set()).add(
+            run.method)
+    assert not skipped and len(found) == len(runs)
+    assert by_kind["random"] == {"random cell"}
+    assert by_kind["impala"] == {"impala"}
