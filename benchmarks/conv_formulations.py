@@ -8,10 +8,9 @@ float summation order). Prints JSON with two comparisons, each measured in one p
 * network: IMPALA-CNN + PPO head, gradient of the PPO loss (the learner's real work),
   with flax's ``nn.Conv`` using lax's convolution vs the chunked one.
 
-Finding (benchmarks/results/README.md): the isolated weight gradient is 5-15x faster
-chunked, yet the network gradient is not faster at all: inside the whole program XLA
-does not hit the slow case the isolated kernel shows. Kept as a benchmark, not a library
-feature.
+Finding (benchmarks/results/README.md): both are several times faster chunked; the
+library's convolutions use it on CPU (``rldarts/conv.py``, the same formulation). This
+script keeps its own copy so that the lax side is XLA's untouched gradient.
 
     .venv/bin/python -m benchmarks.conv_formulations [--batch 512] [--chunk 16]
 """

@@ -22,6 +22,7 @@ import numpy as np
 
 from experiments.configs import base
 from rldarts import arch, envs, experiment
+from rldarts import conv as conv_lib
 from rldarts.actor import Actor
 from rldarts.agents import ppo, ppo_losses
 
@@ -121,8 +122,12 @@ def main():
     ap.add_argument("--iterations", type=int, default=1)
     ap.add_argument("--act-repeats", type=int, default=10)
     ap.add_argument("--step-repeats", type=int, default=2)
+    ap.add_argument("--conv-max-chunks", type=int, default=conv_lib.MAX_CHUNKS,
+                    help="rldarts.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient")
     args = ap.parse_args()
+    conv_lib.MAX_CHUNKS = args.conv_max_chunks
     result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
+              "conv_max_chunks": conv_lib.MAX_CHUNKS,
               "env_only_sps_64envs": round(env_only_sps(args.game, 64), 1), "runs": []}
     print(json.dumps({"env_only_sps_64envs": result["env_only_sps_64envs"]}), flush=True)
     for name in args.networks.split(","):

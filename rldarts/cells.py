@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rldarts import ops as ops_lib
+from rldarts import conv as conv_lib
 from rldarts.genotypes import (CellGenotype, NetworkGenotype, discretize,  # noqa: F401
                                discretize_cell)
 
@@ -108,12 +109,12 @@ class _CellBase(nn.Module):
         if len(inputs) != num_inputs:
             raise ValueError(f"cell expects {num_inputs} input(s), got {len(inputs)}")
         return [x if x.shape[-1] == channels
-                else nn.Conv(channels, (1, 1), name=f"preprocess{i}")(x)
+                else conv_lib.Conv(channels, (1, 1), name=f"preprocess{i}")(x)
                 for i, x in enumerate(inputs)]
 
     def _combine(self, nodes, channels: int, mode: str):
         if mode == "concat_conv":
-            return nn.Conv(channels, (1, 1), name="output_conv")(
+            return conv_lib.Conv(channels, (1, 1), name="output_conv")(
                 jnp.concatenate(nodes, axis=-1))
         if mode == "sum":
             return sum(nodes)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rldarts import conv as conv_lib
 from rldarts import cells as cells_lib
 from rldarts import ops as ops_lib
 from rldarts.genotypes import NetworkGenotype
@@ -37,8 +38,8 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        y = nn.Conv(self.channels, (3, 3))(nn.relu(x))
-        y = nn.Conv(self.channels, (3, 3))(nn.relu(y))
+        y = conv_lib.Conv(self.channels, (3, 3))(nn.relu(x))
+        y = conv_lib.Conv(self.channels, (3, 3))(nn.relu(y))
         return x + y
 
 
@@ -51,7 +52,7 @@ class ImpalaCNN(nn.Module):
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
         x = _scale(obs)
         for depth in self.depths:
-            x = nn.Conv(depth, (3, 3))(x)
+            x = conv_lib.Conv(depth, (3, 3))(x)
             x = ops_lib.max_pool(x, 3, 2)
             x = ResidualBlock(depth)(x)
             x = ResidualBlock(depth)(x)
@@ -86,7 +87,7 @@ class DartsImpalaCNN(_DartsTorso):
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
         x = _scale(obs)
         for s, depth in enumerate(self.depths):
-            x = nn.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
+            x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
             x = ops_lib.max_pool(x, 3, 2)
             for c in range(2):
                 x = self._cell(f"stage{s}_normal{c}", "normal", depth, 1, x, alphas,
@@ -109,7 +110,7 @@ class DartsStandardCNN(_DartsTorso):
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
         x = _scale(obs)
         if self.first_conv:
-            x = nn.Conv(self.depths[0], (3, 3), name="first_conv")(x)
+            x = conv_lib.Conv(self.depths[0], (3, 3), name="first_conv")(x)
         for s, depth in enumerate(self.depths):
             x = self._cell(f"stage{s}_reduction", "reduction", depth, 2, x, alphas,
                            inverse_temperature)

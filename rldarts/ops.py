@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rldarts import conv as conv_lib
+
 
 def batch_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """Batch norm without learned scale/offset that always uses the current batch.
@@ -82,7 +84,7 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        y = nn.Conv(self.channels, (self.kernel, self.kernel), strides=self.stride,
+        y = conv_lib.Conv(self.channels, (self.kernel, self.kernel), strides=self.stride,
                     kernel_dilation=self.dilation, padding="SAME")(x)
         return nn.relu(y) if self.relu else y
 
@@ -98,10 +100,10 @@ class DepthConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         _check_width(type(self).__name__, x, self.channels)
-        y = nn.Conv(self.channels, (self.kernel, self.kernel), strides=self.stride,
+        y = conv_lib.Conv(self.channels, (self.kernel, self.kernel), strides=self.stride,
                     padding="SAME", feature_group_count=self.channels)(x)
         if self.separable:
-            y = nn.Conv(self.channels, (1, 1))(y)
+            y = conv_lib.Conv(self.channels, (1, 1))(y)
         return nn.relu(y) if self.relu else y
 
 
@@ -157,10 +159,10 @@ class ReLUConvBN(nn.Module):
     @nn.compact
     def __call__(self, x):
         y = nn.relu(x)
-        y = nn.Conv(x.shape[-1], (self.kernel, self.kernel), strides=self.stride,
+        y = conv_lib.Conv(x.shape[-1], (self.kernel, self.kernel), strides=self.stride,
                     kernel_dilation=self.dilation, padding="SAME",
                     feature_group_count=x.shape[-1], use_bias=False)(y)
-        y = nn.Conv(self.channels, (1, 1), use_bias=False)(y)
+        y = conv_lib.Conv(self.channels, (1, 1), use_bias=False)(y)
         return batch_norm(y)
 
 
@@ -185,10 +187,10 @@ class FactorizedReduce(nn.Module):
     def __call__(self, x):
         y = nn.relu(x)
         half = self.channels // 2
-        a = nn.Conv(half, (1, 1), strides=2, use_bias=False)(y)
+        a = conv_lib.Conv(half, (1, 1), strides=2, use_bias=False)(y)
         # The second path looks at the pixels the first one skips.
         shifted = jnp.pad(y[:, 1:, 1:, :], ((0, 0), (0, 1), (0, 1), (0, 0)))
-        b = nn.Conv(self.channels - half, (1, 1), strides=2, use_bias=False)(shifted)
+        b = conv_lib.Conv(self.channels - half, (1, 1), strides=2, use_bias=False)(shifted)
         return batch_norm(jnp.concatenate([a, b], axis=-1))
 
 
