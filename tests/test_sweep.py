@@ -12,10 +12,19 @@ from rldarts import procgen_scores
 from rldarts.genotypes import NetworkGenotype
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location("launch_sweep",
-                                               os.path.join(ROOT, "launch", "sweep.py"))
-sweep = sys.modules["launch_sweep"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sweep)
+
+def load_sweep_module():
+    """launch/sweep.py, executed once per process (it defines absl flags; other test
+    modules reuse it through this function)."""
+    if "launch_sweep" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "launch_sweep", os.path.join(ROOT, "launch", "sweep.py"))
+        module = sys.modules["launch_sweep"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["launch_sweep"]
+
+
+sweep = load_sweep_module()
 
 BUDGET = base.build("cpu_demo").total_env_steps
 
