@@ -144,10 +144,10 @@ def smoke(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
 
 
 def cpu_demo(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
-    """The `make search` job: ~6 minutes on 2 CPU cores, alphas visibly moving.
+    """The `make search` job: ~5 minutes on 2 CPU cores, alphas visibly moving.
 
-    XLA:CPU's convolution weight-gradient is ~6x its forward pass (benchmarks/), so on
-    a CPU the network, the op set and the budget are cut hard: both cell types at
+    On a CPU the learner's convolution backward pass dominates (benchmarks/results/), so
+    the network, the op set and the budget are cut hard: both cell types at
     widths 8/16, 2 nodes, the default RL-DARTS op set, 25k env steps, one PPO epoch of
     8 minibatches. The alpha learning rate is ~170x DARTS's 3e-4 so that 96 alpha steps
     move the mixture visibly: a demo of the machinery, not a search result.
