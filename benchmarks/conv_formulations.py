@@ -8,46 +8,30 @@ float summation order). Prints JSON with two comparisons, each measured in one p
 * network: IMPALA-CNN + PPO head, gradient of the PPO loss (the learner's real work),
   with flax's ``nn.Conv`` using lax's convolution vs the chunked one.
 
-Finding (benchmarks/results/README.md): both are several times faster chunked; the
-library's convolutions use it on CPU (``rldarts/conv.py``, the same formulation). This
-script keeps its own copy so that the lax side is XLA's untouched gradient.
+Finding (benchmarks/results/README.md): both are several times faster chunked, so the
+library's convolutions use it on CPU. Both sides run through ``rldarts.conv``: the lax
+side with ``MAX_CHUNKS = 1`` (one chunk = XLA's own gradient), the chunked side with
+``CHUNK = --chunk`` and no cap on the number of chunks.
 
     .venv/bin/python -m benchmarks.conv_formulations [--batch 512] [--chunk 16]
 """
 import argparse
-import functools
 import json
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from rldarts import conv as conv_lib
 from rldarts import networks
 from rldarts.agents import ppo_losses
 
 
-def chunked_conv(lhs, rhs, window_strides, padding, chunk=16, **kwargs):
-    """lax.conv_general_dilated (NHWC lhs) whose weight gradient is summed over chunks."""
-    conv = functools.partial(lax.conv_general_dilated, window_strides=window_strides,
-                             padding=padding, **kwargs)
-    bounds = [(a, min(a + chunk, lhs.shape[0])) for a in range(0, lhs.shape[0], chunk)]
-
-    @jax.custom_vjp
-    def f(lhs, rhs):
-        return conv(lhs, rhs)
-
-    def bwd(res, g):
-        lhs, rhs = res
-        d_lhs = jax.vjp(lambda x: conv(x, rhs), lhs)[1](g)[0]
-        d_rhs = sum(jax.vjp(lambda w, a=a, b=b: conv(lhs[a:b], w), rhs)[1](g[a:b])[0]
-                    for a, b in bounds)
-        return d_lhs, d_rhs
-
-    f.defvjp(lambda lhs, rhs: (conv(lhs, rhs), (lhs, rhs)), bwd)
-    return f(lhs, rhs)
+def use_chunks(chunk: int | None) -> None:
+    """rldarts.conv settings, read when a function is traced: None = lax's gradient."""
+    conv_lib.CHUNK, conv_lib.MAX_CHUNKS = (16, 1) if chunk is None else (chunk, 1 << 30)
 
 
 def _time(fn, *args, repeats):
@@ -71,10 +55,10 @@ def isolated(batch, chunk, repeats):
         row = {"conv": f"{h}x{h}x{ci}->{co}"}
         _, _, row["fwd_ms"] = _time(jax.jit(lambda x, w: lax.conv_general_dilated(
             x, w, (1, 1), "SAME", dimension_numbers=dn)), x, w, repeats=repeats)
-        for name, conv in (("lax", lax.conv_general_dilated),
-                           ("chunked", functools.partial(chunked_conv, chunk=chunk))):
-            f = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(
-                lambda w: conv(x, w, (1, 1), "SAME", dimension_numbers=dn), w)[1](dy)[0])
+        for name, chunks in (("lax", None), ("chunked", chunk)):
+            use_chunks(chunks)
+            f = jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv_lib.conv_general_dilated(
+                x, w, (1, 1), "SAME", dimension_numbers=dn), w)[1](dy)[0])
             _, _, row[f"weight_grad_{name}_ms"] = _time(f, x, w, dy, repeats=repeats)
         rows.append({k: round(v * 1000, 1) if k.endswith("_ms") else v
                      for k, v in row.items()})
@@ -90,28 +74,20 @@ def network(batch, chunk, repeats):
          "advantages": jnp.asarray(r.normal(size=batch), jnp.float32),
          "returns": jnp.ones(batch)}
     out, grads = {"network": "impala", "batch": batch}, []
-    original = nn.Conv
-    try:
-        for name, conv in (("lax", None), ("chunked", functools.partial(chunked_conv,
-                                                                        chunk=chunk))):
-            # networks.py looks nn.Conv up at trace time: swap the convolution function.
-            nn.Conv = original if conv is None else functools.partial(
-                original, conv_general_dilated=conv)
-            model = networks.Agent(networks.make_torso("impala"),
-                                   networks.PolicyValueHead(15))
-            params = model.init(jax.random.PRNGKey(0), b["obs"][:2], {})
+    for name, chunks in (("lax", None), ("chunked", chunk)):
+        use_chunks(chunks)  # a fresh model and loss per setting: traced anew
+        model = networks.Agent(networks.make_torso("impala"), networks.PolicyValueHead(15))
+        params = model.init(jax.random.PRNGKey(0), b["obs"][:2], {})
 
-            def loss(p):
-                logits, value = model.apply(p, b["obs"], {}, 1.0)
-                return ppo_losses.ppo_loss(logits, value, b, 0.2, 0.5, 0.01)[0]
+        def loss(p, model=model):
+            logits, value = model.apply(p, b["obs"], {}, 1.0)
+            return ppo_losses.ppo_loss(logits, value, b, 0.2, 0.5, 0.01)[0]
 
-            g, compile_s, t = _time(jax.jit(jax.grad(loss)), params, repeats=repeats)
-            grads.append(g)
-            out[f"{name}_compile_s"] = round(compile_s, 1)
-            out[f"{name}_fwd_bwd_samples_per_s"] = round(batch / t, 1)
-            print(json.dumps(out), flush=True)
-    finally:
-        nn.Conv = original
+        g, compile_s, t = _time(jax.jit(jax.grad(loss)), params, repeats=repeats)
+        grads.append(g)
+        out[f"{name}_compile_s"] = round(compile_s, 1)
+        out[f"{name}_fwd_bwd_samples_per_s"] = round(batch / t, 1)
+        print(json.dumps(out), flush=True)
     out["max_rel_grad_diff"] = float(max(
         jnp.max(jnp.abs(a - c)) / (jnp.max(jnp.abs(c)) + 1e-12)
         for a, c in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[0]))))

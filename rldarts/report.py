@@ -96,29 +96,32 @@ def find_workdirs(root: str, max_depth: int = MAX_DEPTH) -> list[str]:
     return sorted(found)
 
 
+def _genotype_file(spec, base_dir: str) -> str | None:
+    """The file a config's ``genotype`` path names: absolute, cwd- or workdir-relative."""
+    if not isinstance(spec, str) or not spec:
+        return None
+    return next((p for p in (spec, os.path.join(base_dir, spec)) if os.path.isfile(p)), None)
+
+
 def _load_genotype(spec, base_dir: str) -> NetworkGenotype | None:
-    """A genotype from a path (absolute, cwd- or workdir-relative) or an inline JSON object."""
+    """A genotype from a path (see ``_genotype_file``) or an inline JSON object."""
     try:
         if isinstance(spec, dict):
             data = {"format_version": 1, **(spec if "cells" in spec else {"cells": spec})}
             return NetworkGenotype.from_json(json.dumps(data))
-        for p in ((spec, os.path.join(base_dir, spec)) if isinstance(spec, str) and spec else ()):
-            if os.path.isfile(p):
-                return NetworkGenotype.load(p)
+        path = _genotype_file(spec, base_dir)
+        return NetworkGenotype.load(path) if path else None
     except ValueError:
-        pass
-    return None
+        return None
 
 
 def _random_marker(path: str, config) -> str | None:
     """The ``random_search.json`` that makes a run a random-search baseline: in the
     workdir, or beside the genotype file it trained (launch/sweep.py writes each sampled
     genotype once, with its marker, and points every run of that sample at it)."""
-    places = [path]
-    spec = config.get("genotype") if isinstance(config, dict) else None
-    if isinstance(spec, str) and spec:
-        places += [os.path.dirname(p) for p in (spec, os.path.join(path, spec))
-                   if os.path.isfile(p)]
+    genotype = _genotype_file(config.get("genotype") if isinstance(config, dict) else None,
+                              path)
+    places = [path] + ([os.path.dirname(genotype)] if genotype else [])
     return next((os.path.join(d, "random_search.json") for d in places
                  if os.path.isfile(os.path.join(d, "random_search.json"))), None)
 

@@ -201,7 +201,7 @@ def test_sweep_layout_is_found_and_labelled(tmp_path):
     """The report reads what launch/sweep.py lays out: random runs 4 folders deep whose
     random_search.json sits beside the shared genotype file, not in the workdir."""
     from experiments.configs import protocol as protocols
-    from tests.test_sweep import load_sweep_module
+    from _binaries import load_sweep_module
 
     sweep = load_sweep_module()
 

@@ -1,28 +1,15 @@
 """launch/sweep.py: protocol expansion, dry run, skipping finished runs, missing genotypes."""
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
+from _binaries import ROOT, load_sweep_module
 from experiments.configs import base
 from experiments.configs.protocol import get_protocol
 from rldarts import procgen_scores
 from rldarts.genotypes import NetworkGenotype
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-def load_sweep_module():
-    """launch/sweep.py, executed once per process (it defines absl flags; other test
-    modules reuse it through this function)."""
-    if "launch_sweep" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "launch_sweep", os.path.join(ROOT, "launch", "sweep.py"))
-        module = sys.modules["launch_sweep"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules["launch_sweep"]
-
 
 sweep = load_sweep_module()
 
