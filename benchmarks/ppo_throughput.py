@@ -24,7 +24,7 @@ from experiments.configs import base
 from rldarts import arch, envs, experiment
 from rldarts import conv as conv_lib
 from rldarts.actor import Actor
-from rldarts.agents import ppo, ppo_losses
+from rldarts.agents import ppo
 
 
 def env_only_sps(game, num_envs, steps=300):
@@ -54,6 +54,7 @@ def bench(name, args):
     c = network_config(name, base.get_base_config())
     c.env_name = args.game
     c.ppo.num_steps = args.num_steps
+    c.ppo.microbatch_size = args.microbatch_size
     s = experiment.build(c, require_supernet=False)
     agent, model = s.agent, s.agent.model
     n, T = c.ppo.num_envs, c.ppo.num_steps
@@ -74,20 +75,20 @@ def bench(name, args):
         jax.block_until_ready(policy(state.params, state.alphas, obs, key, 1.0))
     t_act = (time.perf_counter() - t0) / reps
 
-    # One minibatch step, exactly as inside the update's scan.
+    # One minibatch step, exactly as the learner runs it (microbatched on CPU unless
+    # --microbatch-size says otherwise).
     weight_opt = ppo.make_weight_optimizer(c.ppo, num_updates)
     alpha_opt = arch.make_alpha_optimizer(c.arch, weight_opt)
     mb = out["minibatch"]
+    out["microbatch"] = ppo.microbatch_size(c.ppo.microbatch_size, [mb]) or mb
     batch = {"obs": np.repeat(obs, mb // n + 1, axis=0)[:mb],
              "actions": np.zeros(mb, np.int32), "log_probs": np.full(mb, -2.7, np.float32),
              "values": np.zeros(mb, np.float32), "advantages": np.ones(mb, np.float32),
              "returns": np.ones(mb, np.float32)}
-    def loss_fn(p, a, b):
-        logits, value = model.apply(p, b["obs"], a, 1.0)
-        return ppo_losses.ppo_loss(logits, value, b, 0.2, 0.5, 0.01)
-
-    step = jax.jit(arch.make_arch_step(agent.arch_cfg.mode, loss_fn, weight_opt, alpha_opt))
-    args_ = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state, batch)
+    batch = jax.device_put(batch)
+    step = ppo.make_minibatch_step(model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb])
+    args_ = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state, batch,
+             None, 1.0)
     t0 = time.perf_counter()
     jax.block_until_ready(step(*args_))
     out["compile_step_s"] = round(time.perf_counter() - t0, 2)
@@ -124,10 +125,13 @@ def main():
     ap.add_argument("--step-repeats", type=int, default=2)
     ap.add_argument("--conv-max-chunks", type=int, default=conv_lib.MAX_CHUNKS,
                     help="rldarts.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient")
+    ap.add_argument("--microbatch-size", type=int, default=0,
+                    help="ppo.microbatch_size; 0 = auto (256 on CPU), or the minibatch "
+                         "size for one jitted step per minibatch")
     args = ap.parse_args()
     conv_lib.MAX_CHUNKS = args.conv_max_chunks
     result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
-              "conv_max_chunks": conv_lib.MAX_CHUNKS,
+              "conv_max_chunks": conv_lib.MAX_CHUNKS, "microbatch_size": args.microbatch_size,
               "env_only_sps_64envs": round(env_only_sps(args.game, 64), 1), "runs": []}
     print(json.dumps({"env_only_sps_64envs": result["env_only_sps_64envs"]}), flush=True)
     for name in args.networks.split(","):

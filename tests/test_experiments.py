@@ -89,6 +89,8 @@ def _snapshot(directory):
     (["--config.env_name=pong"], "env_name='pong' is not valid; valid choices: bigfish"),
     (["--config.distribution_mode=extreme"], "distribution_mode='extreme'"),
     (["--config.ppo.num_envs=0"], "ppo.num_envs=0 must be positive"),
+    (["--config.ppo.microbatch_size=7"], "ppo.microbatch_size=7 does not divide the "
+                                          "minibatch of 128 samples"),
     (["--config.genotype=/nonexistent/g.json"], "cannot read genotype file"),
     (["--config.net.search_space=bogus"], "unknown search space 'bogus'"),
     (["--config.network=darts_standard", "--config.seed=1"],

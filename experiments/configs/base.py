@@ -64,6 +64,10 @@ def get_base_config() -> config_dict.ConfigDict:
     c.ppo.norm_adv = True
     c.ppo.normalize_reward = True
     c.ppo.reward_clip = 10.0
+    # Compute only, not a hyperparameter: samples per jitted forward+backward inside a
+    # minibatch (gradients summed over microbatches: the same update). 0 = auto: 256 on
+    # CPU (faster per sample there), the whole minibatch on accelerators.
+    c.ppo.microbatch_size = 0
 
     # Rainbow-style DQN (reference section 8): C51 on [0, 1], dueling, double Q, n-step,
     # prioritized replay; rewards divided by the game's max return and clipped to [-1, 1].
