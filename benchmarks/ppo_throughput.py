@@ -125,13 +125,15 @@ def main():
     ap.add_argument("--step-repeats", type=int, default=2)
     ap.add_argument("--conv-max-chunks", type=int, default=conv_lib.MAX_CHUNKS,
                     help="rldarts.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient")
+    ap.add_argument("--conv-chunk", type=int, default=conv_lib.CHUNK,
+                    help="rldarts.conv.CHUNK: samples per weight-gradient chunk")
     ap.add_argument("--microbatch-size", type=int, default=0,
                     help="ppo.microbatch_size; 0 = auto (256 on CPU), or the minibatch "
                          "size for one jitted step per minibatch")
     args = ap.parse_args()
-    conv_lib.MAX_CHUNKS = args.conv_max_chunks
+    conv_lib.MAX_CHUNKS, conv_lib.CHUNK = args.conv_max_chunks, args.conv_chunk
     result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
-              "conv_max_chunks": conv_lib.MAX_CHUNKS, "microbatch_size": args.microbatch_size,
+              "conv_chunk": conv_lib.CHUNK, "conv_max_chunks": conv_lib.MAX_CHUNKS, "microbatch_size": args.microbatch_size,
               "env_only_sps_64envs": round(env_only_sps(args.game, 64), 1), "runs": []}
     print(json.dumps({"env_only_sps_64envs": result["env_only_sps_64envs"]}), flush=True)
     for name in args.networks.split(","):

@@ -12,7 +12,7 @@ Not a project dependency: run it in a scratch venv holding PyTorch's CPU wheel:
 
     python3.11 -m venv /tmp/venv_torch
     /tmp/venv_torch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
-    /tmp/venv_torch/bin/python benchmarks/torch_reference.py
+    /tmp/venv_torch/bin/python benchmarks/torch_reference.py [--layers 256]
 """
 import argparse
 import json
@@ -71,6 +71,40 @@ def time_it(fn, repeats):
     return (time.perf_counter() - t0) / repeats
 
 
+# Same shapes as benchmarks/conv_layers.py (kept in sync by hand: this file must run
+# without rldarts or JAX installed).
+CONV_LAYERS = ((64, 3, 16, 1), (32, 16, 16, 4), (32, 16, 32, 1), (16, 32, 32, 5),
+               (8, 32, 32, 4))
+POOL_LAYERS = ((64, 16), (32, 32), (16, 32))
+
+
+def layer_table(batch, repeats):
+    """Milliseconds per layer, as benchmarks/conv_layers.py prints them for XLA."""
+    ms = lambda fn: round(1000 * time_it(fn, repeats), 1)
+    out, total = {}, 0.0
+    for hw, cin, cout, count in CONV_LAYERS:
+        x = torch.randn(batch, cin, hw, hw)
+        w = torch.randn(cout, cin, 3, 3)
+        g = torch.randn(batch, cout, hw, hw)
+        row = {"fwd": ms(lambda: F.conv2d(x, w, padding=1)),
+               "dx": ms(lambda: torch.nn.grad.conv2d_input(x.shape, w, g, padding=1)),
+               "dw": ms(lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=1)),
+               "count": count}
+        total += count * (row["fwd"] + row["dw"] + (row["dx"] if cin != 3 else 0.0))
+        out[f"conv {hw}x{hw} {cin}->{cout}"] = row
+    for hw, c in POOL_LAYERS:
+        x = torch.randn(batch, c, hw, hw, requires_grad=True)
+
+        def fwd_bwd():
+            F.max_pool2d(x, 3, 2, padding=1).sum().backward()
+        row = {"fwd": ms(lambda: F.max_pool2d(x.detach(), 3, 2, padding=1)),
+               "fwd_bwd": ms(fwd_bwd)}
+        total += row["fwd_bwd"]
+        out[f"pool {hw}x{hw} {c}"] = row
+    return {"torch": torch.__version__, "batch": batch, "layers_ms": out,
+            "training_pass_ms": round(total, 1)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--num-envs", type=int, default=64)
@@ -80,9 +114,14 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--act-repeats", type=int, default=20)
     ap.add_argument("--step-repeats", type=int, default=3)
+    ap.add_argument("--layers", type=int, default=0, metavar="BATCH",
+                    help="instead: per-layer table at this batch (as conv_layers.py)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.layers:
+        print(json.dumps(layer_table(args.layers, repeats=5), indent=1))
+        return
     model = Impala()
     opt = torch.optim.Adam(model.parameters(), lr=5e-4, eps=1e-5)
     minibatch = args.num_envs * args.num_steps // args.num_minibatches

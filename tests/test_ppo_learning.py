@@ -1,7 +1,8 @@
 """PPO learns: an MLP agent on EnvPool CartPole-v1 reaches a return threshold.
 
 Uses the same actor, update and arch machinery as the Procgen runs (mode frozen: no
-alphas), so a broken GAE sign, loss or rollout bookkeeping fails here.
+alphas; microbatched minibatch gradients), so a broken GAE sign, loss, gradient
+accumulation or rollout bookkeeping fails here.
 """
 import jax
 import numpy as np
@@ -17,6 +18,9 @@ def test_ppo_solves_cartpole_within_budget():
     c = base.get_base_config()
     c.ppo.num_envs, c.ppo.num_steps = 8, 128
     c.ppo.num_minibatches, c.ppo.update_epochs = 4, 4
+    # Minibatches of 256 as 2 gradient slices: the CPU path of the Procgen defaults
+    # (the whole-minibatch step is what every smoke run and the DQN tests take).
+    c.ppo.microbatch_size = 128
     c.ppo.learning_rate, c.ppo.gamma, c.ppo.ent_coef = 2.5e-3, 0.99, 0.0
     c.ppo.normalize_reward = True
     c.arch.mode = "frozen"
