@@ -10,7 +10,9 @@ from rldarts import ops as ops_lib
 
 AGENTS = ("ppo", "dqn")
 # Keys that may change between a run and its resumption.
-RESUMABLE_KEYS = ("total_env_steps", "eval", "num_threads")
+# ppo.microbatch_size is compute only (same update; absent from checkpoints made before
+# it existed).
+RESUMABLE_KEYS = ("total_env_steps", "eval", "num_threads", "ppo.microbatch_size")
 
 
 def _choice(key, value, choices):
@@ -76,5 +78,9 @@ def fingerprint(c) -> dict:
     """What must match for a workdir's checkpoint to be resumed with this config."""
     d = c.to_dict()
     for key in RESUMABLE_KEYS:
-        d.pop(key, None)
+        *parents, leaf = key.split(".")
+        section = d
+        for name in parents:
+            section = section.get(name, {})
+        section.pop(leaf, None)
     return d

@@ -110,3 +110,15 @@ def test_ppo_microbatched_step_is_the_whole_minibatch_gradient():
     for got, want in zip(jax.tree.leaves(moved), jax.tree.leaves(grads)):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
     assert float(metrics["loss"]) == pytest.approx(float(reference_loss(params)), rel=1e-5)
+
+
+def test_microbatch_size_may_change_on_resume():
+    """Compute-only keys are left out of the resume fingerprint; hyperparameters not."""
+    from experiments.configs import base
+    from rldarts import config_checks
+    a, b = base.get_base_config(), base.get_base_config()
+    b.ppo.microbatch_size = 512
+    assert config_checks.fingerprint(a) == config_checks.fingerprint(b)
+    assert "microbatch_size" not in config_checks.fingerprint(a)["ppo"]
+    b.ppo.num_minibatches = 4
+    assert config_checks.fingerprint(a) != config_checks.fingerprint(b)
