@@ -7,6 +7,9 @@ Needs only jax + numpy, so it runs in a scratch venv holding any jax/jaxlib vers
     python3.11 -m venv /tmp/venv_jax0430
     /tmp/venv_jax0430/bin/pip install jax==0.4.30 jaxlib==0.4.30 "numpy<2" "ml_dtypes<0.5"
     /tmp/venv_jax0430/bin/python benchmarks/jax_versions.py --batch 512
+
+``--chunked`` routes the convolutions through ``rldarts.conv`` (the library's chunked
+weight gradient; needs flax in that venv and the repository on PYTHONPATH).
 """
 import argparse
 import json
@@ -35,8 +38,11 @@ def init(key, depths=(16, 32, 32), dense=256, actions=15):
     return params, head
 
 
+CONV = lax.conv_general_dilated  # --chunked: rldarts.conv.conv_general_dilated
+
+
 def conv(x, wb):
-    return lax.conv_general_dilated(x, wb[0], (1, 1), "SAME", dimension_numbers=DN) + wb[1]
+    return CONV(x, wb[0], (1, 1), "SAME", dimension_numbers=DN) + wb[1]
 
 
 def max_pool(x):  # 3x3 stride 2 SAME, as a max over shifted strided views (rldarts.ops)
@@ -82,14 +88,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--chunked", action="store_true")
     args = ap.parse_args()
+    if args.chunked:
+        global CONV
+        from rldarts import conv as conv_lib
+        CONV = conv_lib.conv_general_dilated
     r = np.random.RandomState(0)
     obs = jnp.asarray(r.randint(0, 256, (args.batch, 64, 64, 3)), jnp.uint8)
     actions = jnp.asarray(r.randint(0, 15, args.batch), jnp.int32)
     params = init(jax.random.PRNGKey(0))
     fc, ft = timed(jax.jit(forward), params, obs, repeats=args.repeats)
     gc, gt = timed(jax.jit(jax.grad(loss)), params, obs, actions, repeats=args.repeats)
-    print(json.dumps({"jax": jax.__version__, "batch": args.batch,
+    print(json.dumps({"jax": jax.__version__, "batch": args.batch, "chunked": args.chunked,
                       "fwd_samples_per_s": round(args.batch / ft, 1),
                       "fwd_bwd_samples_per_s": round(args.batch / gt, 1),
                       "compile_fwd_s": round(fc, 1), "compile_fwd_bwd_s": round(gc, 1)}))
