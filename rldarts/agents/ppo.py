@@ -2,9 +2,11 @@
 
 Reads top to bottom: the acting policy, the loss, then ``update``, which takes a whole
 rollout (time-major, ``(T, N, ...)``), computes GAE (a reverse ``lax.scan``, jitted) and
-runs ``update_epochs`` x ``num_minibatches`` jitted optimisation steps on shuffled
-minibatches. (The epoch/minibatch loops stay on the host: XLA:CPU runs convolutions
-inside a ``lax.scan`` body about 12x slower than the same step jitted on its own.)
+runs ``update_epochs`` x ``num_minibatches`` optimisation steps on shuffled
+minibatches (``make_minibatch_step``: one jitted step, or on CPU the mean of jitted
+256-sample gradient slices, ``ppo.microbatch_size``). The epoch/minibatch loops stay
+on the host: XLA:CPU runs convolutions inside a ``lax.scan`` body ~9-12x slower than
+the same step jitted on its own.
 Weights and alphas move through ``rldarts.arch.make_arch_step``, so the joint,
 alternating and frozen architecture modes are the same code for every agent.
 """
