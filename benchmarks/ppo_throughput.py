@@ -127,13 +127,17 @@ def main():
                     help="rldarts.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient")
     ap.add_argument("--conv-chunk", type=int, default=conv_lib.CHUNK,
                     help="rldarts.conv.CHUNK: samples per weight-gradient chunk")
+    ap.add_argument("--cpu-parts", type=int, default=ppo.CPU_PARTS,
+                    help="ppo.CPU_PARTS: independent gradients per jitted microbatch call")
     ap.add_argument("--microbatch-size", type=int, default=0,
                     help="ppo.microbatch_size; 0 = auto (256 on CPU), or the minibatch "
                          "size for one jitted step per minibatch")
     args = ap.parse_args()
     conv_lib.MAX_CHUNKS, conv_lib.CHUNK = args.conv_max_chunks, args.conv_chunk
+    ppo.CPU_PARTS = args.cpu_parts
     result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
               "conv_chunk": conv_lib.CHUNK, "conv_max_chunks": conv_lib.MAX_CHUNKS, "microbatch_size": args.microbatch_size,
+              "cpu_parts": ppo.CPU_PARTS,
               "env_only_sps_64envs": round(env_only_sps(args.game, 64), 1), "runs": []}
     print(json.dumps({"env_only_sps_64envs": result["env_only_sps_64envs"]}), flush=True)
     for name in args.networks.split(","):

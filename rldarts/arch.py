@@ -141,28 +141,37 @@ def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt):
 
 
 def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt,
-                                microbatch_size: int):
+                                microbatch_size: int, parts: int = 1):
     """``make_arch_step`` with each batch's gradient accumulated over slices of
     ``microbatch_size`` samples, one jitted call per slice, driven from the host.
 
     Same update as ``make_arch_step`` when ``loss_fn`` is a mean over the batch (every
     loss here is; per-batch statistics such as PPO's advantage normalisation must be
-    applied to the whole batch before the step). Why: on XLA:CPU an IMPALA-CNN
-    forward+backward runs ~1.7x faster per sample at 256 samples than at 2048, and a
+    applied to the whole batch before the step). Inside a call the slice is split into
+    ``parts`` independent gradients summed in the program, which XLA:CPU may run on
+    different cores at once. Why: on XLA:CPU an IMPALA-CNN forward+backward runs ~1.7x
+    faster per sample at 256 samples than at 2048 (4 parts of 64: ~1.1x more), and a
     ``lax.scan`` over the slices ~9x slower than either (benchmarks/results/README.md).
     The returned ``step`` has ``make_arch_step``'s signature but is a host function:
     call it outside ``jit``, with device arrays.
     """
     _check_mode(mode)
-    gradients, size = _make_gradients(loss_fn), microbatch_size
+    if microbatch_size % parts:
+        raise ValueError(f"{parts} parts do not divide a microbatch of {microbatch_size}")
+    gradients, size, part_size = _make_gradients(loss_fn), microbatch_size, microbatch_size // parts
+    add = lambda total, new: jax.tree.map(jnp.add, total, new)
 
     @functools.partial(jax.jit, static_argnames="wrt")
     def slice_gradients(params, alphas, batch, index, *args, wrt):
-        part = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, index * size, size),
-                            batch)
-        return gradients(params, alphas, part, *args, wrt=wrt)
+        total = None
+        for j in range(parts):
+            part = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(  # noqa: B023
+                x, index * size + j * part_size, part_size), batch)
+            out = gradients(params, alphas, part, *args, wrt=wrt)
+            total = out if total is None else add(total, out)
+        return total
 
-    add = jax.jit(lambda total, new: jax.tree.map(jnp.add, total, new))
+    add_jit = jax.jit(add)
     divide = jax.jit(lambda total, n: jax.tree.map(lambda x: x / n, total))
 
     def accumulated(params, alphas, batch, *args, wrt):
@@ -174,8 +183,8 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
         total = None
         for i in range(n):
             out = slice_gradients(params, alphas, batch, i, *args, wrt=wrt)
-            total = out if total is None else add(total, out)
-        return divide(total, n)
+            total = out if total is None else add_jit(total, out)
+        return divide(total, n * parts)
 
     return _compose_step(mode, accumulated,
                          jax.jit(functools.partial(_apply, weight_opt)),

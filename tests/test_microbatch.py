@@ -23,11 +23,14 @@ TRAIN_B = np.array([3.0, -1.0, 0.5, 2.0, 4.0, -2.5], np.float32)
 HELD_B = np.array([-1.0, 1.5, 0.0, 2.0], np.float32)
 
 
+@pytest.mark.parametrize("size,parts", [(2, 1), (2, 2), (6, 3)])
 @pytest.mark.parametrize("mode", ["joint", "alternating", "frozen"])
-def test_microbatched_arch_step_matches_hand_computation(mode):
+def test_microbatched_arch_step_matches_hand_computation(mode, size, parts):
     w_lr, a_lr, scale, w0, a0 = 0.1, 0.5, 2.0, 1.0, 1.0
+    if mode == "alternating" and size == 6:
+        size, parts = 1, 1  # must divide the 4 held-out and the 6 training samples
     step = arch.make_microbatched_arch_step(mode, mean_loss, optax.sgd(w_lr),
-                                            optax.sgd(a_lr), microbatch_size=2)
+                                            optax.sgd(a_lr), size, parts)
     params, alphas = {"w": jnp.float32(w0)}, {"a": jnp.float32(a0)}
     p, a, _, _, m = step(params, alphas, optax.sgd(w_lr).init(params),
                          optax.sgd(a_lr).init(alphas), {"b": jnp.asarray(TRAIN_B)},
@@ -48,6 +51,12 @@ def test_microbatched_arch_step_matches_hand_computation(mode):
     held_or_train = {"joint": TRAIN_B, "alternating": HELD_B}.get(mode)
     a_grad = 0.0 if held_or_train is None else abs(scale * np.mean(a0 - 2 * held_or_train))
     assert float(m["alpha_grad_norm"]) == pytest.approx(a_grad, rel=1e-6)
+
+
+def test_parts_must_divide_the_microbatch():
+    with pytest.raises(ValueError, match="3 parts do not divide a microbatch of 4"):
+        arch.make_microbatched_arch_step("joint", mean_loss, optax.sgd(0.1),
+                                         optax.sgd(0.1), 4, 3)
 
 
 def test_microbatch_size_must_divide_the_batch():

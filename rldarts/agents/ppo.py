@@ -60,6 +60,9 @@ def init_state(model, ppo_cfg, arch_cfg, alphas, sample_obs, key, num_updates: i
 # Samples per jitted forward+backward on CPU when ppo.microbatch_size is 0 (auto):
 # IMPALA-CNN's gradient runs ~1.7x faster per sample at 256 than at 2048 on XLA:CPU.
 CPU_MICROBATCH = 256
+# Independent gradients per jitted call on CPU (XLA runs them on both cores at once):
+# 4 parts of 64 samples made the IMPALA-CNN minibatch step 1.10-1.18x faster than 1.
+CPU_PARTS = 4
 
 
 def microbatch_size(requested: int, minibatch_sizes) -> int:
@@ -101,8 +104,9 @@ def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibat
 
     size = microbatch_size(ppo_cfg.microbatch_size, minibatch_sizes)
     if size:
+        parts = CPU_PARTS if size % CPU_PARTS == 0 else 1
         return arch.make_microbatched_arch_step(arch_cfg.mode, loss_fn, weight_opt,
-                                                alpha_opt, size)
+                                                alpha_opt, size, parts)
     return jax.jit(arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt))
 
 
