@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from rldarts import arch, cells, envs, networks
 from rldarts import ops as ops_lib
+from rldarts.agents import ppo
 
 AGENTS = ("ppo", "dqn")
 # Keys that may change between a run and its resumption.
-# ppo.microbatch_size is compute only (same update; absent from checkpoints made before
-# it existed).
-RESUMABLE_KEYS = ("total_env_steps", "eval", "num_threads", "ppo.microbatch_size")
+# ppo.microbatch_size and ppo.update_loop are compute only (same update; absent from
+# checkpoints made before they existed).
+RESUMABLE_KEYS = ("total_env_steps", "eval", "num_threads", "ppo.microbatch_size",
+                  "ppo.update_loop")
 
 
 def _choice(key, value, choices):
@@ -41,6 +43,7 @@ def validate(c) -> None:
     _choice("agent", c.agent, AGENTS)
     _choice("network", c.network, tuple(n for n in networks.NETWORKS if n != "mlp"))
     _choice("arch.mode", c.arch.mode, arch.MODES)
+    _choice("ppo.update_loop", c.ppo.update_loop, ppo.UPDATE_LOOPS)
     _choice("arch.optimizer", c.arch.optimizer, arch.OPTIMIZERS)
     _choice("arch.heldout_source", c.arch.heldout_source, arch.HELDOUT_SOURCES)
     _choice("net.output_mode", c.net.output_mode, cells.OUTPUT_MODES)

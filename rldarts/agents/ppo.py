@@ -3,10 +3,13 @@
 Reads top to bottom: the acting policy, the loss, then ``update``, which takes a whole
 rollout (time-major, ``(T, N, ...)``), computes GAE (a reverse ``lax.scan``, jitted) and
 runs ``update_epochs`` x ``num_minibatches`` optimisation steps on shuffled
-minibatches (``make_minibatch_step``: one jitted step, or on CPU the mean of jitted
-256-sample gradient slices, ``ppo.microbatch_size``). The epoch/minibatch loops stay
-on the host: XLA:CPU runs convolutions inside a ``lax.scan`` body ~9-12x slower than
-the same step jitted on its own.
+minibatches. ``ppo.update_loop`` says where those loops run: ``scan`` puts GAE, the
+shuffles and every step into one jitted ``lax.scan`` (PureJaxRL; the accelerator
+default), ``host`` loops in Python around jitted steps (``make_minibatch_step``: one
+jitted step, or on CPU the mean of jitted 256-sample gradient slices,
+``ppo.microbatch_size``), the CPU default, because XLA:CPU runs convolutions inside a
+``lax.scan`` body ~9-12x slower than the same step jitted on its own. Both loops draw
+the same shuffles and make the same update.
 Weights and alphas move through ``rldarts.arch.make_arch_step``, so the joint,
 alternating and frozen architecture modes are the same code for every agent.
 """
@@ -65,6 +68,20 @@ CPU_MICROBATCH = 256
 CPU_PARTS = 4
 
 
+UPDATE_LOOPS = ("auto", "scan", "host")
+
+
+def update_loop(requested: str) -> str:
+    """``ppo.update_loop`` resolved: ``auto`` is ``host`` on the CPU backend, else
+    ``scan``."""
+    if requested not in UPDATE_LOOPS:
+        raise ValueError(f"config ppo.update_loop={requested!r} is not valid; valid "
+                         f"choices: {', '.join(UPDATE_LOOPS)}")
+    if requested == "auto":
+        return "host" if jax.default_backend() == "cpu" else "scan"
+    return requested
+
+
 def microbatch_size(requested: int, minibatch_sizes) -> int:
     """Samples per gradient slice of a minibatch; 0 means the whole minibatch at once.
 
@@ -91,17 +108,25 @@ def microbatch_size(requested: int, minibatch_sizes) -> int:
     return requested
 
 
-def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibatch_sizes):
+def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibatch_sizes,
+                        loop: str = "host"):
     """``step(params, alphas, w_state, a_state, train_mb, heldout_mb, inv_temp)``: one
     optimisation step on a minibatch whose advantages are already normalised (the
     learner normalises each whole minibatch, so microbatched gradients are exact).
-    Jitted, or a host loop over jitted microbatch gradients (``microbatch_size``)."""
+    For the ``host`` loop: jitted, or a host loop over jitted microbatch gradients
+    (``microbatch_size``); for ``scan``: the pure step, to be traced inside the scan."""
     def loss_fn(params, alphas, batch, inv_temp):
         logits, value = model.apply(params, batch["obs"], alphas, inv_temp)
         return ppo_losses.ppo_loss(logits, value, batch, ppo_cfg.clip_eps, ppo_cfg.vf_coef,
                                    ppo_cfg.ent_coef, ppo_cfg.clip_value_loss,
                                    norm_adv=False)
 
+    if loop == "scan":
+        if ppo_cfg.microbatch_size:
+            raise ValueError(f"config ppo.microbatch_size={ppo_cfg.microbatch_size} needs "
+                             "ppo.update_loop=host (the scan takes whole minibatches); "
+                             "set ppo.microbatch_size=0 or ppo.update_loop=host")
+        return arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt)
     size = microbatch_size(ppo_cfg.microbatch_size, minibatch_sizes)
     if size:
         parts = CPU_PARTS if size % CPU_PARTS == 0 else 1
@@ -112,8 +137,9 @@ def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibat
 
 def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
                 num_updates: int):
-    """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``: jitted GAE and
-    minibatch steps driven by a host loop.
+    """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``: one jitted
+    ``lax.scan`` over epochs x minibatches, or jitted GAE and steps driven by a host
+    loop (``ppo.update_loop``).
 
     ``rollout``: 'obs' (T, N, ...), 'actions', 'log_probs', 'values', 'rewards',
     'dones' (T, N) and 'last_obs' (N, ...). The last ``num_heldout_envs`` columns are
@@ -128,13 +154,14 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
         if n % nmb:
             raise ValueError(f"ppo.num_minibatches={nmb} does not divide the {n} {name} "
                              "samples of a rollout (num_envs x num_steps)")
+    loop = update_loop(ppo_cfg.update_loop)
     step = make_minibatch_step(
         model, ppo_cfg, arch_cfg, weight_opt, alpha_opt,
-        [n * ppo_cfg.num_steps // nmb for n in (num_train_envs, num_heldout_envs)])
+        [n * ppo_cfg.num_steps // nmb for n in (num_train_envs, num_heldout_envs)], loop)
 
-    @jax.jit
     def prepare(state: PPOState, rollout: dict, inv_temp):
-        """GAE over the rollout, flattened into training and held-out sample sets."""
+        """GAE over the rollout, flattened into training and held-out sample sets, and
+        the new RNG key with the epoch shuffles drawn from the old one."""
         _, last_value = model.apply(state.params, rollout["last_obs"], state.alphas, inv_temp)
         advantages, returns = ppo_losses.gae_advantages(
             rollout["rewards"], rollout["values"], rollout["dones"], last_value,
@@ -146,9 +173,9 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
         heldout = flat(jax.tree.map(lambda x: x[:, num_train_envs:], data))
         # Explained variance of the value targets: a quick health check of the critic.
         explained = 1.0 - jnp.var(returns - rollout["values"]) / (jnp.var(returns) + 1e-8)
-        return train, heldout, explained
+        key, perm_key = jax.random.split(state.key)
+        return train, heldout, explained, key, permutations(perm_key)
 
-    @jax.jit
     def permutations(key):
         """Per epoch: shuffled minibatch indices, (epochs, num_minibatches, size)."""
         def one(key, size):
@@ -159,7 +186,6 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
         return (jax.vmap(lambda k: one(k, n_train))(keys[:, 0]),
                 jax.vmap(lambda k: one(k, n_held))(keys[:, 1]))
 
-    @jax.jit
     def minibatches(train, heldout, idx, held_idx):
         """Gathers one training (and held-out) minibatch; normalises its advantages
         over the whole minibatch (CleanRL) when ``ppo.norm_adv``."""
@@ -170,28 +196,48 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
             return mb
         return take(train, idx), (take(heldout, held_idx) if num_heldout_envs else None)
 
-    def update(state: PPOState, rollout: dict, inv_temp):
+    def finish(state, key, explained, params, alphas, w_state, a_state, metrics):
+        metrics = dict(metrics, explained_variance=explained)
+        return PPOState(params, alphas, w_state, a_state, key), metrics
+
+    @jax.jit
+    def scan_update(state: PPOState, rollout: dict, inv_temp):
+        train, heldout, explained, key, (train_idx, held_idx) = prepare(
+            state, rollout, inv_temp)
+
+        def body(carry, idx):
+            train_mb, held_mb = minibatches(train, heldout, *idx)
+            *carry, metrics = step(*carry, train_mb, held_mb, inv_temp)
+            return tuple(carry), metrics
+
+        # (epochs, minibatches, size) -> one scan over every step, in the host order.
+        order = lambda idx: idx.reshape((-1,) + idx.shape[2:])
+        carry, history = jax.lax.scan(
+            body, (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state),
+            (order(train_idx), order(held_idx)))
+        return finish(state, key, explained, *carry,
+                      jax.tree.map(lambda x: jnp.mean(x, axis=0), history))
+
+    prepare_jit, minibatches_jit = jax.jit(prepare), jax.jit(minibatches)
+
+    def host_update(state: PPOState, rollout: dict, inv_temp):
         # Epochs and minibatches loop on the host around jitted steps: inside a
         # lax.scan, XLA:CPU ran the same convolutions ~9-12x slower (measured on IMPALA-
         # CNN and the cpu_demo supernet); per-step dispatch costs microseconds here.
-        train, heldout, explained = prepare(state, rollout, inv_temp)
-        key, perm_key = jax.random.split(state.key)
-        train_idx, held_idx = permutations(perm_key)
-        params, alphas = state.params, state.alphas
-        w_state, a_state = state.weight_opt_state, state.alpha_opt_state
+        train, heldout, explained, key, (train_idx, held_idx) = prepare_jit(
+            state, rollout, inv_temp)
+        carry = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state)
         history = []
         for epoch in range(ppo_cfg.update_epochs):
             for mb in range(nmb):
-                train_mb, held_mb = minibatches(train, heldout, train_idx[epoch, mb],
-                                                held_idx[epoch, mb])
-                params, alphas, w_state, a_state, metrics = step(
-                    params, alphas, w_state, a_state, train_mb, held_mb, inv_temp)
+                train_mb, held_mb = minibatches_jit(train, heldout, train_idx[epoch, mb],
+                                                    held_idx[epoch, mb])
+                *carry, metrics = step(*carry, train_mb, held_mb, inv_temp)
                 history.append(metrics)
         metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *history)
-        metrics["explained_variance"] = explained
-        return PPOState(params, alphas, w_state, a_state, key), metrics
+        return finish(state, key, explained, *carry, metrics)
 
-    return update
+    return scan_update if loop == "scan" else host_update
 
 
 def collect_rollout(actor, state, num_steps: int, inv_temp):
