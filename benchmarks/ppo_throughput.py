@@ -6,7 +6,9 @@ For the Procgen defaults (64 envs x 256 steps, 8 minibatches, 3 epochs) it print
   (batch num_envs) and one jitted minibatch optimisation step (fwd+bwd+Adam), scaled to
   a whole iteration: T*N / (T*t_act + epochs*minibatches*t_step);
 * full_loop_sps: whole iterations of the real loop (`collect_rollout` + `update`), for
-  networks cheap enough to run them here (--full-loop-networks).
+  networks cheap enough to run them here (--full-loop-networks), with the update loop
+  `--update-loop` picks (`ppo.update_loop`; auto: host on CPU, one `lax.scan` on
+  accelerators). The compute bound always times the host loop's minibatch step.
 
 The paper-size supernet is meant for accelerators: on a CPU only a few acting and update
 steps are timed. Run with a smaller --num-steps to shorten full-loop iterations.
@@ -55,6 +57,7 @@ def bench(name, args):
     c.env_name = args.game
     c.ppo.num_steps = args.num_steps
     c.ppo.microbatch_size = args.microbatch_size
+    c.ppo.update_loop = args.update_loop
     s = experiment.build(c, require_supernet=False)
     agent, model = s.agent, s.agent.model
     n, T = c.ppo.num_envs, c.ppo.num_steps
@@ -86,7 +89,8 @@ def bench(name, args):
              "values": np.zeros(mb, np.float32), "advantages": np.ones(mb, np.float32),
              "returns": np.ones(mb, np.float32)}
     batch = jax.device_put(batch)
-    step = ppo.make_minibatch_step(model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb])
+    step = ppo.make_minibatch_step(model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb],
+                                   "host")
     args_ = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state, batch,
              None, 1.0)
     t0 = time.perf_counter()
@@ -109,7 +113,8 @@ def bench(name, args):
             state, _, _ = agent.run_iteration(actor, state, 1.0)
         actor.close()
         full = n * T * args.iterations / (time.perf_counter() - t0)
-        out.update(full_loop_sps=round(full, 1),
+        out.update(update_loop=ppo.update_loop(c.ppo.update_loop),
+                   full_loop_sps=round(full, 1),
                    full_loop_over_compute_bound=round(full / out["compute_bound_sps"], 3))
     return out
 
@@ -132,12 +137,14 @@ def main():
     ap.add_argument("--microbatch-size", type=int, default=0,
                     help="ppo.microbatch_size; 0 = auto (256 on CPU), or the minibatch "
                          "size for one jitted step per minibatch")
+    ap.add_argument("--update-loop", default="auto", choices=ppo.UPDATE_LOOPS,
+                    help="ppo.update_loop of the full loop")
     args = ap.parse_args()
     conv_lib.MAX_CHUNKS, conv_lib.CHUNK = args.conv_max_chunks, args.conv_chunk
     ppo.CPU_PARTS = args.cpu_parts
     result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
-              "conv_chunk": conv_lib.CHUNK, "conv_max_chunks": conv_lib.MAX_CHUNKS, "microbatch_size": args.microbatch_size,
-              "cpu_parts": ppo.CPU_PARTS,
+              "conv_chunk": conv_lib.CHUNK, "conv_max_chunks": conv_lib.MAX_CHUNKS,
+              "microbatch_size": args.microbatch_size, "cpu_parts": ppo.CPU_PARTS,
               "env_only_sps_64envs": round(env_only_sps(args.game, 64), 1), "runs": []}
     print(json.dumps({"env_only_sps_64envs": result["env_only_sps_64envs"]}), flush=True)
     for name in args.networks.split(","):
