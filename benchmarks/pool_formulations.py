@@ -1,25 +1,27 @@
-"""Max pool formulations in the real IMPALA-CNN PPO minibatch step (2048 samples,
-microbatched as the CPU learner runs it), timed alternately in one process:
+"""Pool formulations inside real PPO minibatch steps (2048 samples, microbatched as the
+CPU learner runs them), the variants of a case timed alternately in one process:
 
-* ``views_autodiff``: the max over strided views differentiated by JAX (the library's
-  max pool up to session 8; its backward pads every view's gradient with interior
-  padding);
-* ``custom_vjp``: ``rldarts.ops.max_pool`` (winner index recorded in the forward, the
-  gradient added into stride**2 phase grids).
+* ``max`` (IMPALA-CNN): ``views_autodiff``, the max over strided views differentiated
+  by JAX (the library's max pool up to session 8: its backward pads every view's
+  gradient with interior padding), vs ``custom_vjp``, ``rldarts.ops.max_pool``;
+* ``avg`` (the ``cpu_demo`` supernet, joint mode: every strided parameter-free op
+  starts with a 3x3 average pool): ``reduce_window``, ``nn.avg_pool`` with
+  ``count_include_pad=False`` (the library's up to session 8), vs ``custom_vjp``,
+  ``rldarts.ops.avg_pool``.
 
-    .venv/bin/python -m benchmarks.pool_formulations [--repeats 3]
+    .venv/bin/python -m benchmarks.pool_formulations [--cases max,avg] [--repeats 3]
 """
 import argparse
 import json
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import config_dict
 
 from experiments.configs import base
-from rldarts import arch, networks, ops
+from rldarts import arch, experiment, ops
 from rldarts.agents import ppo
 
 
@@ -38,14 +40,33 @@ def views_autodiff(x, size=3, stride=2):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    c = base.get_base_config()
-    model = networks.Agent(networks.make_torso("impala", depths=tuple(c.net.depths),
-                                               dense=c.net.dense),
-                           networks.PolicyValueHead(15))
+def reduce_window(x, size=3, stride=1):
+    return nn.avg_pool(x, (size, size), (stride, stride), padding="SAME",
+                       count_include_pad=False)
+
+
+def impala(c):
+    c.network = "impala"
+    return c
+
+
+def cpu_demo_supernet(c):
+    c.net = base.cpu_demo(base.get_base_config()).net
+    return c
+
+
+# case -> (network config, the ops attribute swapped, {variant: implementation})
+CASES = {"max": (impala, "max_pool",
+                 {"views_autodiff": views_autodiff, "custom_vjp": ops.max_pool}),
+         "avg": (cpu_demo_supernet, "avg_pool",
+                 {"reduce_window": reduce_window, "custom_vjp": ops.avg_pool})}
+
+
+def time_case(name, repeats):
+    configure, attr, variants = CASES[name]
+    c = configure(base.get_base_config())
+    s = experiment.build(c, require_supernet=False)
+    agent = s.agent
     n = c.ppo.num_envs * c.ppo.num_steps // c.ppo.num_minibatches
     rng = np.random.default_rng(0)
     batch = jax.device_put({
@@ -54,28 +75,36 @@ def main():
         "log_probs": np.full(n, -2.7, np.float32), "values": np.zeros(n, np.float32),
         "advantages": rng.normal(0, 1, n).astype(np.float32),
         "returns": np.ones(n, np.float32)})
-    params = model.init(jax.random.PRNGKey(0), batch["obs"][:1])
+    state = agent.init_state(s.alphas, batch["obs"][:1], jax.random.PRNGKey(0))
     weight_opt = ppo.make_weight_optimizer(c.ppo, 100)
-    alpha_opt = arch.make_alpha_optimizer(c.arch, weight_opt)
-    frozen = config_dict.ConfigDict(dict(mode="frozen"))
-    step_args = (params, {}, weight_opt.init(params), alpha_opt.init({}), batch, None, 1.0)
-    steps, library_pool = {}, ops.max_pool
-    for name, pool in (("views_autodiff", views_autodiff), ("custom_vjp", library_pool)):
-        ops.max_pool = pool  # the networks look it up when the step is traced
-        steps[name] = ppo.make_minibatch_step(model, c.ppo, frozen, weight_opt, alpha_opt,
-                                              [n])
-        jax.block_until_ready(steps[name](*step_args))
-    ops.max_pool = library_pool
-    times = {name: [] for name in steps}
-    for _ in range(args.repeats):
-        for name, step in steps.items():
+    alpha_opt = arch.make_alpha_optimizer(agent.arch_cfg, weight_opt)
+    step_args = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state,
+                 batch, None, 1.0)
+    steps, library = {}, getattr(ops, attr)
+    for variant, pool in variants.items():
+        setattr(ops, attr, pool)  # the networks look it up when the step is traced
+        steps[variant] = ppo.make_minibatch_step(agent.model, c.ppo, agent.arch_cfg,
+                                                 weight_opt, alpha_opt, [n], "host")
+        jax.block_until_ready(steps[variant](*step_args))
+    setattr(ops, attr, library)
+    times = {variant: [] for variant in steps}
+    for _ in range(repeats):
+        for variant, step in steps.items():
             t0 = time.perf_counter()
             jax.block_until_ready(step(*step_args))
-            times[name].append(round(time.perf_counter() - t0, 3))
-    medians = {name: float(np.median(t)) for name, t in times.items()}
-    print(json.dumps({"jax": jax.__version__, "minibatch": n, "step_s": times,
-                      "speedup_of_custom_vjp": round(medians["views_autodiff"]
-                                                     / medians["custom_vjp"], 3)}, indent=1))
+            times[variant].append(round(time.perf_counter() - t0, 3))
+    old, new = (float(np.median(t)) for t in times.values())
+    return {"case": name, "network": c.network, "arch_mode": agent.arch_cfg.mode,
+            "minibatch": n, "step_s": times, "speedup_of_custom_vjp": round(old / new, 3)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="max,avg")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    runs = [time_case(name, args.repeats) for name in args.cases.split(",")]
+    print(json.dumps({"jax": jax.__version__, "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":

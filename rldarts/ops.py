@@ -23,6 +23,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rldarts import conv as conv_lib
 
@@ -41,15 +42,12 @@ def batch_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
 def max_pool(x: jax.Array, size: int = 3, stride: int = 2) -> jax.Array:
     """Max pool with 'SAME' padding: same values and gradient as ``nn.max_pool``.
 
-    Forward: a max over the ``size**2`` shifted strided views. Backward (custom VJP):
-    the gradient goes to the first maximum of each window in row-major order, as
-    XLA's select-and-scatter and PyTorch give it. Why not autodiff: XLA:CPU's select-
-    and-scatter is slow, and differentiating the max over views scatters each view's
-    gradient with an interior-padded (strided) pad; here the forward records which view
-    won (int8) and the backward adds each view's share into one of ``stride**2``
-    *phase grids* (input pixels with the same row/column remainder mod ``stride``),
-    where a view is a plain shift, then interleaves them: 1.4-2.2x faster fwd+bwd on
-    CPU than the autodiff of the views, the IMPALA-CNN PPO step 1.15-1.19x
+    Forward: a max over the ``size**2`` shifted strided views, recording which view won
+    (int8). Backward (custom VJP): the gradient goes to the first maximum of each window
+    in row-major order, as XLA's select-and-scatter and PyTorch give it, placed by
+    ``_scatter_views``. Why not autodiff: XLA:CPU's select-and-scatter is slow, and the
+    autodiff of the max over views pads every view's gradient with interior padding:
+    1.4-2.2x faster fwd+bwd on CPU than the latter, the IMPALA-CNN PPO step 1.15-1.19x
     (benchmarks/pool_formulations.py).
     """
     shape = x.shape
@@ -58,8 +56,35 @@ def max_pool(x: jax.Array, size: int = 3, stride: int = 2) -> jax.Array:
     def pool(x):
         return _max_pool_fwd(x, size, stride)[0]
 
-    pool.defvjp(lambda x: _max_pool_fwd(x, size, stride),
-                lambda winner, g: (_max_pool_bwd(shape, size, stride, winner, g),))
+    def bwd(winner, g):
+        return (_scatter_views(shape, size, stride,
+                               lambda k: jnp.where(winner == k, g, 0)),)
+
+    pool.defvjp(lambda x: _max_pool_fwd(x, size, stride), bwd)
+    return pool(x)
+
+
+def avg_pool(x: jax.Array, size: int = 3, stride: int = 1) -> jax.Array:
+    """Average pool with 'SAME' padding that averages only real pixels (DARTS's
+    ``count_include_pad=False``): same values and gradient as ``nn.avg_pool`` with it.
+
+    A sum of the shifted strided views times a constant 1/count; the custom VJP places
+    the gradient with ``_scatter_views``. Why: XLA:CPU runs ``reduce_window`` and its
+    gradient slowly (~40% of the cpu_demo supernet's gradient time was average pools:
+    the strided parameter-free ops of every reduction edge).
+    """
+    shape = x.shape
+    inv_count = _inverse_window_counts(shape[1], shape[2], size, stride)
+
+    def forward(x):
+        return sum(_pool_views(x, size, stride, 0.0)) * inv_count.astype(x.dtype)
+
+    def bwd(_, g):
+        share = g * inv_count.astype(g.dtype)
+        return (_scatter_views(shape, size, stride, lambda k: share),)
+
+    pool = jax.custom_vjp(forward)
+    pool.defvjp(lambda x: (forward(x), None), bwd)
     return pool(x)
 
 
@@ -71,12 +96,23 @@ def _pool_geometry(n: int, size: int, stride: int):
     return out, pad // 2, grid * stride - n - pad // 2, grid
 
 
-def _pool_views(x: jax.Array, size: int, stride: int) -> list[jax.Array]:
-    """The ``size**2`` strided views of the padded input whose max is the pool."""
+def _inverse_window_counts(h: int, w: int, size: int, stride: int) -> np.ndarray:
+    """1 / (real pixels under each 'SAME' window), shape (out_h, out_w, 1)."""
+    def counts(n):
+        out, top, _, _ = _pool_geometry(n, size, stride)
+        starts = np.arange(out) * stride - top
+        return np.minimum(starts + size, n) - np.maximum(starts, 0)
+    return (1.0 / np.outer(counts(h), counts(w)))[:, :, None].astype(np.float32)
+
+
+def _pool_views(x: jax.Array, size: int, stride: int, pad_value: float) -> list[jax.Array]:
+    """The ``size**2`` strided views of the padded input whose max / sum is the pool;
+    view ``k = i * size + j`` starts at row ``i``, column ``j`` of the padded input."""
     b, h, w, c = x.shape
     (oh, top, bottom, _), (ow, left, right, _) = (_pool_geometry(n, size, stride)
                                                   for n in (h, w))
-    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-jnp.inf)
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)),
+                 constant_values=pad_value)
     return [jax.lax.slice(xp, (0, i, j, 0),
                           (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
                           (1, stride, stride, 1))
@@ -84,7 +120,7 @@ def _pool_views(x: jax.Array, size: int, stride: int) -> list[jax.Array]:
 
 
 def _max_pool_fwd(x, size, stride):
-    views = _pool_views(x, size, stride)
+    views = _pool_views(x, size, stride, -jnp.inf)
     index_dtype = jnp.int8 if len(views) < 128 else jnp.int32
     out, winner = views[0], jnp.zeros(views[0].shape, index_dtype)
     for k, view in enumerate(views[1:], start=1):
@@ -93,19 +129,23 @@ def _max_pool_fwd(x, size, stride):
     return out, winner
 
 
-def _max_pool_bwd(shape, size, stride, winner, g):
+def _scatter_views(shape, size: int, stride: int, share: Callable[[int], jax.Array]):
+    """The adjoint of ``_pool_views``: the input-shaped sum of ``share(k)`` (output-shaped)
+    added where view ``k`` reads. Each view reads one *phase grid* (the input pixels with
+    the same row/column remainder mod ``stride``) at a plain shift, so every share is
+    padded once, without interior padding, and the ``stride**2`` grids are interleaved
+    at the end."""
     b, h, w, c = shape
     (oh, top, _, gh), (ow, left, _, gw) = (_pool_geometry(n, size, stride) for n in (h, w))
     phases = {}
     for i in range(size):
         for j in range(size):
-            # View (i, j) reads phase (i % stride, j % stride), shifted by (di, dj).
-            di, dj = i // stride, j // stride
-            share = jnp.pad(jnp.where(winner == i * size + j, g, 0),
-                            ((0, 0), (di, gh - oh - di), (dj, gw - ow - dj), (0, 0)))
+            di, dj = i // stride, j // stride  # view (i, j)'s shift inside its phase grid
+            part = jnp.pad(share(i * size + j),
+                           ((0, 0), (di, gh - oh - di), (dj, gw - ow - dj), (0, 0)))
             key = (i % stride, j % stride)
-            phases[key] = share if key not in phases else phases[key] + share
-    zero = jnp.zeros((b, gh, gw, c), g.dtype)
+            phases[key] = part if key not in phases else phases[key] + part
+    zero = jnp.zeros((b, gh, gw, c), phases[0, 0].dtype)
     grid = jnp.stack([jnp.stack([phases.get((p, q), zero) for q in range(stride)], axis=3)
                       for p in range(stride)], axis=2)     # (b, gh, stride, gw, stride, c)
     padded = grid.reshape(b, gh * stride, gw * stride, c)
@@ -113,11 +153,7 @@ def _max_pool_bwd(shape, size, stride, winner, g):
 
 
 def _pool(kind: str, x: jax.Array, size: int, stride: int) -> jax.Array:
-    if kind == "max":
-        return max_pool(x, size, stride)
-    window, strides = (size, size), (stride, stride)
-    # count_include_pad=False: border outputs average only real pixels (as DARTS).
-    return nn.avg_pool(x, window, strides, padding="SAME", count_include_pad=False)
+    return max_pool(x, size, stride) if kind == "max" else avg_pool(x, size, stride)
 
 
 def _check_width(name: str, x: jax.Array, channels: int) -> None:

@@ -104,39 +104,46 @@ def test_pools_match_numpy(name, kind, stride):
     np.testing.assert_allclose(np.asarray(y), _np_pool_same(x, 3, stride, kind), atol=1e-5)
 
 
-def _np_max_pool_grad(x, g, size, stride):
-    """Gradient of a 'SAME' max pool: each output's gradient goes to the first maximum
-    of its window in row-major order (XLA's select-and-scatter, PyTorch)."""
+def _np_pool_grad(x, g, size, stride, kind):
+    """Gradient of a 'SAME' pool. Max: each output's gradient goes to the first maximum
+    of its window in row-major order (XLA's select-and-scatter, PyTorch). Average (of
+    the real pixels only): shared equally by the window's real pixels."""
     n, h, w, c = x.shape
     oh, ow = g.shape[1:3]
     ph, pw = max((oh - 1) * stride + size - h, 0), max((ow - 1) * stride + size - w, 0)
     dx = np.zeros_like(x)
-    for b in range(n):
-        for ch in range(c):
-            for i in range(oh):
-                for j in range(ow):
-                    best, at = -np.inf, None
-                    for a in range(size):
-                        for e in range(size):
-                            r, q = i * stride - ph // 2 + a, j * stride - pw // 2 + e
-                            if 0 <= r < h and 0 <= q < w and x[b, r, q, ch] > best:
-                                best, at = x[b, r, q, ch], (r, q)
-                    dx[b, at[0], at[1], ch] += g[b, i, j, ch]
+    for i in range(oh):
+        for j in range(ow):
+            window = [(i * stride - ph // 2 + a, j * stride - pw // 2 + e)
+                      for a in range(size) for e in range(size)]
+            window = [(r, q) for r, q in window if 0 <= r < h and 0 <= q < w]
+            if kind == "avg":
+                for r, q in window:
+                    dx[:, r, q, :] += g[:, i, j, :] / len(window)
+                continue
+            for b in range(n):
+                for ch in range(c):
+                    values = [x[b, r, q, ch] for r, q in window]
+                    r, q = window[int(np.argmax(values))]  # argmax: the first maximum
+                    dx[b, r, q, ch] += g[b, i, j, ch]
     return dx
 
 
+@pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("shape,size,stride", [
     ((2, 8, 8, 3), 3, 2), ((2, 9, 7, 2), 3, 2), ((2, 7, 9, 2), 4, 2), ((1, 9, 9, 2), 5, 3),
     ((2, 7, 7, 2), 3, 1), ((2, 6, 5, 2), 2, 1)])
-def test_max_pool_gradient_goes_to_first_maximum(shape, size, stride):
-    # Integer-valued inputs make ties common (as after a ReLU), where the rule matters.
+def test_pool_values_and_gradients_match_numpy(shape, size, stride, kind):
+    # Integer-valued inputs make ties common (as after a ReLU), where the max rule matters.
     rng = np.random.RandomState(6)
     x = np.round(rng.randn(*shape)).astype(np.float32)
-    y, vjp = jax.vjp(lambda x: ops_lib.max_pool(x, size, stride), x)
-    np.testing.assert_array_equal(np.asarray(y), _np_pool_same(x, size, stride, "max"))
+    pool = ops_lib.max_pool if kind == "max" else ops_lib.avg_pool
+    y, vjp = jax.vjp(lambda x: pool(x, size, stride), x)
+    np.testing.assert_allclose(np.asarray(y), _np_pool_same(x, size, stride, kind),
+                               atol=1e-6)
     g = rng.randn(*y.shape).astype(np.float32)
     np.testing.assert_allclose(np.asarray(jax.jit(vjp)(g)[0]),
-                               _np_max_pool_grad(x, g, size, stride), atol=1e-6)
+                               _np_pool_grad(x, g, size, stride, kind), atol=1e-6)
 
 
 def test_zero_and_classic_bn():
