@@ -3,7 +3,9 @@ CPU learner runs them), the variants of a case timed alternately in one process:
 
 * ``max`` (IMPALA-CNN): ``views_autodiff``, the max over strided views differentiated
   by JAX (the library's max pool up to session 8: its backward pads every view's
-  gradient with interior padding), vs ``custom_vjp``, ``rldarts.ops.max_pool``;
+  gradient with interior padding), ``custom_vjp_fused``, ``rldarts.ops.max_pool`` with
+  its forward left to XLA's fusion (``ops._materialized`` off), and ``custom_vjp``,
+  ``rldarts.ops.max_pool`` as it is;
 * ``avg`` (the ``cpu_demo`` supernet, joint mode: every strided parameter-free op
   starts with a 3x3 average pool): ``reduce_window``, ``nn.avg_pool`` with
   ``count_include_pad=False`` (the library's up to session 8), vs ``custom_vjp``,
@@ -55,15 +57,20 @@ def cpu_demo_supernet(c):
     return c
 
 
-# case -> (network config, the ops attribute swapped, {variant: implementation})
-CASES = {"max": (impala, "max_pool",
-                 {"views_autodiff": views_autodiff, "custom_vjp": ops.max_pool}),
-         "avg": (cpu_demo_supernet, "avg_pool",
-                 {"reduce_window": reduce_window, "custom_vjp": ops.avg_pool})}
+def unmaterialized(fn, x):
+    return fn(x)
+
+
+# case -> (network config, {variant: {rldarts.ops attribute: implementation}})
+CASES = {"max": (impala, {"views_autodiff": {"max_pool": views_autodiff},
+                          "custom_vjp_fused": {"_materialized": unmaterialized},
+                          "custom_vjp": {}}),
+         "avg": (cpu_demo_supernet, {"reduce_window": {"avg_pool": reduce_window},
+                                     "custom_vjp": {}})}
 
 
 def time_case(name, repeats):
-    configure, attr, variants = CASES[name]
+    configure, variants = CASES[name]
     c = configure(base.get_base_config())
     s = experiment.build(c, require_supernet=False)
     agent = s.agent
@@ -80,22 +87,28 @@ def time_case(name, repeats):
     alpha_opt = arch.make_alpha_optimizer(agent.arch_cfg, weight_opt)
     step_args = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state,
                  batch, None, 1.0)
-    steps, library = {}, getattr(ops, attr)
-    for variant, pool in variants.items():
-        setattr(ops, attr, pool)  # the networks look it up when the step is traced
+    steps = {}
+    for variant, swaps in variants.items():
+        library = {attr: getattr(ops, attr) for attr in swaps}
+        for attr, impl in swaps.items():
+            setattr(ops, attr, impl)  # looked up when the step is traced
         steps[variant] = ppo.make_minibatch_step(agent.model, c.ppo, agent.arch_cfg,
                                                  weight_opt, alpha_opt, [n], "host")
         jax.block_until_ready(steps[variant](*step_args))
-    setattr(ops, attr, library)
+        for attr, impl in library.items():
+            setattr(ops, attr, impl)
     times = {variant: [] for variant in steps}
     for _ in range(repeats):
         for variant, step in steps.items():
             t0 = time.perf_counter()
             jax.block_until_ready(step(*step_args))
             times[variant].append(round(time.perf_counter() - t0, 3))
-    old, new = (float(np.median(t)) for t in times.values())
+    median = {variant: float(np.median(t)) for variant, t in times.items()}
+    first = next(iter(median))
     return {"case": name, "network": c.network, "arch_mode": agent.arch_cfg.mode,
-            "minibatch": n, "step_s": times, "speedup_of_custom_vjp": round(old / new, 3)}
+            "minibatch": n, "step_s": times,
+            "speedup_over_" + first: {v: round(median[first] / m, 3)
+                                      for v, m in median.items() if v != first}}
 
 
 def main():

@@ -60,8 +60,33 @@ def max_pool(x: jax.Array, size: int = 3, stride: int = 2) -> jax.Array:
         return (_scatter_views(shape, size, stride,
                                lambda k: jnp.where(winner == k, g, 0)),)
 
-    pool.defvjp(lambda x: _max_pool_fwd(x, size, stride), bwd)
+    pool.defvjp(lambda x: _materialized(functools.partial(_max_pool_fwd, size=size,
+                                                          stride=stride), x), bwd)
     return pool(x)
+
+
+def _materialized(fn, x: jax.Array):
+    """``fn(x)`` computed where XLA:CPU cannot fuse it into its consumers.
+
+    Why: XLA fuses cheap elementwise producers into each consumer and recomputes them
+    there. The max pool's backward interleaves its phase grids in one fusion that read
+    the forward's maximum and winner index ~2.25 times per input pixel, each time
+    recomputed from the 9 views: ~1/4 of the IMPALA-CNN gradient on CPU.
+    ``lax.optimization_barrier`` does not stop it (jax 0.10); a conditional does, as its
+    branches compile apart and its results are buffers: the gradient then runs ~1.4x
+    faster (benchmarks/pool_formulations.py). The predicate has to be data, or XLA
+    folds the conditional: a NaN first element gives all-NaN outputs, which keeps a NaN
+    input reaching the loss. Accelerators skip it (a conditional costs them a sync).
+    """
+    if jax.default_backend() != "cpu":
+        return fn(x)
+    shapes = jax.eval_shape(fn, x)
+
+    def poisoned(x):
+        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype)
+                            if jnp.issubdtype(s.dtype, jnp.floating)
+                            else jnp.zeros(s.shape, s.dtype), shapes)
+    return jax.lax.cond(jnp.isnan(x.reshape(-1)[0]), poisoned, fn, x)
 
 
 def avg_pool(x: jax.Array, size: int = 3, stride: int = 1) -> jax.Array:
@@ -119,7 +144,7 @@ def _pool_views(x: jax.Array, size: int, stride: int, pad_value: float) -> list[
             for i in range(size) for j in range(size)]
 
 
-def _max_pool_fwd(x, size, stride):
+def _max_pool_fwd(x, size: int, stride: int):
     views = _pool_views(x, size, stride, -jnp.inf)
     index_dtype = jnp.int8 if len(views) < 128 else jnp.int32
     out, winner = views[0], jnp.zeros(views[0].shape, index_dtype)

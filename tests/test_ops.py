@@ -146,6 +146,19 @@ def test_pool_values_and_gradients_match_numpy(shape, size, stride, kind):
                                _np_pool_grad(x, g, size, stride, kind), atol=1e-6)
 
 
+def test_max_pool_training_forward_keeps_nans():
+    """The training forward (computed apart from the backward on CPU) lets a NaN input
+    reach the output, wherever it is, so a NaN loss still stops the run."""
+    for where in ((0, 0, 0, 0), (1, 4, 5, 2)):
+        x = np.random.RandomState(7).randn(2, 8, 8, 3).astype(np.float32)
+        x[where] = np.nan
+        y, _ = jax.vjp(lambda x: ops_lib.max_pool(x, 3, 2), x)
+        y = np.asarray(y)
+        assert np.isnan(y[where[0], where[1] // 2, where[2] // 2, where[3]])
+    clean = np.random.RandomState(7).randn(2, 8, 8, 3).astype(np.float32)
+    assert np.isfinite(np.asarray(jax.vjp(lambda x: ops_lib.max_pool(x, 3, 2), clean)[0])).all()
+
+
 def test_zero_and_classic_bn():
     x = np.random.RandomState(5).randn(4, 6, 6, 8).astype(np.float32) * 3 + 1
     assert not np.any(np.asarray(ops_lib.make_op("Zero", 8, 2).apply({}, x)))
