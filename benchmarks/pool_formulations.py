@@ -27,6 +27,17 @@ from rldarts import arch, experiment, ops
 from rldarts.agents import ppo
 
 
+def random_minibatch(n: int, seed: int = 0) -> dict:
+    """A PPO minibatch of ``n`` random Procgen-shaped samples, on the device."""
+    rng = np.random.default_rng(seed)
+    return jax.device_put({
+        "obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+        "actions": rng.integers(0, 15, n).astype(np.int32),
+        "log_probs": np.full(n, -2.7, np.float32), "values": np.zeros(n, np.float32),
+        "advantages": rng.normal(0, 1, n).astype(np.float32),
+        "returns": np.ones(n, np.float32)})
+
+
 def views_autodiff(x, size=3, stride=2):
     b, h, w, c = x.shape
     oh, ow = -(-h // stride), -(-w // stride)
@@ -75,13 +86,7 @@ def time_case(name, repeats):
     s = experiment.build(c, require_supernet=False)
     agent = s.agent
     n = c.ppo.num_envs * c.ppo.num_steps // c.ppo.num_minibatches
-    rng = np.random.default_rng(0)
-    batch = jax.device_put({
-        "obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
-        "actions": rng.integers(0, 15, n).astype(np.int32),
-        "log_probs": np.full(n, -2.7, np.float32), "values": np.zeros(n, np.float32),
-        "advantages": rng.normal(0, 1, n).astype(np.float32),
-        "returns": np.ones(n, np.float32)})
+    batch = random_minibatch(n)
     state = agent.init_state(s.alphas, batch["obs"][:1], jax.random.PRNGKey(0))
     weight_opt = ppo.make_weight_optimizer(c.ppo, 100)
     alpha_opt = arch.make_alpha_optimizer(agent.arch_cfg, weight_opt)

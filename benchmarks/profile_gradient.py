@@ -19,8 +19,8 @@ import re
 import tempfile
 
 import jax
-import numpy as np
 
+from benchmarks.pool_formulations import random_minibatch
 from benchmarks.ppo_throughput import network_config
 from experiments.configs import base
 from rldarts import experiment
@@ -62,13 +62,7 @@ def main():
     c = network_config(args.network, base.get_base_config())
     s = experiment.build(c, require_supernet=False)
     model, n = s.agent.model, args.batch
-    rng = np.random.default_rng(0)
-    batch = jax.device_put({
-        "obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
-        "actions": rng.integers(0, 15, n).astype(np.int32),
-        "log_probs": np.full(n, -2.7, np.float32), "values": np.zeros(n, np.float32),
-        "advantages": rng.normal(0, 1, n).astype(np.float32),
-        "returns": np.ones(n, np.float32)})
+    batch = random_minibatch(n)
     params = model.init(jax.random.PRNGKey(0), batch["obs"][:1], s.alphas)
 
     def loss(params, alphas, part):
