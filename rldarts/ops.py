@@ -46,9 +46,9 @@ def max_pool(x: jax.Array, size: int = 3, stride: int = 2) -> jax.Array:
     (int8). Backward (custom VJP): the gradient goes to the first maximum of each window
     in row-major order, as XLA's select-and-scatter and PyTorch give it, placed by
     ``_scatter_views``. Why not autodiff: XLA:CPU's select-and-scatter is slow, and the
-    autodiff of the max over views pads every view's gradient with interior padding:
-    1.4-2.2x faster fwd+bwd on CPU than the latter, the IMPALA-CNN PPO step 1.15-1.19x
-    (benchmarks/pool_formulations.py).
+    autodiff of the max over views pads every view's gradient with interior padding.
+    With ``_materialized`` the IMPALA-CNN PPO step runs ~1.4x faster on CPU than with
+    that autodiff (benchmarks/pool_formulations.py).
     """
     shape = x.shape
 
