@@ -43,7 +43,7 @@ def validate(c) -> None:
     _choice("agent", c.agent, AGENTS)
     _choice("network", c.network, tuple(n for n in networks.NETWORKS if n != "mlp"))
     _choice("arch.mode", c.arch.mode, arch.MODES)
-    _choice("ppo.update_loop", c.ppo.update_loop, ppo.UPDATE_LOOPS)
+    ppo.update_loop(c.ppo.update_loop)  # raises on an unknown choice
     _choice("arch.optimizer", c.arch.optimizer, arch.OPTIMIZERS)
     _choice("arch.heldout_source", c.arch.heldout_source, arch.HELDOUT_SOURCES)
     _choice("net.output_mode", c.net.output_mode, cells.OUTPUT_MODES)
