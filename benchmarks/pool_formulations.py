@@ -4,7 +4,7 @@ CPU learner runs them), the variants of a case timed alternately in one process:
 * ``max`` (IMPALA-CNN): ``views_autodiff``, the max over strided views differentiated
   by JAX (the library's max pool up to session 8: its backward pads every view's
   gradient with interior padding), ``custom_vjp_fused``, ``rldarts.ops.max_pool`` with
-  its forward left to XLA's fusion (``ops._materialized`` off), and ``custom_vjp``,
+  its forward left to XLA's fusion (``pooling._materialized`` off), and ``custom_vjp``,
   ``rldarts.ops.max_pool`` as it is;
 * ``avg`` (the ``cpu_demo`` supernet, joint mode: every strided parameter-free op
   starts with a 3x3 average pool): ``reduce_window``, ``nn.avg_pool`` with
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import base
-from rldarts import arch, experiment, ops
+from rldarts import arch, experiment, ops, pooling
 from rldarts.agents import ppo
 
 
@@ -72,11 +72,11 @@ def unmaterialized(fn, x):
     return fn(x)
 
 
-# case -> (network config, {variant: {rldarts.ops attribute: implementation}})
-CASES = {"max": (impala, {"views_autodiff": {"max_pool": views_autodiff},
-                          "custom_vjp_fused": {"_materialized": unmaterialized},
+# case -> (network config, {variant: {(module, attribute): implementation}})
+CASES = {"max": (impala, {"views_autodiff": {(ops, "max_pool"): views_autodiff},
+                          "custom_vjp_fused": {(pooling, "_materialized"): unmaterialized},
                           "custom_vjp": {}}),
-         "avg": (cpu_demo_supernet, {"reduce_window": {"avg_pool": reduce_window},
+         "avg": (cpu_demo_supernet, {"reduce_window": {(ops, "avg_pool"): reduce_window},
                                      "custom_vjp": {}})}
 
 
@@ -94,14 +94,14 @@ def time_case(name, repeats):
                  batch, None, 1.0)
     steps = {}
     for variant, swaps in variants.items():
-        library = {attr: getattr(ops, attr) for attr in swaps}
-        for attr, impl in swaps.items():
-            setattr(ops, attr, impl)  # looked up when the step is traced
+        library = {key: getattr(*key) for key in swaps}
+        for (module, attr), impl in swaps.items():
+            setattr(module, attr, impl)  # looked up when the step is traced
         steps[variant] = ppo.make_minibatch_step(agent.model, c.ppo, agent.arch_cfg,
                                                  weight_opt, alpha_opt, [n], "host")
         jax.block_until_ready(steps[variant](*step_args))
-        for attr, impl in library.items():
-            setattr(ops, attr, impl)
+        for (module, attr), impl in library.items():
+            setattr(module, attr, impl)
     times = {variant: [] for variant in steps}
     for _ in range(repeats):
         for variant, step in steps.items():
