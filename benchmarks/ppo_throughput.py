@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from experiments.configs import base
-from rldarts import arch, envs, experiment
+from rldarts import arch, envs, experiment, networks
 from rldarts import conv as conv_lib
 from rldarts.actor import Actor
 from rldarts.agents import ppo
@@ -83,14 +83,15 @@ def bench(name, args):
     weight_opt = ppo.make_weight_optimizer(c.ppo, num_updates)
     alpha_opt = arch.make_alpha_optimizer(c.arch, weight_opt)
     mb = out["minibatch"]
-    out["microbatch"] = ppo.microbatch_size(c.ppo.microbatch_size, [mb]) or mb
+    batch_stats = networks.uses_batch_statistics(c.network)
+    out["microbatch"] = ppo.microbatch_size(c.ppo.microbatch_size, [mb], batch_stats) or mb
     batch = {"obs": np.repeat(obs, mb // n + 1, axis=0)[:mb],
              "actions": np.zeros(mb, np.int32), "log_probs": np.full(mb, -2.7, np.float32),
              "values": np.zeros(mb, np.float32), "advantages": np.ones(mb, np.float32),
              "returns": np.ones(mb, np.float32)}
     batch = jax.device_put(batch)
     step = ppo.make_minibatch_step(model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb],
-                                   "host")
+                                   "host", batch_stats)
     args_ = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state, batch,
              None, 1.0)
     t0 = time.perf_counter()

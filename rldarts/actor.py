@@ -1,14 +1,17 @@
 """The actor shared by every agent: host-stepped envs driven by a jitted policy.
 
 The supernet itself acts: the policy is a pure function
-``policy(params, alphas, obs, key, inverse_temperature) -> (actions, extras)`` (extras:
-what the learner needs, e.g. log-probs and values for PPO), jitted once. Environments
-are stepped on the host (EnvPool's in-jit step is not used: it aborts on GPU with
-recent JAX).
+``policy(params, alphas, obs, key, inverse_temperature, group=0) -> (actions, extras)``
+(extras: what the learner needs, e.g. log-probs and values for PPO), jitted once per
+group. Environments are stepped on the host (EnvPool's in-jit step is not used: it
+aborts on GPU with recent JAX).
 
 The actor may drive several env groups whose columns are concatenated: the training
 envs and, for alternating architecture updates, envs playing held-out levels; each
-keeps its own episode statistics and reward normaliser.
+keeps its own episode statistics and reward normaliser. Each group acts in its own
+forward pass: the DARTS cells normalise with batch statistics, and the learner never
+mixes training and held-out samples in a batch, so acting must not either (otherwise
+the behaviour log-probabilities could not be reproduced at update time).
 
 Segments: EnvPool's simulator state cannot be checkpointed, so a run is cut into
 segments at its checkpoints. Each segment builds fresh envs seeded by
@@ -32,7 +35,7 @@ EnvFactory = Callable[[int], Sequence[TrainingEnv]]  # segment index -> env grou
 class Actor:
     def __init__(self, env_factory: EnvFactory, policy: Callable, key: jax.Array):
         self._env_factory = env_factory
-        self.policy = jax.jit(policy)
+        self.policy = jax.jit(policy, static_argnames="group")
         self.key = key
         self.envs: list[TrainingEnv] = []
         self.obs = None
@@ -55,9 +58,21 @@ class Actor:
                     env.normalizer.rms.load_state_dict(stats)
 
     def act(self, params, alphas, inv_temp):
+        """Actions for every column, one policy call per env group; extras concatenated
+        in column order."""
         self.key, sub = jax.random.split(self.key)
-        actions, extras = self.policy(params, alphas, self.obs, sub, inv_temp)
-        return np.asarray(actions), extras
+        keys = [sub] if len(self.envs) == 1 else list(jax.random.split(sub, len(self.envs)))
+        outs, start = [], 0
+        for group, (n, key) in enumerate(zip(self.sizes, keys)):
+            outs.append(self.policy(params, alphas, self.obs[start:start + n], key,
+                                    inv_temp, group=group))
+            start += n
+        if len(outs) == 1:
+            actions, extras = outs[0]
+            return np.asarray(actions), extras
+        actions = np.concatenate([np.asarray(a) for a, _ in outs])
+        extras = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[e for _, e in outs])
+        return actions, extras
 
     def step(self, actions: np.ndarray):
         """Steps every group. Returns (obs_before, rewards, dones, finished) where

@@ -50,6 +50,13 @@ def inverse_temperature(arch_cfg, progress) -> jax.Array:
     return jnp.float32(start + (end - start) * jnp.clip(progress, 0.0, 1.0))
 
 
+def schedule_progress(iteration: int, num_iterations: int) -> float:
+    """Progress of iteration ``iteration`` (0-based) of ``num_iterations`` for the
+    temperature schedule: 0 on the first, 1 on the last, so the final temperature is
+    reached."""
+    return 1.0 if num_iterations <= 1 else min(iteration / (num_iterations - 1), 1.0)
+
+
 def heldout_envs(arch_cfg, num_envs: int) -> int:
     """How many of the rollout's env columns feed the alpha step (alternating only)."""
     if arch_cfg.mode != "alternating":
@@ -145,9 +152,12 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
     """``make_arch_step`` with each batch's gradient accumulated over slices of
     ``microbatch_size`` samples, one jitted call per slice, driven from the host.
 
-    Same update as ``make_arch_step`` when ``loss_fn`` is a mean over the batch (every
-    loss here is; per-batch statistics such as PPO's advantage normalisation must be
-    applied to the whole batch before the step). Inside a call the slice is split into
+    Same update as ``make_arch_step`` when ``loss_fn`` is a mean of per-sample terms
+    that do not depend on the other samples. Per-batch statistics break that: PPO's
+    advantage normalisation is applied to the whole batch before the step, and a
+    network with batch norm (the DARTS cells) normalises each slice (and each part)
+    over that slice only, so callers do not slice it unless asked to
+    (``ppo.microbatch_size``). Inside a call the slice is split into
     ``parts`` independent gradients summed in the program, which XLA:CPU may run on
     different cores at once. Why: on XLA:CPU an IMPALA-CNN forward+backward runs ~1.7x
     faster per sample at 256 samples than at 2048 (4 parts of 64: ~1.1x more), and a

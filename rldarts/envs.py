@@ -5,8 +5,11 @@ Conventions shared by everything in this module:
 * ``VecEnv.step`` uses *same-step autoreset*: the returned ``obs`` is always the
   observation on which the next action is taken. When ``done[i]`` is True, env
   ``i``'s episode ended on this step and ``obs[i]`` is already the first
-  observation of the next episode (the terminal observation is in
-  ``info['final_obs']``, rows in np.flatnonzero(done) order). ``info['terminated']``
+  observation of the next episode. ``info['final_obs']`` (rows in
+  np.flatnonzero(done) order) is what EnvPool returned with the done: the terminal
+  observation for classic control, but for Procgen, which resets itself inside the
+  done step, already a frame of the next episode. Nothing in rldarts bootstraps from
+  it (PPO's GAE and the DQN replay cut returns at every done). ``info['terminated']``
   and ``info['truncated']`` split ``done``; EnvPool's own info fields describe the
   step just taken, not the new episode.
 * EnvPool 1.2.5 itself autoresets on the *next* step: the call after ``done``
@@ -141,7 +144,8 @@ class VecEnv:
         info = dict(info)
         info["terminated"], info["truncated"] = terminated, truncated
         done_ids = np.flatnonzero(done).astype(np.int32)
-        info["final_obs"] = obs[done_ids]  # Terminal obs, e.g. to bootstrap time-outs.
+        # Not the terminal frame for Procgen (see the module docstring): never bootstrap.
+        info["final_obs"] = obs[done_ids]
         if done_ids.size:
             # Consume EnvPool's dummy reset step now (its action is ignored, reward 0)
             # so obs[done] is the first observation of the new episode.

@@ -24,6 +24,14 @@ NETWORKS = ("impala", "darts_impala", "darts_standard", "mlp")
 CELL_TYPES = {"darts_impala": ("normal",), "darts_standard": ("normal", "reduction")}
 
 
+def uses_batch_statistics(network: str) -> bool:
+    """Whether the torso normalises with the current batch's statistics (the DARTS
+    cells' ``ops.batch_norm``): one sample's output and gradient then depend on the
+    other samples of its batch, so a batch may not be split without changing the
+    update (``rldarts.agents.ppo.microbatch_size``)."""
+    return network in CELL_TYPES
+
+
 def _scale(obs: jax.Array) -> jax.Array:
     return obs.astype(jnp.float32) / 255.0 if obs.dtype == jnp.uint8 else obs
 

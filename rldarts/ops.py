@@ -37,7 +37,12 @@ def batch_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     """Batch norm without learned scale/offset that always uses the current batch.
 
     This is the normalisation of the official RL-DARTS cells; using batch statistics
-    at acting time too keeps the networks free of mutable state.
+    at acting time too keeps the networks free of mutable state. The statistics are
+    over the whole batch axis as the program sees it: under ``jax.jit`` with the batch
+    sharded over devices XLA reduces across them, so a data-parallel learner still
+    normalises over its whole minibatch (tests/test_batch_statistics.py); a per-device
+    ``shard_map`` body would need explicit collectives. Whoever splits a batch changes
+    the update (``rldarts.agents.ppo.microbatch_size``).
     """
     mean = jnp.mean(x, axis=(0, 1, 2), keepdims=True)
     var = jnp.var(x, axis=(0, 1, 2), keepdims=True)

@@ -161,6 +161,13 @@ class PrioritizedReplay:
         self._activated = np.maximum(self._activated, hi)
         self._num_steps = t + 1
 
+    def close_open_windows(self):
+        """Drop the transitions whose n-step window is still open: the envs are about to
+        be rebuilt (a new env segment, ``rldarts.actor``), so the steps that would
+        complete those windows belong to other episodes. Their frames stay in the ring
+        (later windows never read backwards) but they are never activated."""
+        self._activated[:] = self._num_steps - 1
+
     def update_priorities(self, indices, priorities):
         """Set raw priorities (|TD| or loss); alpha and epsilon are applied here.
 

@@ -91,3 +91,23 @@ def test_alpha_summary_values():
     assert s["param_free_share"] == pytest.approx(2 / 3, rel=1e-6)
     probs = arch.edge_probability_scalars(alphas, ops, 1.0)
     assert len(probs) == 3 * 3 and probs["alpha/normal/n1_e1/Zero"] == pytest.approx(1 / 3)
+
+
+def test_schedule_reaches_the_final_temperature_on_the_last_iteration():
+    c = _cfg(inverse_temperature=1.0, final_inverse_temperature=5.0)
+    temps = [float(arch.inverse_temperature(c, arch.schedule_progress(i, 5)))
+             for i in range(5)]
+    assert temps == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert arch.schedule_progress(0, 1) == 1.0
+
+
+def test_unseen_levels_need_a_finite_training_set():
+    from experiments.configs import base
+    from rldarts import config_checks
+    c = base.build("smoke")
+    c.arch.mode, c.arch.heldout_source, c.num_levels = "alternating", "unseen_levels", 0
+    with pytest.raises(ValueError, match="arch.heldout_source='unseen_levels' needs "
+                                         "num_levels > 0"):
+        config_checks.validate(c)
+    c.arch.heldout_source = "rollout_split"
+    config_checks.validate(c)

@@ -122,10 +122,13 @@ def test_ppo_microbatched_step_is_the_whole_minibatch_gradient():
 
 
 def test_microbatch_size_may_change_on_resume():
-    """Compute-only keys are left out of the resume fingerprint; hyperparameters not."""
+    """Compute-only keys are left out of the resume fingerprint; hyperparameters not.
+    (For DARTS networks, which normalise over their batch, microbatch_size is a
+    hyperparameter: tests/test_batch_statistics.py.)"""
     from experiments.configs import base
     from rldarts import config_checks
     a, b = base.get_base_config(), base.get_base_config()
+    a.network = b.network = "impala"
     b.ppo.microbatch_size = 512
     assert config_checks.fingerprint(a) == config_checks.fingerprint(b)
     assert "microbatch_size" not in config_checks.fingerprint(a)["ppo"]

@@ -232,3 +232,40 @@ def test_descent_never_lands_on_an_empty_leaf():
     b = buf.sample(4, _EdgeRng())
     assert set(b["indices"].tolist()) <= {0, 1}
     assert np.all(np.isfinite(b["weights"]))
+
+
+def test_segment_boundary_closes_open_windows():
+    """At an env segment boundary the envs are rebuilt: the last n steps before it must
+    never be sampled, since their windows would read the new episodes' rewards and
+    bootstrap frames. One env, n=3; every sampleable transition's window and next_obs
+    stay inside its own segment."""
+    n, gamma = 3, 0.9
+    buf = PrioritizedReplay(64, 1, (2,), np.int64, n_step=n, gamma=gamma)
+    rewards, dones = [], []
+    for t in range(10):  # segment 0: steps 0..9, no episode end
+        buf.add(encoded_obs(t, 1), [0], [1.0], [False])
+        rewards.append([1.0]); dones.append([False])
+    buf.close_open_windows()
+    for t in range(10, 20):  # segment 1: fresh envs, rewards 100
+        buf.add(encoded_obs(t, 1), [0], [100.0], [False])
+        rewards.append([100.0]); dones.append([False])
+    live = {int(i) for i in np.flatnonzero(buf.get_priorities(np.arange(64)) > 0)}
+    assert live == set(range(0, 7)) | set(range(10, 17))  # 7, 8, 9 closed; 17-19 open
+    batch = buf.sample(64, np.random.default_rng(0))
+    segment = lambda step: step >= 10
+    for obs, next_obs, ret in zip(batch["obs"], batch["next_obs"], batch["rewards"]):
+        assert segment(obs[0]) == segment(next_obs[0])
+        assert ret == pytest.approx((100.0 if segment(obs[0]) else 1.0)
+                                    * sum(gamma ** i for i in range(n)))
+    assert buf.size == len(live)
+
+
+def test_closing_windows_keeps_episode_ends_and_an_empty_buffer_unchanged():
+    buf = PrioritizedReplay(64, 2, (2,), np.int64, n_step=3, gamma=0.9)
+    buf.close_open_windows()  # nothing written yet: a no-op
+    buf.add(encoded_obs(0, 2), [0, 0], [1.0, 1.0], [True, False])
+    assert buf.size == 1  # env 0's episode ended: its window is complete
+    buf.close_open_windows()
+    buf.add(encoded_obs(1, 2), [0, 0], [1.0, 1.0], [False, True])
+    # env 1's step 0 was open at the boundary: closed, even though step 1 ends an episode
+    assert sorted(np.flatnonzero(buf.get_priorities(np.arange(64)) > 0)) == [0, 3]

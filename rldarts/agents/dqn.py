@@ -41,14 +41,16 @@ def make_weight_optimizer(dqn_cfg) -> optax.GradientTransformation:
                        optax.adam(dqn_cfg.learning_rate, eps=dqn_cfg.adam_eps))
 
 
-def make_policy(model, dqn_cfg, epsilons):
-    """Epsilon-greedy on the expected Q-values; ``epsilons`` (num_envs,) fixed per env."""
+def make_policy(model, dqn_cfg, *group_epsilons):
+    """Epsilon-greedy on the expected Q-values; ``group_epsilons[g]`` holds the fixed
+    per-env epsilons of env group ``g`` (the actor's ``group``): the training envs, then
+    the held-out envs, each with its own Ape-X spread."""
     support = atoms(dqn_cfg)
-    epsilons = jnp.asarray(epsilons, jnp.float32)
+    group_epsilons = [jnp.asarray(e, jnp.float32) for e in group_epsilons]
 
-    def policy(params, alphas, obs, key, inv_temp):
+    def policy(params, alphas, obs, key, inv_temp, group=0):
         q = dqn_losses.q_values(model.apply(params, obs, alphas, inv_temp), support)
-        eps = jnp.broadcast_to(epsilons, q.shape[:1])
+        eps = jnp.broadcast_to(group_epsilons[group], q.shape[:1])
         return dqn_losses.epsilon_greedy(key, q, eps), {}
     return policy
 
@@ -119,13 +121,20 @@ class Learner:
         self.replays = replays
         self.reward_scale = reward_scale
         self.step = make_learner_step(model, dqn_cfg, arch_cfg)
-        self.inserted = 0  # transitions added to the training replay
+        # Samples-per-insert counts inserts from the moment learning starts (Reverb's
+        # SampleToInsertRatio, Dopamine): counted from step 0, the learner would run
+        # samples_per_insert * min_replay_size / batch_size steps in a row on the first
+        # transitions, with no env step and a frozen target in between.
+        self.inserted = 0  # transitions added to the training replay while learning
         self.sampled = 0  # transitions sampled by learner steps
         self.rng = np.random.default_rng(0)
 
     def start_segment(self, seed: int, segment: int) -> None:
         # Sampling RNG per segment: resumed runs sample exactly what straight runs do.
         self.rng = np.random.default_rng([seed, segment])
+        # The envs are rebuilt: windows open at the boundary would join two episodes.
+        for replay in self.replays:
+            replay.close_open_windows()
 
     def run_iteration(self, actor, state: DQNState, inv_temp, num_env_steps: int):
         """Acts for ``num_env_steps`` (all envs together) and learns at the configured
@@ -144,9 +153,9 @@ class Learner:
                 finished[g][0].append(fin[g][0])
                 finished[g][1].append(fin[g][1])
                 start += n
-            self.inserted += actor.sizes[0]
             if self.replays[0].size < c.min_replay_size:
                 continue
+            self.inserted += actor.sizes[0]
             while self.sampled < c.samples_per_insert * self.inserted:
                 batch = self.replays[0].sample(c.batch_size, self.rng)
                 held = (self.replays[1].sample(c.batch_size, self.rng)
@@ -211,11 +220,13 @@ class Agent:
             raise ValueError(f"dqn.replay_capacity={d.replay_capacity:,} needs about "
                              f"{need / 1e9:.1f} GB of replay memory; {have / 1e9:.1f} GB "
                              "is available")
-        epsilons = dqn_losses.apex_epsilons(d.num_envs, d.epsilon_base, d.epsilon_alpha)
-        self.policy = make_policy(self.model, d, epsilons)
+        # Each group its own Ape-X spread: spread over all columns, the held-out envs
+        # (the last columns) would act almost greedily.
+        groups = [d.num_envs - num_heldout] + ([num_heldout] if num_heldout else [])
+        self.policy = make_policy(self.model, d, *[
+            dqn_losses.apex_epsilons(n, d.epsilon_base, d.epsilon_alpha) for n in groups])
         self.eval_policy = make_policy(self.model, d, [d.eval_epsilon])
-        self.replays = make_replays(d, [d.num_envs - num_heldout] + (
-            [num_heldout] if num_heldout else []), obs_shape, obs_dtype)
+        self.replays = make_replays(d, groups, obs_shape, obs_dtype)
         scale = d.reward_max_return or procgen_scores.max_return(c.env_name)
         self.learner = Learner(self.model, d, self.arch_cfg, self.replays, scale)
 

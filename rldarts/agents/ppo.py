@@ -43,8 +43,10 @@ def make_weight_optimizer(ppo_cfg, num_updates: int) -> optax.GradientTransforma
 
 
 def make_policy(model):
-    """Stochastic acting: sample from the policy logits; extras for the learner."""
-    def policy(params, alphas, obs, key, inv_temp):
+    """Stochastic acting: sample from the policy logits; extras for the learner. Every
+    env group acts alike (``group`` is the actor's group index)."""
+    def policy(params, alphas, obs, key, inv_temp, group=0):
+        del group
         logits, value = model.apply(params, obs, alphas, inv_temp)
         actions = jax.random.categorical(key, logits)
         log_probs = ppo_losses.categorical_log_prob(logits, actions)
@@ -82,16 +84,23 @@ def update_loop(requested: str) -> str:
     return requested
 
 
-def microbatch_size(requested: int, minibatch_sizes) -> int:
+def microbatch_size(requested: int, minibatch_sizes, batch_statistics: bool = False) -> int:
     """Samples per gradient slice of a minibatch; 0 means the whole minibatch at once.
 
     ``requested`` is ``ppo.microbatch_size``: 0 = auto (``CPU_MICROBATCH`` on the CPU
     backend where it divides every minibatch, else whole minibatches); a value must
     divide every minibatch (training and held-out) that it is smaller than.
+
+    Slicing is the same update only for networks without batch statistics. With
+    ``batch_statistics`` (the DARTS torsos) auto takes whole minibatches on every
+    backend, so the update is the one the ``scan`` loop and an accelerator make; an
+    explicit size is then a hyperparameter, not a compute choice: batch norm over
+    ``requested``-sample slices ("ghost batch norm"), part of the resume fingerprint
+    (``config_checks.fingerprint``).
     """
     sizes = [m for m in minibatch_sizes if m]
     if requested == 0:
-        if jax.default_backend() != "cpu":
+        if jax.default_backend() != "cpu" or batch_statistics:
             return 0
         requested = CPU_MICROBATCH
         if any(m % requested for m in sizes if m > requested):
@@ -109,10 +118,11 @@ def microbatch_size(requested: int, minibatch_sizes) -> int:
 
 
 def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibatch_sizes,
-                        loop: str = "host"):
+                        loop: str = "host", batch_statistics: bool = False):
     """``step(params, alphas, w_state, a_state, train_mb, heldout_mb, inv_temp)``: one
     optimisation step on a minibatch whose advantages are already normalised (the
-    learner normalises each whole minibatch, so microbatched gradients are exact).
+    learner normalises each whole minibatch, so microbatched gradients are exact for
+    networks without batch statistics; see ``microbatch_size``).
     For the ``host`` loop: jitted, or a host loop over jitted microbatch gradients
     (``microbatch_size``); for ``scan``: the pure step, to be traced inside the scan."""
     def loss_fn(params, alphas, batch, inv_temp):
@@ -127,23 +137,25 @@ def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibat
                              "ppo.update_loop=host (the scan takes whole minibatches); "
                              "set ppo.microbatch_size=0 or ppo.update_loop=host")
         return arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt)
-    size = microbatch_size(ppo_cfg.microbatch_size, minibatch_sizes)
+    size = microbatch_size(ppo_cfg.microbatch_size, minibatch_sizes, batch_statistics)
     if size:
-        parts = CPU_PARTS if size % CPU_PARTS == 0 else 1
+        # Parts split the slice again: only where that leaves the update unchanged.
+        parts = CPU_PARTS if size % CPU_PARTS == 0 and not batch_statistics else 1
         return arch.make_microbatched_arch_step(arch_cfg.mode, loss_fn, weight_opt,
                                                 alpha_opt, size, parts)
     return jax.jit(arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt))
 
 
 def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
-                num_updates: int):
+                num_updates: int, batch_statistics: bool = False):
     """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``: one jitted
     ``lax.scan`` over epochs x minibatches, or jitted GAE and steps driven by a host
     loop (``ppo.update_loop``).
 
     ``rollout``: 'obs' (T, N, ...), 'actions', 'log_probs', 'values', 'rewards',
     'dones' (T, N) and 'last_obs' (N, ...). The last ``num_heldout_envs`` columns are
-    held-out data for alternating architecture updates.
+    held-out data for alternating architecture updates. ``batch_statistics``: the
+    torso normalises over its batch (``networks.uses_batch_statistics``).
     """
     weight_opt = make_weight_optimizer(ppo_cfg, num_updates)
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
@@ -157,7 +169,8 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
     loop = update_loop(ppo_cfg.update_loop)
     step = make_minibatch_step(
         model, ppo_cfg, arch_cfg, weight_opt, alpha_opt,
-        [n * ppo_cfg.num_steps // nmb for n in (num_train_envs, num_heldout_envs)], loop)
+        [n * ppo_cfg.num_steps // nmb for n in (num_train_envs, num_heldout_envs)], loop,
+        batch_statistics)
 
     def prepare(state: PPOState, rollout: dict, inv_temp):
         """GAE over the rollout, flattened into training and held-out sample sets, and
@@ -196,8 +209,12 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
             return mb
         return take(train, idx), (take(heldout, held_idx) if num_heldout_envs else None)
 
-    def finish(state, key, explained, params, alphas, w_state, a_state, metrics):
-        metrics = dict(metrics, explained_variance=explained)
+    def finish(state, key, explained, params, alphas, w_state, a_state, metrics,
+               first_kl):
+        # approx_kl_first: the first minibatch still has the acting parameters, so any
+        # KL there comes from recomputing the behaviour log-probabilities (batch-norm
+        # statistics over another batch), not from learning.
+        metrics = dict(metrics, explained_variance=explained, approx_kl_first=first_kl)
         return PPOState(params, alphas, w_state, a_state, key), metrics
 
     @jax.jit
@@ -216,7 +233,8 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
             body, (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state),
             (order(train_idx), order(held_idx)))
         return finish(state, key, explained, *carry,
-                      jax.tree.map(lambda x: jnp.mean(x, axis=0), history))
+                      jax.tree.map(lambda x: jnp.mean(x, axis=0), history),
+                      history["approx_kl"][0])
 
     prepare_jit, minibatches_jit = jax.jit(prepare), jax.jit(minibatches)
 
@@ -235,7 +253,7 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
                 *carry, metrics = step(*carry, train_mb, held_mb, inv_temp)
                 history.append(metrics)
         metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *history)
-        return finish(state, key, explained, *carry, metrics)
+        return finish(state, key, explained, *carry, metrics, history[0]["approx_kl"])
 
     return scan_update if loop == "scan" else host_update
 
@@ -281,7 +299,8 @@ class Agent:
         self.policy = make_policy(self.model)
         self.eval_policy = self.policy  # evaluation with the stochastic policy
         self._update = make_update(self.model, c.ppo, self.arch_cfg, self.num_envs,
-                                   num_heldout, self.num_updates)
+                                   num_heldout, self.num_updates,
+                                   networks.uses_batch_statistics(c.network))
 
     def init_state(self, alphas, sample_obs, key) -> PPOState:
         return init_state(self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key,
