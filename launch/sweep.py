@@ -116,7 +116,8 @@ def write_random(protocol: dict, root: str) -> list[str]:
     rnd = protocol["baselines"]["random"]
     return write_random_genotypes(random_genotype_dir(root), rnd["num_samples"], rnd["seed"],
                                   rnd["network"], rnd["search_space"], rnd["num_nodes"],
-                                  rnd["k"])
+                                  rnd["k"], **{key: rnd.get(key) for key in (
+                                      "depths", "dense", "output_mode", "first_conv")})
 
 
 def sweep(protocol: dict, root: str, dry_run: bool = False, log=print,

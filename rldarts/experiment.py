@@ -44,6 +44,9 @@ class Setup:
 
 
 def build(c, require_supernet: bool) -> Setup:
+    """Setup.config is ``c`` with the network keys a genotype file records settled
+    (``config_checks.resolve_genotype_config``); ``c`` itself is left as is."""
+    c = config_checks.resolve_genotype_config(c)
     config_checks.validate(c)
     genotype = NetworkGenotype.load(c.genotype) if c.genotype else None
     torso = networks.make_torso(
@@ -117,6 +120,7 @@ def write_architecture(workdir: str, s: Setup, alphas: dict, env_steps: int,
     """genotype.json (+ history), cell diagrams (PNG + DOT), alpha-evolution plot."""
     np_alphas = jax.tree.map(np.asarray, alphas)
     genotype = discretize(np_alphas, s.ops, s.config.arch.discretize_k, inv_temp)
+    genotype = genotype.with_provenance(config_checks.genotype_provenance(s.config))
     atomic_write_text(os.path.join(workdir, "genotype.json"), genotype.to_json())
     if genotype_history is not None:
         genotype_history.append({"env_steps": env_steps,
@@ -146,6 +150,7 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     """Trains to ``total_env_steps``; resumes from the workdir's last checkpoint."""
     log = log or (lambda line: print(line, flush=True))
     s = build(c, require_supernet)
+    c = s.config  # network keys resolved from the genotype file
     agent = s.agent
     ckpt_dir = os.path.join(workdir, "checkpoints")
     ckpt = Checkpointer(ckpt_dir, config_checks.fingerprint(c))
@@ -184,7 +189,8 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     try:
         while iteration < s.num_iterations:
             t0 = time.time()
-            inv_temp = arch.inverse_temperature(c.arch, iteration / s.num_iterations)
+            inv_temp = arch.inverse_temperature(
+                c.arch, arch.schedule_progress(iteration, s.num_iterations))
             state, metrics, finished = agent.run_iteration(actor, state, inv_temp)
             iteration += 1
             env_steps = iteration * agent.steps_per_iteration
@@ -203,9 +209,10 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
             if s.num_heldout:
                 row["episode_return_heldout"] = _mean(finished[1][0])
             if searching:
-                row.update(arch.alpha_summary(state.alphas, s.ops, float(inv_temp)))
+                dist_temp = arch.distribution_inverse_temperature(c.arch, inv_temp)
+                row.update(arch.alpha_summary(state.alphas, s.ops, dist_temp))
                 logger.write_tensorboard(env_steps, arch.edge_probability_scalars(
-                    state.alphas, s.ops, float(inv_temp)))
+                    state.alphas, s.ops, dist_temp))
                 alpha_hist.append({"env_steps": env_steps, "alphas": jax.tree.map(
                     lambda a: np.asarray(a).tolist(), state.alphas)})
             if iteration % c.eval.every_iterations == 0 or iteration == s.num_iterations:
@@ -214,7 +221,8 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
             logger.write(row)
             if searching and (iteration % c.log.genotype_every_iterations == 0
                               or iteration == s.num_iterations):
-                write_architecture(workdir, s, state.alphas, env_steps, float(inv_temp),
+                write_architecture(workdir, s, state.alphas, env_steps,
+                                   arch.distribution_inverse_temperature(c.arch, inv_temp),
                                    geno_hist, alpha_hist)
             log(format_progress(env_steps, total_steps, row["sps"],
                                 row["episode_return_train"], time.time() - t_start))

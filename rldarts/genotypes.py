@@ -3,8 +3,13 @@
 A cell genotype lists, for each intermediate node, its kept incoming edges
 ``(input_index, op_name)`` ordered by input index. Indices below ``num_inputs``
 are cell inputs; ``num_inputs + j`` is node j. A network genotype maps each cell
-type (``normal``, ``reduction``) to a cell genotype. Both serialise to JSON with
-a format version, and loading validates everything.
+type (``normal``, ``reduction``) to a cell genotype, and may record how it was found
+(``Provenance``: method, DARTS network, search space, nodes, output mode, widths), so
+that a genotype file alone rebuilds the network it belongs to. Both serialise to JSON
+with a format version, and loading validates everything.
+
+Format 2 (written now) adds the optional ``found_with`` object to network genotypes;
+format 1 files (no provenance) still load, with ``found_with`` None.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ import numpy as np
 
 from rldarts import ops as ops_lib
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no provenance (found_with)
 CELL_TYPES = ("normal", "reduction")
 
 Edge = tuple[int, str]
@@ -108,10 +114,81 @@ def validate_cell(cell: CellGenotype) -> None:
             raise ValueError(f"node {j}: edges must be ordered by input index")
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """How a network genotype was found: the method ('darts': a supernet search,
+    'random': rldarts.random_search) and the config fields of the network it belongs
+    to (``network``, ``net.search_space``, ``net.num_nodes``, ``net.output_mode``,
+    ``net.first_conv``, ``net.depths``, ``net.dense``), enough to rebuild it."""
+    method: str
+    network: str
+    search_space: str
+    num_nodes: int
+    output_mode: str
+    first_conv: bool
+    depths: tuple[int, ...]
+    dense: int
+
+    def __post_init__(self):
+        # Lazy: rldarts.cells and rldarts.networks import this module.
+        from rldarts.cells import OUTPUT_MODES
+        from rldarts.networks import CELL_TYPES as NETWORK_CELL_TYPES
+
+        def bad(field, value, what):
+            raise ValueError(f"found_with.{field}={value!r} is not valid; {what}")
+
+        if not isinstance(self.method, str) or not self.method:
+            bad("method", self.method, "expected a non-empty string (e.g. darts, random)")
+        for field, choices in (("network", tuple(sorted(NETWORK_CELL_TYPES))),
+                               ("search_space", tuple(ops_lib.SEARCH_SPACES)),
+                               ("output_mode", OUTPUT_MODES)):
+            value = getattr(self, field)
+            if not isinstance(value, str) or value not in choices:
+                bad(field, value, f"valid choices: {', '.join(choices)}")
+        for field in ("num_nodes", "dense"):
+            value = getattr(self, field)
+            if not _is_int(value) or value <= 0:
+                bad(field, value, "expected a positive int")
+            object.__setattr__(self, field, int(value))
+        if not isinstance(self.first_conv, (bool, np.bool_)):
+            bad("first_conv", self.first_conv, "expected true or false")
+        object.__setattr__(self, "first_conv", bool(self.first_conv))
+        depths = self.depths
+        if (not isinstance(depths, (list, tuple)) or not depths
+                or not all(_is_int(d) and d > 0 for d in depths)):
+            bad("depths", depths, "expected a non-empty list of positive ints")
+        object.__setattr__(self, "depths", tuple(int(d) for d in depths))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["depths"] = list(self.depths)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Provenance":
+        fields = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(data, Mapping):
+            raise ValueError(f"malformed genotype found_with: expected an object with "
+                             f"{', '.join(fields)}, got {str(data)[:80]!r}")
+        missing = [f for f in fields if f not in data]
+        unknown = sorted(set(data) - set(fields))
+        if missing or unknown:
+            raise ValueError("malformed genotype found_with: "
+                             + (f"missing {', '.join(missing)}" if missing else
+                                f"unknown field(s) {', '.join(map(str, unknown))}")
+                             + f"; its fields: {', '.join(fields)}")
+        return cls(**{f: data[f] for f in fields})
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkGenotype:
-    """Cell type ('normal', 'reduction') -> CellGenotype."""
+    """Cell type ('normal', 'reduction') -> CellGenotype, and optionally how it was found."""
     cells: Mapping[str, CellGenotype]
+    found_with: Provenance | None = None
 
     def __post_init__(self):
         if not self.cells:
@@ -122,6 +199,29 @@ class NetworkGenotype:
             if not isinstance(cell, CellGenotype):
                 raise ValueError(f"cell type {name!r} must map to a CellGenotype")
         object.__setattr__(self, "cells", dict(self.cells))
+        if self.found_with is not None:
+            if not isinstance(self.found_with, Provenance):
+                raise ValueError("found_with must be a Provenance or None")
+            self._check_found_with()
+
+    def _check_found_with(self) -> None:
+        """The cells must be what the recorded network and search space produce."""
+        from rldarts.networks import CELL_TYPES as NETWORK_CELL_TYPES  # lazy: cycle
+
+        p = self.found_with
+        needed = NETWORK_CELL_TYPES[p.network]
+        if sorted(self.cells) != sorted(needed):
+            raise ValueError(f"found_with.network={p.network!r} has cell types "
+                             f"{sorted(needed)}, the genotype has {sorted(self.cells)}")
+        space = ops_lib.SEARCH_SPACES[p.search_space]
+        for name, cell in self.cells.items():
+            if cell.num_nodes != p.num_nodes:
+                raise ValueError(f"found_with.num_nodes={p.num_nodes} but the {name} cell "
+                                 f"has {cell.num_nodes} nodes")
+            outside = sorted(set(cell.op_names) - set(space))
+            if outside:
+                raise ValueError(f"the {name} cell uses {', '.join(outside)}, outside "
+                                 f"found_with.search_space={p.search_space!r}")
 
     def __hash__(self):  # hashable so it can be a (static) Flax module attribute
         return hash(self.to_json())
@@ -129,9 +229,15 @@ class NetworkGenotype:
     def __getitem__(self, cell_type: str) -> CellGenotype:
         return self.cells[cell_type]
 
+    def with_provenance(self, found_with: Provenance | None) -> "NetworkGenotype":
+        return dataclasses.replace(self, found_with=found_with)
+
     def to_json(self) -> str:
         body = {name: cell.to_dict() for name, cell in self.cells.items()}
-        return _dumps({"format_version": FORMAT_VERSION, "cells": body})
+        head = {"format_version": FORMAT_VERSION}
+        if self.found_with is not None:
+            head["found_with"] = self.found_with.to_dict()
+        return _dumps({**head, "cells": body})
 
     @classmethod
     def from_json(cls, text: str) -> "NetworkGenotype":
@@ -140,7 +246,9 @@ class NetworkGenotype:
         if not isinstance(cells, Mapping):
             raise ValueError("malformed network genotype: expected a 'cells' object mapping "
                              f"cell types ({', '.join(CELL_TYPES)}) to cell genotypes")
-        return cls({name: CellGenotype.from_dict(cell) for name, cell in cells.items()})
+        found = data.get("found_with") if data["format_version"] >= 2 else None
+        return cls({name: CellGenotype.from_dict(cell) for name, cell in cells.items()},
+                   None if found is None else Provenance.from_dict(found))
 
     @classmethod
     def load(cls, path: str) -> "NetworkGenotype":
@@ -156,9 +264,12 @@ class NetworkGenotype:
 
 
 def _dumps(obj) -> str:
-    """Indented JSON with each edge ``[index, "op"]`` kept on one line, for reading."""
+    """Indented JSON with each edge ``[index, "op"]`` and each list of ints (depths) kept
+    on one line, for reading."""
     text = json.dumps(obj, indent=2)
-    return re.sub(r'\[\s+(\d+),\s+("[^"]*")\s+\]', r'[\1, \2]', text)
+    text = re.sub(r'\[\s+(\d+),\s+("[^"]*")\s+\]', r'[\1, \2]', text)
+    return re.sub(r'\[\s+(\d+(?:,\s+\d+)*)\s+\]',
+                  lambda m: "[" + ", ".join(re.split(r",\s+", m.group(1))) + "]", text)
 
 
 def _load_versioned(text: str) -> dict:
@@ -169,9 +280,10 @@ def _load_versioned(text: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError("malformed genotype JSON: expected an object")
     version = data.get("format_version")
-    if version != FORMAT_VERSION:
+    if not _is_int(version) or version not in READABLE_VERSIONS:
         raise ValueError(f"unsupported genotype format_version {version!r}; "
-                         f"this rldarts reads version {FORMAT_VERSION}")
+                         f"this rldarts reads versions "
+                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     return data
 
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from rldarts import ops as ops_lib
-from rldarts.genotypes import CellGenotype, NetworkGenotype
+from rldarts.genotypes import CellGenotype, NetworkGenotype, Provenance
 from rldarts.logger import atomic_write_json, atomic_write_text
 
 GENOTYPE_FILE = "genotype.json"
@@ -74,10 +74,16 @@ def sample_dir(out_dir: str, index: int) -> str:
 
 def write_random_genotypes(out_dir: str, n: int, seed: int, network: str,
                            search_space: Sequence[str] | str, num_nodes: int,
-                           k: int) -> list[str]:
+                           k: int, *, depths: Sequence[int] | None = None,
+                           dense: int | None = None, output_mode: str | None = None,
+                           first_conv: bool | None = None) -> list[str]:
     """Writes samples 0..n-1 as ``out_dir/random_{i:03d}/genotype.json`` (what
     ``--config.genotype`` reads) plus ``random_search.json`` (sample index, seed,
-    genotype); returns the genotype paths. Atomic, and idempotent for a fixed seed."""
+    genotype); returns the genotype paths. Atomic, and idempotent for a fixed seed.
+
+    Given the other ``net.*`` keys of the config they are for (``depths``, ``dense``,
+    ``output_mode``, ``first_conv``; ``search_space`` then a name), each genotype
+    records its provenance (method 'random'), so the file alone rebuilds its network."""
     from rldarts.networks import CELL_TYPES  # flax/jax import only when writing
 
     if network not in CELL_TYPES:
@@ -85,10 +91,13 @@ def write_random_genotypes(out_dir: str, n: int, seed: int, network: str,
                          f"{', '.join(CELL_TYPES)}")
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
+    net = (depths, dense, output_mode, first_conv)
+    found_with = None if any(v is None for v in net) else Provenance(
+        "random", network, search_space, num_nodes, output_mode, first_conv, depths, dense)
     paths = []
     for i in range(n):
         genotype = sample_network_genotype(CELL_TYPES[network], search_space, num_nodes,
-                                           k, seed, i)
+                                           k, seed, i).with_provenance(found_with)
         d = sample_dir(out_dir, i)
         path = os.path.join(d, GENOTYPE_FILE)
         atomic_write_text(path, genotype.to_json())

@@ -38,8 +38,14 @@ def test_search_workdir_contents(search_dir):
     assert 0 < np.log(3) - rows[-1]["alpha_entropy"] < 1e-3
     genotype = NetworkGenotype.load(str(search_dir / "genotype.json"))
     assert set(genotype.cells) == {"normal", "reduction"}
+    # How it was found: the smoke search's network keys (what a retrain rebuilds).
+    found = genotype.found_with
+    assert (found.method, found.network, found.search_space, found.num_nodes,
+            found.output_mode, found.first_conv, found.depths, found.dense) == (
+        "darts", "darts_standard", "conv3x3_only", 2, "concat_conv", True, (4, 8), 32)
     history = [json.loads(ln) for ln in open(search_dir / "genotype_history.jsonl")]
     assert [h["env_steps"] for h in history] == [256, 512, 768]
+    assert all(h["genotype"]["found_with"] == found.to_dict() for h in history)
     alphas = [json.loads(ln) for ln in open(search_dir / "alpha_history.jsonl")]
     assert len(alphas) == 3 and np.asarray(alphas[0]["alphas"]["normal"][1]).shape == (2, 3)
     assert np.abs(np.asarray(alphas[-1]["alphas"]["reduction"][1])).max() > 1e-4
@@ -69,15 +75,31 @@ def test_resume_continues_and_matches_uninterrupted(search_dir, tmp_path):
 
 
 def test_retrain_found_genotype_and_impala(search_dir, tmp_path):
-    run_binary("train", TRAIN, tmp_path / "cell", "--config.network=darts_standard",
+    # One command: the genotype file says which network it belongs to.
+    run_binary("train", TRAIN, tmp_path / "cell",
                f"--config.genotype={search_dir / 'genotype.json'}")
     rows = read_metrics(tmp_path / "cell" / "metrics.csv")
     assert len(rows) == 3 and "alpha_entropy" not in rows[0]
     assert rows[-1]["episode_return_test"] is not None
     assert not (tmp_path / "cell" / "genotype.json").exists()
-    run_binary("train", TRAIN, tmp_path / "impala")
+    config = json.loads((tmp_path / "cell" / "config.json").read_text())
+    assert config["network"] == "darts_standard" and "without_genotype" not in config
+    assert config["net"] == json.loads((search_dir / "config.json").read_text())["net"]
+    run_binary("train", TRAIN, tmp_path / "impala", "--config.network=impala")
     assert json.loads((tmp_path / "impala" / "config.json").read_text())["network"] == "impala"
     assert len(read_metrics(tmp_path / "impala" / "metrics.csv")) == 3
+
+
+def test_network_contradicting_genotype_one_line_nothing_written(search_dir, tmp_path):
+    before = _snapshot(search_dir)
+    genotype = search_dir / "genotype.json"
+    proc = run_binary("train", TRAIN, tmp_path / "w", "--config.network=darts_impala",
+                      f"--config.genotype={genotype}", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: config network='darts_impala' contradicts genotype {genotype} (found "
+        "with network='darts_standard'); drop --config.network or use a matching genotype")
+    assert not (tmp_path / "w").exists() and _snapshot(search_dir) == before
 
 
 def _snapshot(directory):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rldarts.cells import discretize
-from rldarts.genotypes import CellGenotype, NetworkGenotype
+from rldarts.genotypes import CellGenotype, NetworkGenotype, Provenance
 
 OPS = ("Conv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
 
@@ -60,10 +60,11 @@ def test_json_round_trip_cell_and_network():
     cell = CellGenotype(nodes=(((0, "Conv3x3"),), ((0, "Relu"), (1, "Tanh"))))
     assert CellGenotype.from_json(cell.to_json()) == cell
     data = json.loads(cell.to_json())
-    assert data["format_version"] == 1 and data["nodes"][1] == [[0, "Relu"], [1, "Tanh"]]
+    assert data["format_version"] == 2 and data["nodes"][1] == [[0, "Relu"], [1, "Tanh"]]
     net = NetworkGenotype({"normal": cell, "reduction": cell})
     back = NetworkGenotype.from_json(net.to_json())
     assert back == net and back["reduction"].nodes == cell.nodes
+    assert back.found_with is None and "found_with" not in json.loads(net.to_json())
 
 
 @pytest.mark.parametrize("text,match", [
@@ -90,3 +91,114 @@ def test_network_validation_errors(tmp_path):
     (tmp_path / "g.json").write_text('{"format_version": 1, "cells": 3}')
     with pytest.raises(ValueError, match="g.json: malformed network genotype"):
         NetworkGenotype.load(str(tmp_path / "g.json"))
+
+
+# Provenance (format 2): how a genotype was found, enough to rebuild its network.
+CELL2 = CellGenotype(nodes=(((0, "Conv3x3Relu"),), ((0, "SkipConnection"), (1, "Conv3x3Relu"))))
+FOUND = Provenance(method="darts", network="darts_standard", search_space="conv3x3_only",
+                   num_nodes=2, output_mode="concat_conv", first_conv=False, depths=(4, 8),
+                   dense=32)
+
+
+def _provenance_json(**changes):
+    found = {**FOUND.to_dict(), **changes}
+    found = {k: v for k, v in found.items() if v is not _DROP}
+    cells = {"normal": CELL2.to_dict(), "reduction": CELL2.to_dict()}
+    return json.dumps({"format_version": 2, "found_with": found, "cells": cells})
+
+
+_DROP = object()
+
+
+def test_provenance_json_round_trip(tmp_path):
+    net = NetworkGenotype({"normal": CELL2, "reduction": CELL2}, found_with=FOUND)
+    text = net.to_json()
+    data = json.loads(text)
+    assert data["format_version"] == 2
+    assert data["found_with"] == {"method": "darts", "network": "darts_standard",
+                                  "search_space": "conv3x3_only", "num_nodes": 2,
+                                  "output_mode": "concat_conv", "first_conv": False,
+                                  "depths": [4, 8], "dense": 32}
+    assert '"depths": [4, 8]' in text  # readable: a list of ints on one line
+    (tmp_path / "g.json").write_text(text)
+    back = NetworkGenotype.load(str(tmp_path / "g.json"))
+    assert back == net and back.found_with == FOUND and back.found_with.depths == (4, 8)
+    assert back.with_provenance(None) == NetworkGenotype({"normal": CELL2, "reduction": CELL2})
+    assert back != back.with_provenance(None)  # provenance is part of the value
+    assert hash(back) == hash(net)
+
+
+def test_format_1_file_still_loads(tmp_path):
+    # Exactly what rldarts wrote before provenance (format 1): no found_with.
+    (tmp_path / "g.json").write_text("""{
+  "format_version": 1,
+  "cells": {
+    "normal": {
+      "num_inputs": 1,
+      "nodes": [
+        [
+          [0, "Conv3x3Relu"]
+        ],
+        [
+          [0, "SkipConnection"],
+          [1, "Conv3x3Relu"]
+        ]
+      ]
+    },
+    "reduction": {
+      "num_inputs": 1,
+      "nodes": [
+        [
+          [0, "Conv3x3Relu"]
+        ],
+        [
+          [0, "SkipConnection"],
+          [1, "Conv3x3Relu"]
+        ]
+      ]
+    }
+  }
+}""")
+    g = NetworkGenotype.load(str(tmp_path / "g.json"))
+    assert g.found_with is None
+    assert g == NetworkGenotype({"normal": CELL2, "reduction": CELL2})
+    assert CellGenotype.from_json('{"format_version": 1, "nodes": [[[0, "Relu"]]]}').num_nodes == 1
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"network": "impala"}, "found_with.network='impala' is not valid; valid choices: "
+                            "darts_impala, darts_standard"),
+    ({"search_space": "bogus"}, "found_with.search_space='bogus' is not valid; valid "
+                                "choices: rl_darts_default, "),
+    ({"output_mode": "max"}, "found_with.output_mode='max' is not valid; valid choices: "
+                             "concat_conv, sum"),
+    ({"num_nodes": "2"}, "found_with.num_nodes='2' is not valid; expected a positive int"),
+    ({"num_nodes": True}, "found_with.num_nodes=True is not valid"),
+    ({"dense": 0}, "found_with.dense=0 is not valid; expected a positive int"),
+    ({"depths": []}, r"found_with.depths=\[\] is not valid; expected a non-empty list"),
+    ({"depths": [4, "8"]}, "found_with.depths=.* is not valid"),
+    ({"depths": 4}, "found_with.depths=4 is not valid"),
+    ({"first_conv": "yes"}, "found_with.first_conv='yes' is not valid; expected true or false"),
+    ({"method": ""}, "found_with.method='' is not valid; expected a non-empty string"),
+    ({"method": 3}, "found_with.method=3 is not valid"),
+    ({"dense": _DROP}, "malformed genotype found_with: missing dense; its fields: method, "),
+    ({"width": 3}, "malformed genotype found_with: unknown field.* width"),
+    ({"num_nodes": 3}, "found_with.num_nodes=3 but the normal cell has 2 nodes"),
+    ({"network": "darts_impala"}, r"found_with.network='darts_impala' has cell types "
+                                  r"\['normal'\], the genotype has \['normal', 'reduction'\]"),
+    ({"search_space": "activations"}, "the normal cell uses Conv3x3Relu, outside "
+                                      "found_with.search_space='activations'"),
+])
+def test_malformed_provenance_one_line(tmp_path, changes, match):
+    (tmp_path / "g.json").write_text(_provenance_json(**changes))
+    with pytest.raises(ValueError, match=match) as err:
+        NetworkGenotype.load(str(tmp_path / "g.json"))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"genotype file {tmp_path}")
+
+
+def test_provenance_must_be_an_object():
+    text = json.dumps({"format_version": 2, "found_with": "darts",
+                       "cells": {"normal": CELL2.to_dict()}})
+    with pytest.raises(ValueError, match="malformed genotype found_with: expected an object"):
+        NetworkGenotype.from_json(text)

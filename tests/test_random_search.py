@@ -93,4 +93,22 @@ def test_write_random_genotypes(tmp_path):
     one = rs.write_random_genotypes(str(tmp_path / "impala"), 1, 0, "darts_impala",
                                     "rl_darts_default", 2, 2)
     assert set(NetworkGenotype.load(one[0]).cells) == {"normal"}
+    assert NetworkGenotype.load(one[0]).found_with is None  # no net keys: no provenance
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_random_genotypes_record_their_provenance(tmp_path):
+    from rldarts.genotypes import Provenance
+
+    paths = rs.write_random_genotypes(str(tmp_path), 2, 5, "darts_standard",
+                                      "rl_darts_default", 2, 2, depths=[8, 16], dense=64,
+                                      output_mode="concat_conv", first_conv=False)
+    expected = Provenance("random", "darts_standard", "rl_darts_default", 2, "concat_conv",
+                          False, (8, 16), 64)
+    for i, path in enumerate(paths):
+        genotype = NetworkGenotype.load(path)
+        assert genotype.found_with == expected
+        assert genotype.cells == rs.sample_network_genotype(
+            ("normal", "reduction"), "rl_darts_default", 2, 2, 5, i).cells
+        info = json.loads((tmp_path / f"random_{i:03d}" / "random_search.json").read_text())
+        assert info["genotype"]["found_with"]["method"] == "random"

@@ -124,3 +124,8 @@ def test_run_skips_retrain_without_genotype_and_writes_random_genotypes(tmp_path
     for i in range(2):
         g = NetworkGenotype.load(str(root / f"random_genotypes/random_{i:03d}/genotype.json"))
         assert set(g.cells) == {"normal", "reduction"}
+        # Made from the protocol's config: the file alone rebuilds the trained network.
+        demo = base.build("cpu_demo")
+        assert g.found_with.method == "random" and g.found_with.network == "darts_standard"
+        assert (g.found_with.depths, g.found_with.dense, g.found_with.first_conv) == (
+            tuple(demo.net.depths), demo.net.dense, demo.net.first_conv)

@@ -38,7 +38,8 @@ def _runs(preset: str, total_env_steps: int | None, network: str, num_samples: i
     # What the random genotypes must fit: the trained network's search space and wiring.
     random.update(num_samples=num_samples, seed=random_seed,
                   search_space=c.net.search_space, num_nodes=c.net.num_nodes,
-                  k=c.arch.discretize_k)
+                  k=c.arch.discretize_k, depths=list(c.net.depths), dense=c.net.dense,
+                  output_mode=c.net.output_mode, first_conv=c.net.first_conv)
     return {"search": run(SEARCH_CONFIG, network),
             "retrain": run(TRAIN_CONFIG, network),
             "baselines": {"impala": run(TRAIN_CONFIG, "impala"), "random": random}}
