@@ -17,13 +17,15 @@ steps are timed. Run with a smaller --num-steps to shorten full-loop iterations.
 """
 import argparse
 import json
+import os
+import tempfile
 import time
 
 import jax
 import numpy as np
 
 from experiments.configs import base
-from rldarts import arch, envs, experiment, networks
+from rldarts import arch, envs, experiment, networks, random_search
 from rldarts import conv as conv_lib
 from rldarts.actor import Actor
 from rldarts.agents import ppo
@@ -40,15 +42,32 @@ def env_only_sps(game, num_envs, steps=300):
     return num_envs * steps / (time.perf_counter() - t0)
 
 
+# Network cases: IMPALA-CNN, the cpu_demo supernet, and the paper-size supernet
+# (DartsStandardCNN 16/32/32, 4 nodes, rl_darts_conv) searched with each arch.method or
+# trained as a discretized cell (a fixed random genotype of that space: what a
+# retrain costs).
+CASES = ("impala", "cpu_demo", "paper", "paper_gdas", "paper_pc_darts", "paper_fixed")
+
+
 def network_config(name, c):
+    if name not in CASES:
+        raise ValueError(f"unknown network case {name!r}; valid: {', '.join(CASES)}")
     if name == "impala":
         c.network = "impala"
         c.arch.mode = "frozen"
     elif name == "cpu_demo":
         demo = base.cpu_demo(base.get_base_config())
         c.net = demo.net
-    elif name != "paper":
-        raise ValueError(f"unknown network case {name!r}; valid: impala, cpu_demo, paper")
+    elif name in ("paper_gdas", "paper_pc_darts"):
+        c.arch.method = name[len("paper_"):]
+    elif name == "paper_fixed":
+        genotype = random_search.sample_network_genotype(
+            networks.CELL_TYPES[c.network], c.net.search_space, c.net.num_nodes,
+            c.arch.discretize_k, seed=0, index=0)
+        path = os.path.join(tempfile.mkdtemp(), "genotype.json")
+        with open(path, "w") as f:
+            f.write(genotype.to_json())
+        c.genotype = path
     return c
 
 
@@ -93,7 +112,7 @@ def bench(name, args):
     step = ppo.make_minibatch_step(model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb],
                                    "host", batch_stats)
     args_ = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state, batch,
-             None, 1.0)
+             None, 1.0, key)  # key: the architecture draw of a sampled supernet
     t0 = time.perf_counter()
     jax.block_until_ready(step(*args_))
     out["compile_step_s"] = round(time.perf_counter() - t0, 2)

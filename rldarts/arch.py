@@ -9,8 +9,21 @@ Modes (``config.arch.mode``):
   the last ``heldout_envs`` env columns of each rollout: envs playing levels outside
   the training set (``heldout_source='unseen_levels'``) or simply a share of the
   training envs (``heldout_source='rollout_split'``).
+* ``unrolled``: second-order bilevel DARTS (Liu et al. 2019, eq. 6-8): as
+  ``alternating``, but the alpha gradient is that of the held-out loss after one
+  virtual SGD step of the weights on the training minibatch,
+  ``grad_alpha L_val(w - xi grad_w L_train(w, alpha), alpha)``. Computed exactly by
+  JAX (reverse over reverse: one Hessian-vector product's worth of work), not by
+  DARTS's finite-difference approximation: exact at about the same cost, and no
+  epsilon to tune. ``xi`` is ``arch.unrolled_lr`` (0: the weights' learning rate).
 * ``frozen``: alphas fixed; the supernet is a plain network (ablations) and every
   fixed network (IMPALA, a discretized cell) trains this way.
+
+Methods (``config.arch.method``, how a supernet mixes its candidate ops; the cells
+implement them): ``darts``, every op on every edge, softmax-weighted; ``gdas``, one op
+per edge drawn per forward pass from Gumbel-softmax(alphas) with a straight-through
+gradient, the Gumbel temperature annealed from ``gumbel_tau`` to ``final_gumbel_tau``;
+``pc_darts``, every op on 1/K of the channels, plus per-edge normalisation weights.
 """
 from __future__ import annotations
 
@@ -24,7 +37,9 @@ import optax
 
 from rldarts import cells as cells_lib
 
-MODES = ("joint", "alternating", "frozen")
+MODES = ("joint", "alternating", "unrolled", "frozen")
+METHODS = ("darts", "gdas", "pc_darts")
+HELDOUT_MODES = ("alternating", "unrolled")  # modes whose alpha step uses held-out data
 OPTIMIZERS = ("adam", "same_as_weights")
 HELDOUT_SOURCES = ("unseen_levels", "rollout_split")
 
@@ -44,10 +59,24 @@ def make_alpha_optimizer(arch_cfg, weight_optimizer: optax.GradientTransformatio
 
 
 def inverse_temperature(arch_cfg, progress) -> jax.Array:
-    """Linear anneal from ``inverse_temperature`` to ``final_inverse_temperature``
-    over training (progress in [0, 1]); constant when both are equal (default 1)."""
+    """The inverse temperature the supernet's softmax runs at, at ``progress`` in
+    [0, 1]. ``darts``/``pc_darts``: linear anneal from ``inverse_temperature`` to
+    ``final_inverse_temperature`` (constant 1 by default). ``gdas``: 1 / tau of the
+    Gumbel-softmax, tau annealed linearly from ``gumbel_tau`` to ``final_gumbel_tau``
+    (GDAS: 10 -> 0.1)."""
+    progress = jnp.clip(progress, 0.0, 1.0)
+    if arch_cfg.get("method", "darts") == "gdas":
+        start, end = arch_cfg.gumbel_tau, arch_cfg.final_gumbel_tau
+        return jnp.float32(1.0 / (start + (end - start) * progress))
     start, end = arch_cfg.inverse_temperature, arch_cfg.final_inverse_temperature
-    return jnp.float32(start + (end - start) * jnp.clip(progress, 0.0, 1.0))
+    return jnp.float32(start + (end - start) * progress)
+
+
+def distribution_inverse_temperature(arch_cfg, inv_temp: float) -> float:
+    """The inverse temperature at which softmax(alphas) is the supernet's op
+    distribution, for diagnostics and discretization: ``inv_temp`` itself, except for
+    ``gdas``, whose draws follow softmax(alphas) whatever the Gumbel temperature."""
+    return 1.0 if arch_cfg.get("method", "darts") == "gdas" else float(inv_temp)
 
 
 def schedule_progress(iteration: int, num_iterations: int) -> float:
@@ -57,9 +86,16 @@ def schedule_progress(iteration: int, num_iterations: int) -> float:
     return 1.0 if num_iterations <= 1 else min(iteration / (num_iterations - 1), 1.0)
 
 
+def arch_rngs(key) -> dict:
+    """``rngs`` for ``model.apply`` / ``model.init``: the stream a sampled supernet
+    (``arch.method='gdas'``) draws its architecture from, one draw per forward pass.
+    Deterministic methods ignore it; ``None`` (no draw possible) gives ``{}``."""
+    return {} if key is None else {"arch": key}
+
+
 def heldout_envs(arch_cfg, num_envs: int) -> int:
     """How many of the rollout's env columns feed the alpha step (alternating only)."""
-    if arch_cfg.mode != "alternating":
+    if arch_cfg.mode not in HELDOUT_MODES:
         return 0
     n = int(round(arch_cfg.heldout_fraction * num_envs))
     if not 0 < n < num_envs:
@@ -70,7 +106,8 @@ def heldout_envs(arch_cfg, num_envs: int) -> int:
 
 # Which gradients the training batch needs in each mode (the alternating alpha step
 # takes its own gradient on the held-out batch).
-_TRAIN_GRADIENTS = {"joint": "both", "alternating": "weights", "frozen": "weights"}
+_TRAIN_GRADIENTS = {"joint": "both", "alternating": "weights", "unrolled": "weights",
+                    "frozen": "weights"}
 
 
 def _check_mode(mode: str) -> None:
@@ -106,11 +143,22 @@ def _apply(opt, grads, opt_state, values):
 
 
 def _step_metrics(loss, metrics, w_grads, a_grads) -> dict:
-    return dict(metrics, loss=loss, grad_norm=optax.global_norm(w_grads),
-                alpha_grad_norm=optax.global_norm(a_grads))
+    return dict(metrics, loss=loss, grad_norm=optax.tree.norm(w_grads),
+                alpha_grad_norm=optax.tree.norm(a_grads))
 
 
-def _compose_step(mode, gradients, apply_weights, apply_alphas, metrics_of):
+def _make_unrolled_alpha_gradients(loss_fn: Callable, unrolled_lr: float):
+    """``grads(params, alphas, train_batch, heldout_batch, *args)``: the exact gradient
+    of the held-out loss after one virtual SGD step of the weights (DARTS eq. 7)."""
+    def held_out_loss_after_virtual_step(alphas, params, train_batch, heldout_batch, *args):
+        w_grads, _ = jax.grad(loss_fn, has_aux=True)(params, alphas, train_batch, *args)
+        virtual = jax.tree.map(lambda w, g: w - unrolled_lr * g, params, w_grads)
+        return loss_fn(virtual, alphas, heldout_batch, *args)[0]
+    return jax.grad(held_out_loss_after_virtual_step)
+
+
+def _compose_step(mode, gradients, apply_weights, apply_alphas, metrics_of,
+                  unrolled_gradients=None):
     """The order of the updates in each mode, written once for both step builders."""
     def step(params, alphas, w_state, a_state, train_batch, heldout_batch=None, *args):
         if mode == "alternating":
@@ -118,33 +166,44 @@ def _compose_step(mode, gradients, apply_weights, apply_alphas, metrics_of):
             _, _, _, held_a_grads = gradients(params, alphas, heldout_batch, *args,
                                               wrt="alphas")
             alphas, a_state = apply_alphas(held_a_grads, a_state, alphas)
+        if mode == "unrolled":
+            # Second-order DARTS: through one virtual weight step on the training batch.
+            held_a_grads = unrolled_gradients(alphas, params, train_batch, heldout_batch,
+                                              *args)
+            alphas, a_state = apply_alphas(held_a_grads, a_state, alphas)
         loss, metrics, w_grads, a_grads = gradients(params, alphas, train_batch, *args,
                                                     wrt=_TRAIN_GRADIENTS[mode])
         params, w_state = apply_weights(w_grads, w_state, params)
         if mode == "joint":
             alphas, a_state = apply_alphas(a_grads, a_state, alphas)
-        if mode == "alternating":
+        if mode in HELDOUT_MODES:
             a_grads = held_a_grads
         return params, alphas, w_state, a_state, metrics_of(loss, metrics, w_grads, a_grads)
 
     return step
 
 
-def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt):
+def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt,
+                   unrolled_lr: float = 0.0):
     """One optimisation step of (params, alphas) for any agent's loss.
 
     ``loss_fn(params, alphas, batch, *args) -> (loss, metrics)``. ``train_batch`` moves
     the weights (and, in joint mode, the alphas); ``heldout_batch`` moves the alphas in
-    alternating mode (ignored otherwise). Returns a pure function
+    alternating and unrolled modes (ignored otherwise; ``unrolled_lr`` is the virtual
+    step's learning rate xi). Returns a pure function
     ``step(params, alphas, w_state, a_state, train_batch, heldout_batch, *args)``;
     ``args`` (e.g. the softmax inverse temperature) go to every ``loss_fn`` call.
     ``alpha_grad_norm`` in the metrics is the norm of the alpha gradient applied (the
-    held-out one in alternating mode; zero in frozen mode).
+    held-out one in alternating and unrolled modes; zero in frozen mode).
     """
     _check_mode(mode)
+    if mode == "unrolled" and not unrolled_lr > 0:
+        raise ValueError(f"unrolled mode needs a virtual-step learning rate > 0, got "
+                         f"{unrolled_lr}")
     return _compose_step(mode, _make_gradients(loss_fn),
                          functools.partial(_apply, weight_opt),
-                         functools.partial(_apply, alpha_opt), _step_metrics)
+                         functools.partial(_apply, alpha_opt), _step_metrics,
+                         _make_unrolled_alpha_gradients(loss_fn, unrolled_lr))
 
 
 def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt,
@@ -166,6 +225,10 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
     call it outside ``jit``, with device arrays.
     """
     _check_mode(mode)
+    if mode == "unrolled":
+        raise ValueError("arch.mode='unrolled' needs whole minibatches (its virtual step "
+                         "takes the training minibatch's gradient before the held-out "
+                         "loss); set ppo.microbatch_size=0")
     if microbatch_size % parts:
         raise ValueError(f"{parts} parts do not divide a microbatch of {microbatch_size}")
     gradients, size, part_size = _make_gradients(loss_fn), microbatch_size, microbatch_size // parts

@@ -111,3 +111,70 @@ def test_unseen_levels_need_a_finite_training_set():
         config_checks.validate(c)
     c.arch.heldout_source = "rollout_split"
     config_checks.validate(c)
+
+
+# Second-order (unrolled) DARTS on a tiny supernet: pred_i = sum_k [s0 tanh(z_ik) +
+# s1 z_ik], z = x W, s = softmax(a); loss = mean (pred - y)^2.
+def _tiny_loss(params, alphas, batch):
+    s = jnp.exp(alphas["a"]) / jnp.sum(jnp.exp(alphas["a"]))
+    z = batch["x"] @ params["W"]
+    pred = jnp.sum(s[0] * jnp.tanh(z) + s[1] * z, axis=1)
+    return jnp.mean((pred - batch["y"]) ** 2), {}
+
+
+def _np_loss_and_grad_w(W, a, x, y):
+    s = np.exp(a) / np.exp(a).sum()
+    z = x @ W
+    r = np.sum(s[0] * np.tanh(z) + s[1] * z, axis=1) - y
+    dz = (2 * r / len(y))[:, None] * (s[0] * (1 - np.tanh(z) ** 2) + s[1])
+    return np.mean(r ** 2), x.T @ dz
+
+
+def test_unrolled_alpha_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    W, a = rng.normal(size=(3, 2)), np.array([0.3, -0.4])
+    train = {"x": rng.normal(size=(5, 3)), "y": rng.normal(size=5)}
+    held = {"x": rng.normal(size=(4, 3)), "y": rng.normal(size=4)}
+    xi, a_lr = 0.5, 1.0
+
+    def held_out_after_virtual_step(a):
+        _, g = _np_loss_and_grad_w(W, a, train["x"], train["y"])
+        return _np_loss_and_grad_w(W - xi * g, a, held["x"], held["y"])[0]
+
+    eps = 1e-5
+    fd = np.array([(held_out_after_virtual_step(a + eps * e)
+                    - held_out_after_virtual_step(a - eps * e)) / (2 * eps)
+                   for e in np.eye(2)])
+    first_order = np.array([(_np_loss_and_grad_w(W, a + eps * e, held["x"], held["y"])[0]
+                             - _np_loss_and_grad_w(W, a - eps * e, held["x"], held["y"])[0])
+                            / (2 * eps) for e in np.eye(2)])
+    assert np.abs(fd - first_order).max() > 1e-2  # the second-order term matters here
+
+    step = arch.make_arch_step("unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(a_lr),
+                               unrolled_lr=xi)
+    params, alphas = {"W": jnp.asarray(W, jnp.float32)}, {"a": jnp.asarray(a, jnp.float32)}
+    f32 = lambda d: {k: jnp.asarray(v, jnp.float32) for k, v in d.items()}
+    p, new_a, _, _, m = step(params, alphas, optax.sgd(0.1).init(params),
+                             optax.sgd(a_lr).init(alphas), f32(train), f32(held))
+    np.testing.assert_allclose(np.asarray(new_a["a"]), a - a_lr * fd, rtol=1e-4, atol=1e-5)
+    assert float(m["alpha_grad_norm"]) == pytest.approx(np.linalg.norm(fd), rel=1e-3)
+    # The weights then step on the training batch at the new alphas, as alternating.
+    _, g = _np_loss_and_grad_w(W, a - a_lr * fd, train["x"], train["y"])
+    np.testing.assert_allclose(np.asarray(p["W"]), W - 0.1 * g, rtol=1e-4, atol=1e-5)
+
+
+def test_unrolled_needs_a_virtual_step_and_whole_minibatches():
+    with pytest.raises(ValueError, match="virtual-step learning rate"):
+        arch.make_arch_step("unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(0.1))
+    with pytest.raises(ValueError, match="unrolled' needs whole minibatches"):
+        arch.make_microbatched_arch_step("unrolled", _tiny_loss, optax.sgd(0.1),
+                                         optax.sgd(0.1), 2)
+
+
+def test_gdas_anneals_the_gumbel_temperature_and_reads_alphas_at_temperature_one():
+    c = _cfg(method="gdas", gumbel_tau=10.0, final_gumbel_tau=0.1)
+    taus = [1.0 / float(arch.inverse_temperature(c, arch.schedule_progress(i, 3)))
+            for i in range(3)]
+    np.testing.assert_allclose(taus, [10.0, 5.05, 0.1], rtol=1e-5)
+    assert arch.distribution_inverse_temperature(c, 0.5) == 1.0
+    assert arch.distribution_inverse_temperature(_cfg(), 0.5) == 0.5

@@ -33,7 +33,14 @@ def get_base_config() -> config_dict.ConfigDict:
 
     # Architecture updates (rldarts.arch).
     c.arch = config_dict.ConfigDict()
-    c.arch.mode = "joint"  # joint | alternating | frozen
+    c.arch.mode = "joint"  # joint | alternating | unrolled (2nd-order DARTS) | frozen
+    # How the supernet mixes its ops (rldarts.arch): darts (every op on every edge) |
+    # gdas (one op per edge drawn per forward pass) | pc_darts (ops on 1/K channels).
+    c.arch.method = "darts"
+    c.arch.gumbel_tau = 10.0  # gdas: Gumbel-softmax temperature, linearly annealed to
+    c.arch.final_gumbel_tau = 0.1  # this one over the run (GDAS's 10 -> 0.1)
+    c.arch.partial_channels_k = 4  # pc_darts: the ops see 1/K of each edge's channels
+    c.arch.unrolled_lr = 0.0  # unrolled: the virtual weight step's lr; 0 = the weights' lr
     c.arch.optimizer = "adam"  # adam (DARTS settings below) | same_as_weights (official)
     c.arch.learning_rate = 3e-4
     c.arch.b1 = 0.5
@@ -64,9 +71,11 @@ def get_base_config() -> config_dict.ConfigDict:
     c.ppo.norm_adv = True
     c.ppo.normalize_reward = True
     c.ppo.reward_clip = 10.0
-    # Compute only, not a hyperparameter: samples per jitted forward+backward inside a
-    # minibatch (gradients summed over microbatches: the same update). 0 = auto: 256 on
-    # CPU (faster per sample there), the whole minibatch on accelerators.
+    # Samples per jitted forward+backward inside a minibatch. Compute only for networks
+    # without batch norm (gradients summed over microbatches: the same update); 0 = auto:
+    # 256 on CPU (faster per sample there), the whole minibatch on accelerators. DARTS
+    # networks normalise over their batch: auto takes whole minibatches, and a value
+    # > 0 is a hyperparameter (batch norm over that many samples), fingerprinted.
     c.ppo.microbatch_size = 0
     # Compute only: where the epoch x minibatch loops run. 'scan': one jitted lax.scan
     # (fastest on accelerators); 'host': a Python loop around jitted steps (XLA:CPU

@@ -49,7 +49,10 @@ def make_policy(model, dqn_cfg, *group_epsilons):
     group_epsilons = [jnp.asarray(e, jnp.float32) for e in group_epsilons]
 
     def policy(params, alphas, obs, key, inv_temp, group=0):
-        q = dqn_losses.q_values(model.apply(params, obs, alphas, inv_temp), support)
+        # A sampled supernet (gdas) draws its architecture from a key of its own.
+        q = dqn_losses.q_values(model.apply(
+            params, obs, alphas, inv_temp, rngs=arch.arch_rngs(jax.random.fold_in(key, 1))),
+            support)
         eps = jnp.broadcast_to(group_epsilons[group], q.shape[:1])
         return dqn_losses.epsilon_greedy(key, q, eps), {}
     return policy
@@ -57,7 +60,7 @@ def make_policy(model, dqn_cfg, *group_epsilons):
 
 def init_state(model, dqn_cfg, arch_cfg, alphas, sample_obs, key) -> DQNState:
     key, init_key = jax.random.split(key)
-    params = model.init(init_key, sample_obs, alphas)
+    params = model.init({"params": init_key, **arch.arch_rngs(init_key)}, sample_obs, alphas)
     weight_opt = make_weight_optimizer(dqn_cfg)
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
     return DQNState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas), key,
@@ -71,10 +74,13 @@ def make_learner_step(model, dqn_cfg, arch_cfg):
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
     support = atoms(dqn_cfg)
 
-    def loss_fn(params, alphas, batch, target_params, target_alphas, inv_temp):
-        q_tm1 = model.apply(params, batch["obs"], alphas, inv_temp)
-        q_t_online = model.apply(params, batch["next_obs"], alphas, inv_temp)
-        q_t_target = model.apply(target_params, batch["next_obs"], target_alphas, inv_temp)
+    def loss_fn(params, alphas, batch, target_params, target_alphas, inv_temp, arch_key):
+        # One architecture draw per learner step (gdas), shared by the three passes.
+        rngs = arch.arch_rngs(arch_key)
+        q_tm1 = model.apply(params, batch["obs"], alphas, inv_temp, rngs=rngs)
+        q_t_online = model.apply(params, batch["next_obs"], alphas, inv_temp, rngs=rngs)
+        q_t_target = model.apply(target_params, batch["next_obs"], target_alphas, inv_temp,
+                                 rngs=rngs)
         per_sample = dqn_losses.categorical_double_q_loss(
             q_tm1, batch["actions"], batch["rewards"], batch["discounts"], q_t_target,
             q_t_online, support)
@@ -84,11 +90,12 @@ def make_learner_step(model, dqn_cfg, arch_cfg):
 
     @jax.jit
     def step(state: DQNState, batch, heldout_batch, inv_temp):
+        key, arch_key = jax.random.split(state.key)
         arch_step = arch.make_arch_step(
             arch_cfg.mode,
             lambda p, a, b: loss_fn(p, a, b, state.target_params, state.target_alphas,
-                                    inv_temp),
-            weight_opt, alpha_opt)
+                                    inv_temp, arch_key),
+            weight_opt, alpha_opt, arch_cfg.get("unrolled_lr", 0.0) or dqn_cfg.learning_rate)
         params, alphas, w_state, a_state, metrics = arch_step(
             state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state,
             batch, heldout_batch)
@@ -97,7 +104,7 @@ def make_learner_step(model, dqn_cfg, arch_cfg):
                                               dqn_cfg.target_update_period)
         target_alphas = optax.periodic_update(alphas, state.target_alphas, steps,
                                               dqn_cfg.target_update_period)
-        return DQNState(params, alphas, w_state, a_state, state.key, target_params,
+        return DQNState(params, alphas, w_state, a_state, key, target_params,
                         target_alphas, steps), metrics
 
     return step

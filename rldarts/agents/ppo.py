@@ -47,7 +47,10 @@ def make_policy(model):
     env group acts alike (``group`` is the actor's group index)."""
     def policy(params, alphas, obs, key, inv_temp, group=0):
         del group
-        logits, value = model.apply(params, obs, alphas, inv_temp)
+        # A sampled supernet (gdas) draws its architecture per forward pass from a key
+        # of its own, so the action stream is the same for every method.
+        logits, value = model.apply(params, obs, alphas, inv_temp,
+                                    rngs=arch.arch_rngs(jax.random.fold_in(key, 1)))
         actions = jax.random.categorical(key, logits)
         log_probs = ppo_losses.categorical_log_prob(logits, actions)
         return actions, {"log_probs": log_probs, "values": value}
@@ -56,7 +59,7 @@ def make_policy(model):
 
 def init_state(model, ppo_cfg, arch_cfg, alphas, sample_obs, key, num_updates: int):
     key, init_key = jax.random.split(key)
-    params = model.init(init_key, sample_obs, alphas)
+    params = model.init({"params": init_key, **arch.arch_rngs(init_key)}, sample_obs, alphas)
     weight_opt = make_weight_optimizer(ppo_cfg, num_updates)
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
     return PPOState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas), key)
@@ -119,31 +122,34 @@ def microbatch_size(requested: int, minibatch_sizes, batch_statistics: bool = Fa
 
 def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibatch_sizes,
                         loop: str = "host", batch_statistics: bool = False):
-    """``step(params, alphas, w_state, a_state, train_mb, heldout_mb, inv_temp)``: one
+    """``step(params, alphas, w_state, a_state, train_mb, heldout_mb, inv_temp,
+    arch_key)``: one
     optimisation step on a minibatch whose advantages are already normalised (the
     learner normalises each whole minibatch, so microbatched gradients are exact for
     networks without batch statistics; see ``microbatch_size``).
     For the ``host`` loop: jitted, or a host loop over jitted microbatch gradients
     (``microbatch_size``); for ``scan``: the pure step, to be traced inside the scan."""
-    def loss_fn(params, alphas, batch, inv_temp):
-        logits, value = model.apply(params, batch["obs"], alphas, inv_temp)
+    def loss_fn(params, alphas, batch, inv_temp, arch_key=None):
+        logits, value = model.apply(params, batch["obs"], alphas, inv_temp,
+                                    rngs=arch.arch_rngs(arch_key))
         return ppo_losses.ppo_loss(logits, value, batch, ppo_cfg.clip_eps, ppo_cfg.vf_coef,
                                    ppo_cfg.ent_coef, ppo_cfg.clip_value_loss,
                                    norm_adv=False)
 
+    xi = arch_cfg.get("unrolled_lr", 0.0) or ppo_cfg.learning_rate  # unrolled mode only
     if loop == "scan":
         if ppo_cfg.microbatch_size:
             raise ValueError(f"config ppo.microbatch_size={ppo_cfg.microbatch_size} needs "
                              "ppo.update_loop=host (the scan takes whole minibatches); "
                              "set ppo.microbatch_size=0 or ppo.update_loop=host")
-        return arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt)
+        return arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt, xi)
     size = microbatch_size(ppo_cfg.microbatch_size, minibatch_sizes, batch_statistics)
     if size:
         # Parts split the slice again: only where that leaves the update unchanged.
         parts = CPU_PARTS if size % CPU_PARTS == 0 and not batch_statistics else 1
         return arch.make_microbatched_arch_step(arch_cfg.mode, loss_fn, weight_opt,
                                                 alpha_opt, size, parts)
-    return jax.jit(arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt))
+    return jax.jit(arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt, xi))
 
 
 def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
@@ -175,7 +181,9 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
     def prepare(state: PPOState, rollout: dict, inv_temp):
         """GAE over the rollout, flattened into training and held-out sample sets, and
         the new RNG key with the epoch shuffles drawn from the old one."""
-        _, last_value = model.apply(state.params, rollout["last_obs"], state.alphas, inv_temp)
+        key, perm_key = jax.random.split(state.key)
+        _, last_value = model.apply(state.params, rollout["last_obs"], state.alphas, inv_temp,
+                                    rngs=arch.arch_rngs(jax.random.fold_in(perm_key, 2)))
         advantages, returns = ppo_losses.gae_advantages(
             rollout["rewards"], rollout["values"], rollout["dones"], last_value,
             ppo_cfg.gamma, ppo_cfg.gae_lambda)
@@ -186,8 +194,7 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
         heldout = flat(jax.tree.map(lambda x: x[:, num_train_envs:], data))
         # Explained variance of the value targets: a quick health check of the critic.
         explained = 1.0 - jnp.var(returns - rollout["values"]) / (jnp.var(returns) + 1e-8)
-        key, perm_key = jax.random.split(state.key)
-        return train, heldout, explained, key, permutations(perm_key)
+        return train, heldout, explained, key, permutations(perm_key), arch_keys(perm_key)
 
     def permutations(key):
         """Per epoch: shuffled minibatch indices, (epochs, num_minibatches, size)."""
@@ -198,6 +205,11 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
         n_held = max(num_heldout_envs * ppo_cfg.num_steps, nmb)
         return (jax.vmap(lambda k: one(k, n_train))(keys[:, 0]),
                 jax.vmap(lambda k: one(k, n_held))(keys[:, 1]))
+
+    def arch_keys(key):
+        """Per step, the key a sampled supernet draws its architecture from (shared by
+        the step's held-out and training batches), (epochs, num_minibatches) keys."""
+        return jax.random.split(jax.random.fold_in(key, 1), (ppo_cfg.update_epochs, nmb))
 
     def minibatches(train, heldout, idx, held_idx):
         """Gathers one training (and held-out) minibatch; normalises its advantages
@@ -219,19 +231,20 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
 
     @jax.jit
     def scan_update(state: PPOState, rollout: dict, inv_temp):
-        train, heldout, explained, key, (train_idx, held_idx) = prepare(
+        train, heldout, explained, key, (train_idx, held_idx), keys = prepare(
             state, rollout, inv_temp)
 
-        def body(carry, idx):
+        def body(carry, xs):
+            *idx, arch_key = xs
             train_mb, held_mb = minibatches(train, heldout, *idx)
-            *carry, metrics = step(*carry, train_mb, held_mb, inv_temp)
+            *carry, metrics = step(*carry, train_mb, held_mb, inv_temp, arch_key)
             return tuple(carry), metrics
 
         # (epochs, minibatches, size) -> one scan over every step, in the host order.
         order = lambda idx: idx.reshape((-1,) + idx.shape[2:])
         carry, history = jax.lax.scan(
             body, (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state),
-            (order(train_idx), order(held_idx)))
+            (order(train_idx), order(held_idx), order(keys)))
         return finish(state, key, explained, *carry,
                       jax.tree.map(lambda x: jnp.mean(x, axis=0), history),
                       history["approx_kl"][0])
@@ -242,7 +255,7 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
         # Epochs and minibatches loop on the host around jitted steps: inside a
         # lax.scan, XLA:CPU ran the same convolutions ~9-12x slower (measured on IMPALA-
         # CNN and the cpu_demo supernet); per-step dispatch costs microseconds here.
-        train, heldout, explained, key, (train_idx, held_idx) = prepare_jit(
+        train, heldout, explained, key, (train_idx, held_idx), keys = prepare_jit(
             state, rollout, inv_temp)
         carry = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state)
         history = []
@@ -250,7 +263,8 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
             for mb in range(nmb):
                 train_mb, held_mb = minibatches_jit(train, heldout, train_idx[epoch, mb],
                                                     held_idx[epoch, mb])
-                *carry, metrics = step(*carry, train_mb, held_mb, inv_temp)
+                *carry, metrics = step(*carry, train_mb, held_mb, inv_temp,
+                                       keys[epoch, mb])
                 history.append(metrics)
         metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *history)
         return finish(state, key, explained, *carry, metrics, history[0]["approx_kl"])
