@@ -38,7 +38,7 @@ import optax
 from rldarts import cells as cells_lib
 
 MODES = ("joint", "alternating", "unrolled", "frozen")
-METHODS = ("darts", "gdas", "pc_darts")
+METHODS = cells_lib.METHODS
 HELDOUT_MODES = ("alternating", "unrolled")  # modes whose alpha step uses held-out data
 OPTIMIZERS = ("adam", "same_as_weights")
 HELDOUT_SOURCES = ("unseen_levels", "rollout_split")
@@ -65,7 +65,7 @@ def inverse_temperature(arch_cfg, progress) -> jax.Array:
     Gumbel-softmax, tau annealed linearly from ``gumbel_tau`` to ``final_gumbel_tau``
     (GDAS: 10 -> 0.1)."""
     progress = jnp.clip(progress, 0.0, 1.0)
-    if arch_cfg.get("method", "darts") == "gdas":
+    if _method(arch_cfg) == "gdas":
         start, end = arch_cfg.gumbel_tau, arch_cfg.final_gumbel_tau
         return jnp.float32(1.0 / (start + (end - start) * progress))
     start, end = arch_cfg.inverse_temperature, arch_cfg.final_inverse_temperature
@@ -76,7 +76,11 @@ def distribution_inverse_temperature(arch_cfg, inv_temp: float) -> float:
     """The inverse temperature at which softmax(alphas) is the supernet's op
     distribution, for diagnostics and discretization: ``inv_temp`` itself, except for
     ``gdas``, whose draws follow softmax(alphas) whatever the Gumbel temperature."""
-    return 1.0 if arch_cfg.get("method", "darts") == "gdas" else float(inv_temp)
+    return 1.0 if _method(arch_cfg) == "gdas" else float(inv_temp)
+
+
+def _method(arch_cfg) -> str:
+    return getattr(arch_cfg, "method", "darts")  # configs from before arch.method: darts
 
 
 def schedule_progress(iteration: int, num_iterations: int) -> float:
@@ -267,8 +271,10 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
 
 def alpha_summary(alphas: dict, ops: Sequence[str], inv_temp: float) -> dict:
     """Scalars logged every iteration: mean entropy, parameter-free share (the skip-
-    collapse warning), per cell type and overall."""
+    collapse warning), per cell type and overall; for PC-DARTS also the mean entropy of
+    the edge weights (softmax over each node's inputs, nodes with two or more)."""
     out = {}
+    alphas, edge_weights = cells_lib.split_alphas(alphas)
     if not alphas:
         return out
     for cell_type, a in alphas.items():
@@ -277,16 +283,29 @@ def alpha_summary(alphas: dict, ops: Sequence[str], inv_temp: float) -> dict:
             cells_lib.parameter_free_share(a, ops, inv_temp))
     out["alpha_entropy"] = float(np.mean([out[f"alpha_entropy_{t}"] for t in alphas]))
     out["param_free_share"] = float(np.mean([out[f"param_free_share_{t}"] for t in alphas]))
+    for cell_type, betas in edge_weights.items():
+        rows = [b for b in betas if np.shape(b)[0] > 1]
+        out[f"edge_weight_entropy_{cell_type}"] = float(np.mean(
+            [cells_lib.mean_entropy([jnp.asarray(b)[None]]) for b in rows])) if rows else 0.0
+    if edge_weights:
+        out["edge_weight_entropy"] = float(np.mean(
+            [out[f"edge_weight_entropy_{t}"] for t in edge_weights]))
     return out
 
 
 def edge_probability_scalars(alphas: dict, ops: Sequence[str], inv_temp: float) -> dict:
-    """``alpha/<cell>/n<i>_e<j>/<op>`` -> probability, for TensorBoard."""
+    """``alpha/<cell>/n<i>_e<j>/<op>`` -> probability, and for PC-DARTS
+    ``edge_weight/<cell>/n<i>_e<j>`` -> softmax(edge weights), for TensorBoard."""
     out = {}
+    alphas, edge_weights = cells_lib.split_alphas(alphas)
     for cell_type, a in alphas.items():
         for i, p in enumerate(cells_lib.edge_probabilities(a, inv_temp)):
             p = np.asarray(p)
             for j in range(p.shape[0]):
                 for k, op in enumerate(ops):
                     out[f"alpha/{cell_type}/n{i}_e{j}/{op}"] = float(p[j, k])
+    for cell_type, betas in edge_weights.items():
+        for i, b in enumerate(betas):
+            for j, w in enumerate(np.asarray(jax.nn.softmax(jnp.asarray(b)))):
+                out[f"edge_weight/{cell_type}/n{i}_e{j}"] = float(w)
     return out

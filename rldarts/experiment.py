@@ -21,7 +21,7 @@ from rldarts import ops as ops_lib
 from rldarts.actor import Actor
 from rldarts.agents import dqn, ppo
 from rldarts.checkpoint import Checkpointer
-from rldarts.genotypes import NetworkGenotype, discretize
+from rldarts.genotypes import EDGE_WEIGHTS, NetworkGenotype, discretize
 from rldarts.logger import MetricsLogger, atomic_write_json, atomic_write_text, format_progress
 
 NUM_ACTIONS = 15  # every Procgen game
@@ -52,14 +52,16 @@ def build(c, require_supernet: bool) -> Setup:
     torso = networks.make_torso(
         c.network, depths=tuple(c.net.depths), dense=c.net.dense,
         search_space=c.net.search_space, num_nodes=c.net.num_nodes,
-        output_mode=c.net.output_mode, first_conv=c.net.first_conv, genotype=genotype)
+        output_mode=c.net.output_mode, first_conv=c.net.first_conv, genotype=genotype,
+        method=c.arch.method, partial_channels_k=c.arch.partial_channels_k)
     supernet = c.network in networks.CELL_TYPES and genotype is None
     if require_supernet and not supernet:
         raise ValueError(f"search needs a supernet: network={c.network!r}"
                          f"{' with a genotype' if genotype else ''}; use network "
                          f"darts_standard or darts_impala without a genotype")
     ops = ops_lib.resolve_search_space(c.net.search_space)
-    alphas = networks.init_network_alphas(c.network, ops, c.net.num_nodes) if supernet else {}
+    alphas = (networks.init_network_alphas(c.network, ops, c.net.num_nodes,
+                                           method=c.arch.method) if supernet else {})
     mode = c.arch.mode if supernet else "frozen"
     num_envs = config_checks.num_envs(c)
     num_heldout = arch.heldout_envs(c.arch, num_envs) if supernet else 0
@@ -143,6 +145,9 @@ def write_architecture(workdir: str, s: Setup, alphas: dict, env_steps: int,
             visualize.plot_alpha_history(records, s.ops,
                                          os.path.join(workdir, "alpha_evolution.png"),
                                          inv_temp)
+            if EDGE_WEIGHTS in alphas:
+                visualize.plot_edge_weight_history(
+                    records, os.path.join(workdir, "edge_weight_evolution.png"))
     return genotype
 
 

@@ -292,13 +292,28 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+# The key under which a PC-DARTS supernet keeps its edge-normalisation weights in the
+# alpha pytree: {cell type: [per node (num_inputs + i,)]}, beside the cell types' alphas.
+EDGE_WEIGHTS = "edge_weights"
+
+
+def split_alphas(alphas: Mapping) -> tuple[dict, dict]:
+    """A supernet's alpha pytree -> ({cell type: op alphas}, {cell type: edge weights})
+    (the second empty unless the supernet is a PC-DARTS one)."""
+    ops_alphas = {k: v for k, v in alphas.items() if k != EDGE_WEIGHTS}
+    return ops_alphas, dict(alphas.get(EDGE_WEIGHTS, {}))
+
+
 def discretize_cell(alphas: Sequence[Any], ops: Sequence[str], k: int = 2,
-                    inverse_temperature: float = 1.0) -> CellGenotype:
+                    inverse_temperature: float = 1.0,
+                    edge_weights: Sequence[Any] | None = None) -> CellGenotype:
     """The official rule: drop Zero, argmax op per edge, keep each node's k strongest edges.
 
     An edge's strength is the probability of its best non-zero op (probabilities from
-    the full softmax; the zero op's share is set to 0, not renormalised). Ties go to the
-    lower op / input index, so the result is deterministic.
+    the full softmax; the zero op's share is set to 0, not renormalised), times
+    softmax(edge_weights of its node) for that edge when the supernet has PC-DARTS edge
+    weights (as PC-DARTS). Ties go to the lower op / input index, so the result is
+    deterministic.
     """
     ops = ops_lib.resolve_search_space(tuple(ops))
     if k <= 0:
@@ -307,6 +322,9 @@ def discretize_cell(alphas: Sequence[Any], ops: Sequence[str], k: int = 2,
     if not real:
         raise ValueError(f"search space {ops} has only zero ops: nothing to keep")
     num_inputs = np.asarray(alphas[0]).shape[0]
+    if edge_weights is not None and len(edge_weights) != len(alphas):
+        raise ValueError(f"edge weights for {len(edge_weights)} nodes, alphas for "
+                         f"{len(alphas)}")
     nodes = []
     for j, node_alpha in enumerate(alphas):
         a = np.asarray(node_alpha, dtype=np.float64)
@@ -316,6 +334,12 @@ def discretize_cell(alphas: Sequence[Any], ops: Sequence[str], k: int = 2,
         probs = _softmax(inverse_temperature * a)[:, real]
         best = probs.argmax(axis=1)
         strength = probs[np.arange(len(probs)), best]
+        if edge_weights is not None:
+            beta = np.asarray(edge_weights[j], dtype=np.float64)
+            if beta.shape != (num_inputs + j,):
+                raise ValueError(f"edge weights of node {j} have shape {beta.shape}; "
+                                 f"expected {(num_inputs + j,)}")
+            strength = strength * _softmax(beta)
         # Stable sort on -strength: equal strengths keep the lower input index.
         kept = sorted(np.argsort(-strength, kind="stable")[:k])
         nodes.append(tuple((int(i), ops[real[best[i]]]) for i in kept))
@@ -323,8 +347,11 @@ def discretize_cell(alphas: Sequence[Any], ops: Sequence[str], k: int = 2,
 
 
 def discretize(alphas, ops: Sequence[str], k: int = 2, inverse_temperature: float = 1.0):
-    """Cell alphas (list per node) -> CellGenotype; dict cell type -> alphas -> NetworkGenotype."""
+    """Cell alphas (list per node) -> CellGenotype; a supernet's alpha dict (cell type ->
+    alphas, plus ``EDGE_WEIGHTS`` for PC-DARTS) -> NetworkGenotype."""
     if isinstance(alphas, Mapping):
-        return NetworkGenotype({name: discretize_cell(a, ops, k, inverse_temperature)
-                                for name, a in alphas.items()})
+        cells, edge_weights = split_alphas(alphas)
+        return NetworkGenotype({name: discretize_cell(a, ops, k, inverse_temperature,
+                                                      edge_weights.get(name))
+                                for name, a in cells.items()})
     return discretize_cell(alphas, ops, k, inverse_temperature)

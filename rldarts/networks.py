@@ -78,8 +78,10 @@ class _DartsTorso(nn.Module):
         if alphas is None or cell_type not in alphas:
             raise ValueError(f"supernet needs alphas for cell type {cell_type!r}")
         cell = cells_lib.SearchCell(channels, tuple(self.ops), self.num_nodes, 1, stride,
-                                    self.output_mode, name=name)
-        return cell(x, alphas[cell_type], inverse_temperature)
+                                    self.output_mode, self.method, self.partial_channels_k,
+                                    name=name)
+        edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get(cell_type)
+        return cell(x, alphas[cell_type], inverse_temperature, edge_weights)
 
 
 class DartsImpalaCNN(_DartsTorso):
@@ -90,6 +92,8 @@ class DartsImpalaCNN(_DartsTorso):
     num_nodes: int = 4
     output_mode: str = "concat_conv"
     genotype: NetworkGenotype | None = None
+    method: str = "darts"  # how the supernet's edges mix their ops (cells.METHODS)
+    partial_channels_k: int = 4
 
     @nn.compact
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
@@ -113,6 +117,8 @@ class DartsStandardCNN(_DartsTorso):
     first_conv: bool = True
     normal_cells: int = 2
     genotype: NetworkGenotype | None = None
+    method: str = "darts"
+    partial_channels_k: int = 4
 
     @nn.compact
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
@@ -181,8 +187,10 @@ def make_torso(network: str, *, depths: Sequence[int] = (16, 32, 32), dense: int
                search_space="rl_darts_conv", num_nodes: int = 4,
                output_mode: str = "concat_conv", first_conv: bool = True,
                genotype: NetworkGenotype | None = None,
-               mlp_hidden: Sequence[int] = (64, 64)) -> nn.Module:
-    """One entry point for every torso, from the fields of a config."""
+               mlp_hidden: Sequence[int] = (64, 64), method: str = "darts",
+               partial_channels_k: int = 4) -> nn.Module:
+    """One entry point for every torso, from the fields of a config. ``method`` and
+    ``partial_channels_k`` only matter for a supernet (a DARTS network without genotype)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; valid networks: {', '.join(NETWORKS)}")
     if any(d <= 0 for d in depths) or dense <= 0 or num_nodes <= 0:
@@ -198,8 +206,15 @@ def make_torso(network: str, *, depths: Sequence[int] = (16, 32, 32), dense: int
     ops = ops_lib.resolve_search_space(search_space)
     if genotype is not None:
         check_genotype_fits(genotype, network)
+    elif method not in cells_lib.METHODS:
+        raise ValueError(f"unknown arch.method {method!r}; valid: "
+                         f"{', '.join(cells_lib.METHODS)}")
+    elif method == "pc_darts":
+        for depth in depths:
+            cells_lib.check_partial_channels(depth, partial_channels_k)
     common = dict(depths=tuple(depths), dense=dense, ops=ops, num_nodes=num_nodes,
-                  output_mode=output_mode, genotype=genotype)
+                  output_mode=output_mode, genotype=genotype, method=method,
+                  partial_channels_k=partial_channels_k)
     if network == "darts_impala":
         return DartsImpalaCNN(**common)
     return DartsStandardCNN(first_conv=first_conv, **common)
@@ -221,9 +236,15 @@ def check_genotype_fits(genotype: NetworkGenotype, network: str) -> None:
 
 
 def init_network_alphas(network: str, search_space="rl_darts_conv", num_nodes: int = 4,
-                        key=None, scale: float = 0.0) -> dict:
-    """Alphas of a supernet: cell type -> list per node (empty for fixed networks)."""
+                        key=None, scale: float = 0.0, method: str = "darts") -> dict:
+    """Alphas of a supernet: cell type -> list per node (empty for fixed networks), plus
+    ``cells.EDGE_WEIGHTS`` -> cell type -> list per node for a ``pc_darts`` supernet."""
     ops = ops_lib.resolve_search_space(search_space)
     types = CELL_TYPES.get(network, ())
     keys = jax.random.split(key, len(types)) if key is not None else [None] * len(types)
-    return {t: cells_lib.init_alphas(ops, num_nodes, 1, k, scale) for t, k in zip(types, keys)}
+    alphas = {t: cells_lib.init_alphas(ops, num_nodes, 1, k, scale)
+              for t, k in zip(types, keys)}
+    if method == "pc_darts" and types:
+        alphas[cells_lib.EDGE_WEIGHTS] = {t: cells_lib.init_edge_weights(num_nodes, 1)
+                                          for t in types}
+    return alphas

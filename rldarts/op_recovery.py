@@ -63,7 +63,11 @@ class RecoveryConfig:
     batch_size: int = 32
     steps: int = 300  # alpha steps (after the warm-up)
     warmup_steps: int = 0  # weight-only steps first (mode 'frozen'), as DARTS warm-ups
-    mode: str = "joint"  # arch.make_arch_step mode: joint | alternating
+    mode: str = "joint"  # arch.make_arch_step mode: joint | alternating | unrolled
+    method: str = "darts"  # how the supernet mixes its ops: darts | gdas | pc_darts
+    gumbel_tau: float = 10.0  # gdas: Gumbel-softmax temperature, annealed linearly
+    final_gumbel_tau: float = 0.1  # to this over the steps (GDAS's 10 -> 0.1)
+    partial_channels_k: int = 2  # pc_darts: the ops see 1/K of the 4 channels
     weight_lr: float = 1e-2
     alpha_lr: float = 0.1  # DARTS uses 3e-4 for thousands of steps; here 300
     alpha_weight_decay: float = 0.0
@@ -120,32 +124,54 @@ def make_data(teacher: CellGenotype, cfg: RecoveryConfig, seed: int) -> tuple:
 
 def _alpha_cfg(cfg: RecoveryConfig):
     return SimpleNamespace(optimizer="adam", learning_rate=cfg.alpha_lr, b1=0.5, b2=0.999,
-                           weight_decay=cfg.alpha_weight_decay,
+                           weight_decay=cfg.alpha_weight_decay, method=cfg.method,
                            inverse_temperature=cfg.inverse_temperature,
-                           final_inverse_temperature=cfg.final_inverse_temperature)
+                           final_inverse_temperature=cfg.final_inverse_temperature,
+                           gumbel_tau=cfg.gumbel_tau, final_gumbel_tau=cfg.final_gumbel_tau)
+
+
+def _student(cfg: RecoveryConfig):
+    return cells_lib.SearchCell(cfg.channels, cfg.ops, num_nodes=cfg.num_nodes,
+                                output_mode=cfg.output_mode, method=cfg.method,
+                                partial_channels_k=cfg.partial_channels_k)
+
+
+def init_alphas(cfg: RecoveryConfig) -> dict:
+    """The student's alpha pytree: ``{'cell': alphas}`` (+ PC-DARTS edge weights)."""
+    alphas = {"cell": cells_lib.init_alphas(cfg.ops, cfg.num_nodes)}
+    if cfg.method == "pc_darts":
+        alphas[cells_lib.EDGE_WEIGHTS] = {"cell": cells_lib.init_edge_weights(cfg.num_nodes)}
+    return alphas
+
+
+def _apply_student(model, params, x, alphas, inv_temp, key):
+    edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get("cell")
+    return model.apply(params, x, alphas["cell"], inv_temp, edge_weights,
+                       rngs=arch.arch_rngs(key))
 
 
 def make_trainer(cfg: RecoveryConfig):
-    """Returns ``train(params, train_pool, heldout_pool) -> (alphas, losses per step)``,
-    jitted: the supernet's steps and the whole loop (``lax.scan``) compile once per
-    config. ``params``: the supernet's initial weights (``init_student``)."""
-    model = cells_lib.SearchCell(cfg.channels, cfg.ops, num_nodes=cfg.num_nodes,
-                                 output_mode=cfg.output_mode)
+    """Returns ``train(params, train_pool, heldout_pool, key) -> (alphas, losses per
+    step)``, jitted: the supernet's steps and the whole loop (``lax.scan``) compile once
+    per config. ``params``: the supernet's initial weights (``init_student``); ``key``:
+    the architecture draws of ``gdas`` (one per step, shared by its two batches)."""
+    model = _student(cfg)
     weight_opt = optax.adam(cfg.weight_lr)
     arch_cfg = _alpha_cfg(cfg)
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
 
     def loss_fn(params, alphas, batch):
-        x, y, inv_temp = batch
-        loss = jnp.mean((model.apply(params, x, alphas, inv_temp) - y) ** 2)
+        x, y, inv_temp, key = batch
+        loss = jnp.mean((_apply_student(model, params, x, alphas, inv_temp, key) - y) ** 2)
         return loss, {}
 
-    step = arch.make_arch_step(cfg.mode, loss_fn, weight_opt, alpha_opt)
+    step = arch.make_arch_step(cfg.mode, loss_fn, weight_opt, alpha_opt,
+                               unrolled_lr=cfg.weight_lr)
     warmup = arch.make_arch_step("frozen", loss_fn, weight_opt, alpha_opt)
 
     @jax.jit
-    def train(params, train_pool, heldout_pool):
-        alphas = cells_lib.init_alphas(cfg.ops, cfg.num_nodes)
+    def train(params, train_pool, heldout_pool, key):
+        alphas = init_alphas(cfg)
         carry = (params, alphas, weight_opt.init(params), alpha_opt.init(alphas))
         n = train_pool[0].shape[0]
 
@@ -153,7 +179,7 @@ def make_trainer(cfg: RecoveryConfig):
             def body(carry, t):
                 inv_temp = arch.inverse_temperature(arch_cfg, (t - start) / cfg.steps)
                 pick = lambda pool: (*jax.tree.map(lambda a: a[t % n], pool),  # noqa: E731
-                                     inv_temp)
+                                     inv_temp, jax.random.fold_in(key, t))
                 *carry, metrics = step_fn(*carry, pick(train_pool), pick(heldout_pool))
                 return tuple(carry), metrics["loss"]
             return jax.lax.scan(body, carry, start + jnp.arange(num))
@@ -170,11 +196,13 @@ def make_trainer(cfg: RecoveryConfig):
 
 def init_student(cfg: RecoveryConfig, seed: int):
     """The supernet's initial weights (same law as the teacher's, another stream)."""
-    model = cells_lib.SearchCell(cfg.channels, cfg.ops, num_nodes=cfg.num_nodes,
-                                 output_mode=cfg.output_mode)
+    model = _student(cfg)
     x = np.zeros((cfg.batch_size, cfg.image_size, cfg.image_size, cfg.channels), np.float32)
-    return _random_params(model, x, np.random.default_rng([seed, 2]),
-                          cells_lib.init_alphas(cfg.ops, cfg.num_nodes))
+    alphas = init_alphas(cfg)
+    init = lambda key, x: model.init({"params": key, **arch.arch_rngs(key)}, x,  # noqa: E731
+                                     alphas["cell"], 1.0,
+                                     alphas.get(cells_lib.EDGE_WEIGHTS, {}).get("cell"))
+    return _random_params(SimpleNamespace(init=init), x, np.random.default_rng([seed, 2]))
 
 
 def run_seed(seed: int, cfg: RecoveryConfig, train=None) -> dict:
@@ -182,9 +210,14 @@ def run_seed(seed: int, cfg: RecoveryConfig, train=None) -> dict:
     train = train or make_trainer(cfg)
     teacher = sample_cell_genotype(cfg.ops, cfg.num_nodes, cfg.k, sample_rng(0, seed))
     train_pool, heldout_pool = make_data(teacher, cfg, seed)
-    alphas, losses = train(init_student(cfg, seed), train_pool, heldout_pool)
-    found = cells_lib.discretize([np.asarray(a) for a in alphas], cfg.ops, cfg.k,
-                                 cfg.final_inverse_temperature)
+    alphas, losses = train(init_student(cfg, seed), train_pool, heldout_pool,
+                           jax.random.PRNGKey(seed))
+    dist_temp = arch.distribution_inverse_temperature(_alpha_cfg(cfg),
+                                                      cfg.final_inverse_temperature)
+    edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get("cell")
+    found = cells_lib.discretize_cell([np.asarray(a) for a in alphas["cell"]], cfg.ops,
+                                      cfg.k, dist_temp, edge_weights and
+                                      [np.asarray(b) for b in edge_weights])
     losses = np.asarray(losses)
     return {"seed": seed, "share": edge_share(teacher, found),
             "teacher": teacher.to_dict(), "found": found.to_dict(),

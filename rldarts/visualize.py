@@ -21,6 +21,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.path import Path
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from rldarts.genotypes import EDGE_WEIGHTS
 from rldarts.logger import atomic_write
 
 FAMILY_COLORS = {
@@ -318,7 +319,8 @@ def plot_alpha_history(history: Sequence[tuple[float, Mapping[str, Sequence[Any]
                        op_names: Sequence[str], path: Any, inverse_temperature: float = 1.0) -> None:
     """Per cell type, one subplot per edge (grid: row = node, column = input) of each op's
     probability vs env steps; one colour per op and a shared legend."""
-    records = sorted(((float(s), cells) for s, cells in history), key=lambda r: r[0])
+    records = sorted(((float(s), {c: a for c, a in cells.items() if c != EDGE_WEIGHTS})
+                      for s, cells in history), key=lambda r: r[0])
     if not records:
         raise ValueError("empty alpha history")
     order = {"normal": 0, "reduction": 1}
@@ -374,4 +376,42 @@ def plot_alpha_history(history: Sequence[tuple[float, Mapping[str, Sequence[Any]
     handles = [Line2D([], [], color=colors[k], lw=2.5, label=str(o)) for k, o in enumerate(op_names)]
     fig.legend(handles=handles, loc="outside upper center", ncol=min(num_ops, 5), fontsize=9,
                frameon=False)
+    _save_figure(fig, path, dpi=90)
+
+
+def plot_edge_weight_history(history: Sequence[tuple[float, Mapping[str, Any]]],
+                             path: Any) -> None:
+    """PC-DARTS edge weights vs env steps: per cell type, one subplot per node with
+    softmax(edge weights) of each of its input edges. ``history`` holds alpha pytrees
+    (``EDGE_WEIGHTS`` -> cell type -> list per node)."""
+    records = sorted((float(s), a[EDGE_WEIGHTS]) for s, a in history if EDGE_WEIGHTS in a)
+    if not records:
+        raise ValueError("no edge weights in the alpha history")
+    cell_types = sorted(records[-1][1])
+    n_nodes = max(len(records[-1][1][ct]) for ct in cell_types)
+    fig = Figure(figsize=(2.6 * n_nodes + 0.4, 2.0 * len(cell_types) + 0.8),
+                 layout="constrained")
+    axes = fig.subplots(len(cell_types), n_nodes, squeeze=False, sharey=True)
+    steps = np.array([s for s, _ in records])
+    for r, ct in enumerate(cell_types):
+        for i in range(n_nodes):
+            ax = axes[r, i]
+            if i >= len(records[-1][1][ct]):
+                ax.set_visible(False)
+                continue
+            betas = np.stack([np.asarray(w[ct][i], np.float64) for _, w in records])
+            probs = np.exp(betas - betas.max(axis=1, keepdims=True))
+            probs /= probs.sum(axis=1, keepdims=True)
+            n_in = probs.shape[1] - i
+            for j in range(probs.shape[1]):
+                ax.plot(steps, probs[:, j], lw=1.5, label=f"{_src_name(j, n_in)}->n{i}")
+            ax.set_title(f"{ct} n{i}", fontsize=9)
+            ax.set_ylim(0.0, 1.0)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_formatter(FuncFormatter(_format_steps))
+            ax.legend(fontsize=7, frameon=False)
+        axes[r, 0].set_ylabel("edge weight", fontsize=8)
+    fig.suptitle("PC-DARTS edge weights (softmax over each node's inputs)", fontsize=11)
     _save_figure(fig, path, dpi=90)

@@ -136,7 +136,8 @@ def make_minibatch_step(model, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibat
                                    ppo_cfg.ent_coef, ppo_cfg.clip_value_loss,
                                    norm_adv=False)
 
-    xi = arch_cfg.get("unrolled_lr", 0.0) or ppo_cfg.learning_rate  # unrolled mode only
+    xi = ((arch_cfg.get("unrolled_lr", 0.0) or ppo_cfg.learning_rate)
+          if arch_cfg.mode == "unrolled" else 0.0)  # the virtual step's learning rate
     if loop == "scan":
         if ppo_cfg.microbatch_size:
             raise ValueError(f"config ppo.microbatch_size={ppo_cfg.microbatch_size} needs "
