@@ -102,7 +102,9 @@ def bench(name, args):
     weight_opt = ppo.make_weight_optimizer(c.ppo, num_updates)
     alpha_opt = arch.make_alpha_optimizer(c.arch, weight_opt)
     mb = out["minibatch"]
-    batch_stats = networks.uses_batch_statistics(c.network)
+    # --split-batch-norm: the step as before issue 10 (batch statistics over the CPU
+    # slices and parts), for the A/B of its cost.
+    batch_stats = networks.uses_batch_statistics(c.network) and not args.split_batch_norm
     out["microbatch"] = ppo.microbatch_size(c.ppo.microbatch_size, [mb], batch_stats) or mb
     batch = {"obs": np.repeat(obs, mb // n + 1, axis=0)[:mb],
              "actions": np.zeros(mb, np.int32), "log_probs": np.full(mb, -2.7, np.float32),
@@ -157,6 +159,9 @@ def main():
     ap.add_argument("--microbatch-size", type=int, default=0,
                     help="ppo.microbatch_size; 0 = auto (256 on CPU), or the minibatch "
                          "size for one jitted step per minibatch")
+    ap.add_argument("--split-batch-norm", action="store_true",
+                    help="time the minibatch step of batch-norm networks in 256-sample "
+                         "slices of 4 parts (before issue 10: not the same update)")
     ap.add_argument("--update-loop", default="auto", choices=ppo.UPDATE_LOOPS,
                     help="ppo.update_loop of the full loop")
     args = ap.parse_args()
