@@ -58,8 +58,8 @@ def main():
     ap.add_argument("--root", default="runs/method_quality")
     args = ap.parse_args()
     runs = []
-    for method in args.methods.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in (int(s) for s in args.seeds.split(",")):  # seed-major: partial runs pair up
+        for method in args.methods.split(","):
             base = os.path.abspath(os.path.join(args.root, method, f"seed{seed}"))
             common = (f"--config.env_name={args.game}", f"--config.seed={seed}")
             search_s = _run("search", args.preset, os.path.join(base, "search"), *common,
