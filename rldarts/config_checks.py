@@ -138,13 +138,6 @@ def validate(c) -> None:
               "eval.every_iterations", "eval.num_episodes", "eval.num_envs",
               "log.checkpoint_every_iterations", "log.genotype_every_iterations",
               "arch.gumbel_tau", "arch.final_gumbel_tau", "arch.partial_channels_k")
-    if (c.arch.method == "pc_darts" and c.network in networks.CELL_TYPES
-            and not c.genotype):
-        for depth in c.net.depths:
-            try:
-                cells.check_partial_channels(depth, c.arch.partial_channels_k)
-            except ValueError as e:
-                raise ValueError(f"config {e} (net.depths={tuple(c.net.depths)})") from None
     if c.arch.unrolled_lr < 0:
         raise ValueError(f"config arch.unrolled_lr={c.arch.unrolled_lr} must be >= 0 "
                          "(0 = the weights' learning rate)")

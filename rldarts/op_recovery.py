@@ -97,13 +97,16 @@ def edge_share(teacher: CellGenotype, found: CellGenotype) -> float:
 
 def _random_params(model, x, rng: np.random.Generator, *args):
     """Teacher weights: conv kernels N(0, 1/fan_in) (the scale of Flax's default
-    init), everything else 0. Drawn with NumPy: compiling ``model.init`` takes seconds."""
+    init), everything else 0. Drawn with NumPy: compiling ``model.init`` takes seconds.
+    (Only shapes are traced, with an ``'arch'`` stream for sampled students.)"""
     def draw(path, leaf):
         if getattr(path[-1], "key", None) == "kernel":
             fan_in = int(np.prod(leaf.shape[:-1]))
             return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(fan_in)
         return np.zeros(leaf.shape, leaf.dtype)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, *args)
+    key = jax.random.PRNGKey(0)
+    shapes = jax.eval_shape(lambda x, *args: model.init(
+        {"params": key, **arch.arch_rngs(key)}, x, *args), x, *args)
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
@@ -144,9 +147,14 @@ def init_alphas(cfg: RecoveryConfig) -> dict:
     return alphas
 
 
+def _cell_alphas(alphas: dict) -> tuple:
+    """The student's (alphas, edge weights or None) out of its alpha pytree."""
+    return alphas["cell"], cells_lib.split_alphas(alphas)[1].get("cell")
+
+
 def _apply_student(model, params, x, alphas, inv_temp, key):
-    edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get("cell")
-    return model.apply(params, x, alphas["cell"], inv_temp, edge_weights,
+    cell_alphas, edge_weights = _cell_alphas(alphas)
+    return model.apply(params, x, cell_alphas, inv_temp, edge_weights,
                        rngs=arch.arch_rngs(key))
 
 
@@ -198,11 +206,9 @@ def init_student(cfg: RecoveryConfig, seed: int):
     """The supernet's initial weights (same law as the teacher's, another stream)."""
     model = _student(cfg)
     x = np.zeros((cfg.batch_size, cfg.image_size, cfg.image_size, cfg.channels), np.float32)
-    alphas = init_alphas(cfg)
-    init = lambda key, x: model.init({"params": key, **arch.arch_rngs(key)}, x,  # noqa: E731
-                                     alphas["cell"], 1.0,
-                                     alphas.get(cells_lib.EDGE_WEIGHTS, {}).get("cell"))
-    return _random_params(SimpleNamespace(init=init), x, np.random.default_rng([seed, 2]))
+    cell_alphas, edge_weights = _cell_alphas(init_alphas(cfg))
+    return _random_params(model, x, np.random.default_rng([seed, 2]), cell_alphas, 1.0,
+                          edge_weights)
 
 
 def run_seed(seed: int, cfg: RecoveryConfig, train=None) -> dict:
@@ -214,10 +220,8 @@ def run_seed(seed: int, cfg: RecoveryConfig, train=None) -> dict:
                            jax.random.PRNGKey(seed))
     dist_temp = arch.distribution_inverse_temperature(_alpha_cfg(cfg),
                                                       cfg.final_inverse_temperature)
-    edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get("cell")
-    found = cells_lib.discretize_cell([np.asarray(a) for a in alphas["cell"]], cfg.ops,
-                                      cfg.k, dist_temp, edge_weights and
-                                      [np.asarray(b) for b in edge_weights])
+    cell_alphas, edge_weights = _cell_alphas(alphas)
+    found = cells_lib.discretize_cell(cell_alphas, cfg.ops, cfg.k, dist_temp, edge_weights)
     losses = np.asarray(losses)
     return {"seed": seed, "share": edge_share(teacher, found),
             "teacher": teacher.to_dict(), "found": found.to_dict(),

@@ -21,7 +21,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.path import Path
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from rldarts.genotypes import EDGE_WEIGHTS
+from rldarts.genotypes import EDGE_WEIGHTS, split_alphas
 from rldarts.logger import atomic_write
 
 FAMILY_COLORS = {
@@ -319,8 +319,8 @@ def plot_alpha_history(history: Sequence[tuple[float, Mapping[str, Sequence[Any]
                        op_names: Sequence[str], path: Any, inverse_temperature: float = 1.0) -> None:
     """Per cell type, one subplot per edge (grid: row = node, column = input) of each op's
     probability vs env steps; one colour per op and a shared legend."""
-    records = sorted(((float(s), {c: a for c, a in cells.items() if c != EDGE_WEIGHTS})
-                      for s, cells in history), key=lambda r: r[0])
+    records = sorted(((float(s), split_alphas(cells)[0]) for s, cells in history),
+                     key=lambda r: r[0])
     if not records:
         raise ValueError("empty alpha history")
     order = {"normal": 0, "reduction": 1}
@@ -384,7 +384,8 @@ def plot_edge_weight_history(history: Sequence[tuple[float, Mapping[str, Any]]],
     """PC-DARTS edge weights vs env steps: per cell type, one subplot per node with
     softmax(edge weights) of each of its input edges. ``history`` holds alpha pytrees
     (``EDGE_WEIGHTS`` -> cell type -> list per node)."""
-    records = sorted((float(s), a[EDGE_WEIGHTS]) for s, a in history if EDGE_WEIGHTS in a)
+    records = sorted(((float(s), a[EDGE_WEIGHTS]) for s, a in history if EDGE_WEIGHTS in a),
+                     key=lambda r: r[0])
     if not records:
         raise ValueError("no edge weights in the alpha history")
     cell_types = sorted(records[-1][1])
