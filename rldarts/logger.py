@@ -9,6 +9,7 @@ import csv
 import datetime
 import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -18,6 +19,24 @@ import numpy as np
 
 METRICS_CSV = "metrics.csv"
 TB_DIR = "tb"
+
+
+def _not_an_optional_backend(record: logging.LogRecord) -> bool:
+    # jax logs at INFO level, and only for backends it may skip ("fail quietly"), that a
+    # backend could not start: every CPU-only run's "Unable to initialize backend 'tpu'".
+    # A backend the user asked for (JAX_PLATFORMS) raises instead, so nothing real is lost.
+    return not (record.levelno <= logging.INFO
+                and str(record.msg).startswith("Unable to initialize backend"))
+
+
+def quiet_library_logs() -> None:
+    """Silence the INFO lines libraries print on every start of an absl binary (absl shows
+    INFO): jax's note that the optional TPU backend is absent and matplotlib's font-cache
+    messages. Warnings and errors still pass. Idempotent; call it before jax starts."""
+    logging.getLogger("jax._src.xla_bridge").addFilter(_not_an_optional_backend)
+    matplotlib_logger = logging.getLogger("matplotlib")
+    if matplotlib_logger.level == logging.NOTSET:  # a level someone chose wins
+        matplotlib_logger.setLevel(logging.WARNING)
 
 
 def atomic_write(path, write: Callable[[Any], None], binary: bool = False) -> None:
