@@ -3,19 +3,39 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 GAME ?= starpilot
 WORKDIR ?= runs/search_cpu_demo_$(GAME)
 
-.PHONY: setup test search bench clean
+.PHONY: setup lock lint test search bench clean
 
 setup: $(STAMP)
 
-# Re-install only when the package metadata changes: `make setup` is quick when done.
-$(STAMP): setup.py
+# The exact versions of requirements.lock (dev extras included), then the package itself
+# without dependencies. Re-install only when the lock or the package metadata changes:
+# `make setup` is quick when done.
+$(STAMP): setup.py $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolve requirements.lock from setup.py's ranges (Python 3.11, linux x86_64, with the
+# dev extras); commit the result. `make lock` keeps the current pins that still satisfy
+# setup.py (adding what it newly needs), `make lock UPGRADE=1` moves every pin to the
+# newest allowed release.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q 'uv>=0.5'
+	$(VENV)/bin/uv pip compile setup.py --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --annotation-style line \
+	  --custom-compile-command 'make lock' --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
+
+# Style: ruff's lint rules and formatter check (pyproject.toml), not part of `make test`.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile tests

@@ -19,10 +19,15 @@ setup(
         "ml-collections>=0.1.1",
         "orbax-checkpoint>=0.6",
         "envpool>=1.0",
-        "PyQt5-Qt5>=5.15",  # Qt5 Core/Gui runtime needed by envpool.procgen (loaded in rldarts.envs)
+        "PyQt5-Qt5>=5.15",  # the Qt5 Core/Gui runtime of envpool.procgen (see rldarts.envs)
         "matplotlib>=3.8",
         "pillow>=10",
         "tensorboardX>=2.6",
+        "ray>=2.10",  # launch/sweep.py's Ray engine
     ],
-    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3"]},
+    # dev: the test suite (tests/test_notebook.py runs the notebook through nbclient on an
+    # ipykernel) and `make lint` (ruff). `make setup` installs the exact versions of
+    # requirements.lock; these ranges are for library users.
+    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3", "nbclient>=0.10", "nbformat>=5.10",
+                            "ipykernel>=6.29", "ruff>=0.6"]},
 )
