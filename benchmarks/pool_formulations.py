@@ -90,8 +90,7 @@ def time_case(name, repeats):
     state = agent.init_state(s.alphas, batch["obs"][:1], jax.random.PRNGKey(0))
     weight_opt = ppo.make_weight_optimizer(c.ppo, 100)
     alpha_opt = arch.make_alpha_optimizer(agent.arch_cfg, weight_opt)
-    step_args = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state,
-                 batch, None, 1.0)
+    step_args = (state.arch_state, batch, None, 1.0)
     steps = {}
     for variant, swaps in variants.items():
         library = {key: getattr(*key) for key in swaps}

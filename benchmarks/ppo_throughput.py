@@ -113,8 +113,7 @@ def bench(name, args):
     batch = jax.device_put(batch)
     step = ppo.make_minibatch_step(model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb],
                                    "host", batch_stats)
-    args_ = (state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state, batch,
-             None, 1.0, key)  # key: the architecture draw of a sampled supernet
+    args_ = (state.arch_state, batch, None, 1.0, key)  # key: a sampled supernet's draw
     t0 = time.perf_counter()
     jax.block_until_ready(step(*args_))
     out["compile_step_s"] = round(time.perf_counter() - t0, 2)

@@ -27,16 +27,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rldarts import parallel
 from rldarts.envs import TrainingEnv
 
 EnvFactory = Callable[[int], Sequence[TrainingEnv]]  # segment index -> env groups
 
 
 class Actor:
-    def __init__(self, env_factory: EnvFactory, policy: Callable, key: jax.Array):
+    def __init__(self, env_factory: EnvFactory, policy: Callable, key: jax.Array,
+                 topology: parallel.Topology | None = None):
         self._env_factory = env_factory
         self.policy = jax.jit(policy, static_argnames="group")
         self.key = key
+        # Devices: the env batch of each forward pass is sharded over the actor's
+        # devices; the learner's params are copied there once per new params.
+        self.topology = topology or parallel.single_device()
+        self._placed = (None, None)  # (learner params object, its copy on the actor)
         self.envs: list[TrainingEnv] = []
         self.obs = None
         self._norm_stats: list | None = None
@@ -62,10 +68,11 @@ class Actor:
         in column order."""
         self.key, sub = jax.random.split(self.key)
         keys = [sub] if len(self.envs) == 1 else list(jax.random.split(sub, len(self.envs)))
+        params, alphas = self._on_actor(params, alphas)
         outs, start = [], 0
         for group, (n, key) in enumerate(zip(self.sizes, keys)):
-            outs.append(self.policy(params, alphas, self.obs[start:start + n], key,
-                                    inv_temp, group=group))
+            obs = self.topology.place_obs(self.obs[start:start + n])
+            outs.append(self.policy(params, alphas, obs, key, inv_temp, group=group))
             start += n
         if len(outs) == 1:
             actions, extras = outs[0]
@@ -73,6 +80,13 @@ class Actor:
         actions = np.concatenate([np.asarray(a) for a, _ in outs])
         extras = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[e for _, e in outs])
         return actions, extras
+
+    def _on_actor(self, params, alphas):
+        if self.topology.trivial:
+            return params, alphas
+        if self._placed[0] is not params:
+            self._placed = (params, self.topology.to_actor((params, alphas)))
+        return self._placed[1]
 
     def step(self, actions: np.ndarray):
         """Steps every group. Returns (obs_before, rewards, dones, finished) where

@@ -28,7 +28,7 @@ gradient, the Gumbel temperature annealed from ``gumbel_tau`` to ``final_gumbel_
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +42,15 @@ METHODS = cells_lib.METHODS
 HELDOUT_MODES = ("alternating", "unrolled")  # modes whose alpha step uses held-out data
 OPTIMIZERS = ("adam", "same_as_weights")
 HELDOUT_SOURCES = ("unseen_levels", "rollout_split")
+
+
+class ArchState(NamedTuple):
+    """What one optimisation step moves: the weights, the alphas (their own pytree,
+    never inside the module params) and the two optimizer states."""
+    params: dict
+    alphas: dict
+    weight_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
 
 
 def make_alpha_optimizer(arch_cfg, weight_optimizer: optax.GradientTransformation
@@ -164,7 +173,8 @@ def _make_unrolled_alpha_gradients(loss_fn: Callable, unrolled_lr: float):
 def _compose_step(mode, gradients, apply_weights, apply_alphas, metrics_of,
                   unrolled_gradients=None):
     """The order of the updates in each mode, written once for both step builders."""
-    def step(params, alphas, w_state, a_state, train_batch, heldout_batch=None, *args):
+    def step(state: ArchState, train_batch, heldout_batch=None, *args):
+        params, alphas, w_state, a_state = state
         if mode == "alternating":
             # First-order DARTS: alphas descend the held-out loss at the current weights.
             _, _, _, held_a_grads = gradients(params, alphas, heldout_batch, *args,
@@ -182,7 +192,8 @@ def _compose_step(mode, gradients, apply_weights, apply_alphas, metrics_of,
             alphas, a_state = apply_alphas(a_grads, a_state, alphas)
         if mode in HELDOUT_MODES:
             a_grads = held_a_grads
-        return params, alphas, w_state, a_state, metrics_of(loss, metrics, w_grads, a_grads)
+        return (ArchState(params, alphas, w_state, a_state),
+                metrics_of(loss, metrics, w_grads, a_grads))
 
     return step
 
@@ -195,7 +206,7 @@ def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt,
     the weights (and, in joint mode, the alphas); ``heldout_batch`` moves the alphas in
     alternating and unrolled modes (ignored otherwise; ``unrolled_lr`` is the virtual
     step's learning rate xi). Returns a pure function
-    ``step(params, alphas, w_state, a_state, train_batch, heldout_batch, *args)``;
+    ``step(state: ArchState, train_batch, heldout_batch, *args) -> (ArchState, metrics)``;
     ``args`` (e.g. the softmax inverse temperature) go to every ``loss_fn`` call.
     ``alpha_grad_norm`` in the metrics is the norm of the alpha gradient applied (the
     held-out one in alternating and unrolled modes; zero in frozen mode).

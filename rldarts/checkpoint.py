@@ -150,15 +150,23 @@ class Checkpointer:
                 shutil.rmtree(path, ignore_errors=True)
 
     def save(self, step: int, state: Any, host_state: dict) -> bool:
-        """Saves synchronously; returns False (and writes nothing) if `step` is already saved."""
+        """Saves synchronously; returns False (and writes nothing) if `step` is already saved.
+
+        Multi-host: every process calls this with the same global ``state`` (orbax
+        writes each process's shards and process 0 the metadata) and the same
+        ``host_state`` (the driver gathers the processes' host states into it)."""
         step = int(step)
+        primary = jax.process_index() == 0  # multi-host: one writer of our own files
         if self.stored_fingerprint() is None:
-            atomic_write_json(os.path.join(self.directory, FINGERPRINT_FILE), self.fingerprint)
+            if primary:
+                atomic_write_json(os.path.join(self.directory, FINGERPRINT_FILE),
+                                  self.fingerprint)
         else:
             self.check_fingerprint()
         if self._is_complete(step):
             return False
-        self._remove_debris()
+        if primary:
+            self._remove_debris()
         self._manager.reload()
         host = {"host_state": _normalise(host_state), "state_leaves": _leaf_manifest(state)}
         self._manager.save(step, args=ocp.args.Composite(

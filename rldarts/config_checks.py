@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 
-from rldarts import arch, cells, envs, networks
+import jax
+
+from rldarts import arch, cells, envs, networks, parallel
 from rldarts import ops as ops_lib
 from rldarts.agents import ppo
 from rldarts.genotypes import NetworkGenotype, Provenance
@@ -19,8 +21,12 @@ AGENTS = ("ppo", "dqn")
 # batch-norm sample count of networks with batch statistics (see ``fingerprint``).
 # total_env_steps may change: the LR anneal (ppo.anneal_lr) and the inverse-temperature
 # schedule then follow the new horizon from the resumed iteration on.
+# The devices a run uses are compute only too (the same update up to summation order),
+# except parallel.async_actor (acting one update behind) and parallel.num_processes
+# (each process's envs and their host state in the checkpoint).
 RESUMABLE_KEYS = ("total_env_steps", "eval", "num_threads", "ppo.microbatch_size",
-                  "ppo.update_loop")
+                  "ppo.update_loop", "parallel.learner_devices", "parallel.actor_devices",
+                  "parallel.coordinator_address", "parallel.process_id")
 
 
 def _choice(key, value, choices):
@@ -162,6 +168,24 @@ def validate(c) -> None:
                          "with num_levels=0 the training envs already play every level, "
                          "so nothing is unseen; set num_levels or use "
                          "arch.heldout_source='rollout_split'")
+
+
+def check_parallel(c, num_heldout: int) -> None:
+    """Devices and batch sizes that do not fit together -> one ValueError line."""
+    p = c.parallel
+    if p.coordinator_address and p.coordinator_address != "auto" and not (
+            p.num_processes >= 1 and 0 <= p.process_id < p.num_processes):
+        raise ValueError(f"config parallel.process_id={p.process_id} must lie in "
+                         f"0..{p.num_processes - 1} (parallel.num_processes="
+                         f"{p.num_processes})")
+    envs_, steps = num_envs(c), c.ppo.num_steps
+    minibatches = []
+    if c.agent == "ppo":
+        minibatches = [(envs_ - num_heldout) * steps // c.ppo.num_minibatches,
+                       num_heldout * steps // c.ppo.num_minibatches]
+    parallel.check(p, num_envs=envs_, num_heldout=num_heldout, minibatches=minibatches,
+                   batch_sizes=[c.dqn.batch_size] if c.agent == "dqn" else [],
+                   process_count=jax.process_count(), rollout_sharded=c.agent == "ppo")
 
 
 def fingerprint(c) -> dict:

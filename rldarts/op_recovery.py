@@ -180,7 +180,8 @@ def make_trainer(cfg: RecoveryConfig):
     @jax.jit
     def train(params, train_pool, heldout_pool, key):
         alphas = init_alphas(cfg)
-        carry = (params, alphas, weight_opt.init(params), alpha_opt.init(alphas))
+        carry = arch.ArchState(params, alphas, weight_opt.init(params),
+                               alpha_opt.init(alphas))
         n = train_pool[0].shape[0]
 
         def loop(step_fn, carry, start, num):
@@ -188,16 +189,16 @@ def make_trainer(cfg: RecoveryConfig):
                 inv_temp = arch.inverse_temperature(arch_cfg, (t - start) / cfg.steps)
                 pick = lambda pool: (*jax.tree.map(lambda a: a[t % n], pool),  # noqa: E731
                                      inv_temp, jax.random.fold_in(key, t))
-                *carry, metrics = step_fn(*carry, pick(train_pool), pick(heldout_pool))
-                return tuple(carry), metrics["loss"]
+                carry, metrics = step_fn(carry, pick(train_pool), pick(heldout_pool))
+                return carry, metrics["loss"]
             return jax.lax.scan(body, carry, start + jnp.arange(num))
 
         losses = []
         if cfg.warmup_steps:
             carry, warm_losses = loop(warmup, carry, 0, cfg.warmup_steps)
             losses.append(warm_losses)
-        (params, alphas, _, _), search_losses = loop(step, carry, cfg.warmup_steps, cfg.steps)
-        return alphas, jnp.concatenate(losses + [search_losses])
+        carry, search_losses = loop(step, carry, cfg.warmup_steps, cfg.steps)
+        return carry.alphas, jnp.concatenate(losses + [search_losses])
 
     return train
 

@@ -23,9 +23,9 @@ def _run(mode):
     step = arch.make_arch_step(mode, loss_fn, sgd, optax.sgd(0.5))
     params, alphas = {"w": jnp.array(1.0)}, {"a": jnp.array(1.0)}
     train, held = {"b": jnp.array(3.0)}, {"b": jnp.array(-1.0)}
-    p, a, _, _, m = step(params, alphas, sgd.init(params), optax.sgd(0.5).init(alphas),
-                         train, held)
-    return float(p["w"]), float(a["a"]), m
+    new, m = step(arch.ArchState(params, alphas, sgd.init(params),
+                                 optax.sgd(0.5).init(alphas)), train, held)
+    return float(new.params["w"]), float(new.alphas["a"]), m
 
 
 def test_joint_moves_both_on_training_data():
@@ -154,8 +154,9 @@ def test_unrolled_alpha_gradient_matches_finite_differences():
                                unrolled_lr=xi)
     params, alphas = {"W": jnp.asarray(W, jnp.float32)}, {"a": jnp.asarray(a, jnp.float32)}
     f32 = lambda d: {k: jnp.asarray(v, jnp.float32) for k, v in d.items()}
-    p, new_a, _, _, m = step(params, alphas, optax.sgd(0.1).init(params),
-                             optax.sgd(a_lr).init(alphas), f32(train), f32(held))
+    new, m = step(arch.ArchState(params, alphas, optax.sgd(0.1).init(params),
+                                 optax.sgd(a_lr).init(alphas)), f32(train), f32(held))
+    p, new_a = new.params, new.alphas
     np.testing.assert_allclose(np.asarray(new_a["a"]), a - a_lr * fd, rtol=1e-4, atol=1e-5)
     assert float(m["alpha_grad_norm"]) == pytest.approx(np.linalg.norm(fd), rel=1e-3)
     # The weights then step on the training batch at the new alphas, as alternating.

@@ -19,7 +19,7 @@ import optax
 import pytest
 
 from experiments.configs import base
-from rldarts import config_checks, networks, ops
+from rldarts import arch, config_checks, networks, ops
 from rldarts.actor import Actor
 from rldarts.agents import ppo, ppo_losses
 
@@ -156,8 +156,9 @@ def test_explicit_microbatches_of_a_batch_norm_network_are_whole_slices():
     sgd = optax.sgd(1.0)
     step = ppo.make_minibatch_step(model, c.ppo, c.arch, sgd, sgd, [512],
                                    batch_statistics=True)
-    new_params, *_ = step(params, {}, sgd.init(params), sgd.init({}),
-                          jax.tree.map(jnp.asarray, batch), None, jnp.float32(1.0))
+    new, _ = step(arch.ArchState(params, {}, sgd.init(params), sgd.init({})),
+                  jax.tree.map(jnp.asarray, batch), None, jnp.float32(1.0))
+    new_params = new.params
 
     def loss(params, part):
         logits, value = model.apply(params, part["obs"], {}, 1.0)

@@ -32,9 +32,10 @@ def test_microbatched_arch_step_matches_hand_computation(mode, size, parts):
     step = arch.make_microbatched_arch_step(mode, mean_loss, optax.sgd(w_lr),
                                             optax.sgd(a_lr), size, parts)
     params, alphas = {"w": jnp.float32(w0)}, {"a": jnp.float32(a0)}
-    p, a, _, _, m = step(params, alphas, optax.sgd(w_lr).init(params),
-                         optax.sgd(a_lr).init(alphas), {"b": jnp.asarray(TRAIN_B)},
-                         {"b": jnp.asarray(HELD_B)}, jnp.float32(scale))
+    new, m = step(arch.ArchState(params, alphas, optax.sgd(w_lr).init(params),
+                                 optax.sgd(a_lr).init(alphas)), {"b": jnp.asarray(TRAIN_B)},
+                  {"b": jnp.asarray(HELD_B)}, jnp.float32(scale))
+    p, a = new.params, new.alphas
     # By hand: dL/dw = scale * mean(w - b), dL/da = scale * mean(a - 2b).
     a_expected = a0
     if mode == "alternating":
@@ -64,7 +65,8 @@ def test_microbatch_size_must_divide_the_batch():
                                             optax.sgd(0.1), microbatch_size=4)
     params, alphas = {"w": jnp.float32(1.0)}, {"a": jnp.float32(1.0)}
     with pytest.raises(ValueError, match="microbatch size 4 does not divide a batch of 6"):
-        step(params, alphas, optax.sgd(0.1).init(params), optax.sgd(0.1).init(alphas),
+        step(arch.ArchState(params, alphas, optax.sgd(0.1).init(params),
+                            optax.sgd(0.1).init(alphas)),
              {"b": jnp.asarray(TRAIN_B)}, None, jnp.float32(1.0))
 
 
@@ -113,8 +115,9 @@ def test_ppo_microbatched_step_is_the_whole_minibatch_gradient():
 
     normalised = dict(batch, advantages=ppo_losses.normalize_advantages(batch["advantages"]))
     step = ppo.make_minibatch_step(model, _ppo_cfg(8), arch_cfg, sgd, sgd, [n])
-    new_params, _, _, _, metrics = step(params, {}, sgd.init(params), sgd.init({}),
-                                        jax.device_put(normalised), None, 1.0)
+    new, metrics = step(arch.ArchState(params, {}, sgd.init(params), sgd.init({})),
+                        jax.device_put(normalised), None, 1.0)
+    new_params = new.params
     moved = jax.tree.map(lambda a, b: a - b, params, new_params)
     for got, want in zip(jax.tree.leaves(moved), jax.tree.leaves(grads)):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)

@@ -116,6 +116,23 @@ def get_base_config() -> config_dict.ConfigDict:
     c.eval.num_envs = 64
     c.eval.train_levels = True
 
+    # Devices (rldarts.parallel). The learner shards every batch over a mesh of
+    # learner_devices (0 = all local devices): the same update as on one device. The
+    # acting forward pass shards the env batch over the same devices.
+    c.parallel = config_dict.ConfigDict()
+    c.parallel.learner_devices = 1
+    # Sebulba split (rldarts.async_actor): an actor thread acts one update behind on
+    # actor_devices (local device ids) while the learner trains on the other devices
+    # (all of them if none is left).
+    c.parallel.async_actor = False
+    c.parallel.actor_devices = (0,)
+    # Multi-host: jax.distributed.initialize when set ('host:port', or 'auto' for the
+    # platform's own detection: TPU pods, SLURM); every process runs the same command
+    # with its own process_id and steps num_envs / num_processes envs.
+    c.parallel.coordinator_address = ""
+    c.parallel.num_processes = 1
+    c.parallel.process_id = 0
+
     # Bookkeeping. Checkpoints cut the run into env segments (rldarts.actor).
     c.log = config_dict.ConfigDict()
     c.log.checkpoint_every_iterations = 50

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rldarts import arch, networks, procgen_scores
+from rldarts import arch, async_actor, networks, parallel, procgen_scores
 from rldarts.agents import dqn_losses
 from rldarts.replay import PrioritizedReplay
 
@@ -30,6 +30,12 @@ class DQNState(NamedTuple):
     target_params: dict
     target_alphas: dict
     learner_steps: jax.Array
+
+    @property
+    def arch_state(self) -> arch.ArchState:
+        """What the optimisation steps move."""
+        return arch.ArchState(self.params, self.alphas, self.weight_opt_state,
+                              self.alpha_opt_state)
 
 
 def atoms(dqn_cfg) -> jnp.ndarray:
@@ -58,18 +64,23 @@ def make_policy(model, dqn_cfg, *group_epsilons):
     return policy
 
 
-def init_state(model, dqn_cfg, arch_cfg, alphas, sample_obs, key) -> DQNState:
+def init_state(model, dqn_cfg, arch_cfg, alphas, sample_obs, key,
+               topology: parallel.Topology | None = None) -> DQNState:
     key, init_key = jax.random.split(key)
     params = model.init({"params": init_key, **arch.arch_rngs(init_key)}, sample_obs, alphas)
     weight_opt = make_weight_optimizer(dqn_cfg)
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
-    return DQNState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas), key,
-                    params, alphas, jnp.zeros((), jnp.int32))
+    state = DQNState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas), key,
+                     params, alphas, jnp.zeros((), jnp.int32))
+    return (topology or parallel.single_device()).replicate(state)
 
 
-def make_learner_step(model, dqn_cfg, arch_cfg):
+def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | None = None):
     """``step(state, batch, heldout_batch, inv_temp) -> (state, metrics)``, jitted;
-    metrics['priorities'] holds the per-sample losses of the training batch."""
+    metrics['priorities'] holds the per-sample losses of the training batch. With
+    several learner devices the batches arrive sharded along the data axis and the
+    state replicated (``rldarts.parallel``): the same step, data-parallel."""
+    topology = topology or parallel.single_device()
     weight_opt = make_weight_optimizer(dqn_cfg)
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
     support = atoms(dqn_cfg)
@@ -96,25 +107,24 @@ def make_learner_step(model, dqn_cfg, arch_cfg):
             lambda p, a, b: loss_fn(p, a, b, state.target_params, state.target_alphas,
                                     inv_temp, arch_key),
             weight_opt, alpha_opt, arch_cfg.get("unrolled_lr", 0.0) or dqn_cfg.learning_rate)
-        params, alphas, w_state, a_state, metrics = arch_step(
-            state.params, state.alphas, state.weight_opt_state, state.alpha_opt_state,
-            batch, heldout_batch)
+        moved, metrics = arch_step(state.arch_state, batch, heldout_batch)
         steps = state.learner_steps + 1
-        target_params = optax.periodic_update(params, state.target_params, steps,
+        target_params = optax.periodic_update(moved.params, state.target_params, steps,
                                               dqn_cfg.target_update_period)
-        target_alphas = optax.periodic_update(alphas, state.target_alphas, steps,
+        target_alphas = optax.periodic_update(moved.alphas, state.target_alphas, steps,
                                               dqn_cfg.target_update_period)
-        return DQNState(params, alphas, w_state, a_state, key, target_params,
-                        target_alphas, steps), metrics
+        new_state = DQNState(*moved, key, target_params, target_alphas, steps)
+        return topology.constrain_replicated(new_state), metrics
 
     return step
 
 
-def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype):
-    """One replay per env group (training envs, then held-out envs), capacity split in
-    proportion to the group sizes."""
+def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype, capacity: int | None = None):
+    """One replay per env group (training envs, then held-out envs), ``capacity``
+    (default ``dqn.replay_capacity``) split in proportion to the group sizes."""
     total = sum(group_sizes)
-    return [PrioritizedReplay(max(dqn_cfg.replay_capacity * n // total, n * (dqn_cfg.n_step + 2)),
+    capacity = dqn_cfg.replay_capacity if capacity is None else capacity
+    return [PrioritizedReplay(max(capacity * n // total, n * (dqn_cfg.n_step + 2)),
                               n, obs_shape, obs_dtype, dqn_cfg.n_step, dqn_cfg.gamma,
                               dqn_cfg.priority_exponent, dqn_cfg.importance_exponent)
             for n in group_sizes]
@@ -123,11 +133,19 @@ def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype):
 class Learner:
     """Host-side bookkeeping around the jitted step: replays, samples-per-insert."""
 
-    def __init__(self, model, dqn_cfg, arch_cfg, replays, reward_scale: float):
+    def __init__(self, model, dqn_cfg, arch_cfg, replays, reward_scale: float,
+                 topology: parallel.Topology | None = None, async_acting: bool = False):
         self.cfg = dqn_cfg
         self.replays = replays
         self.reward_scale = reward_scale
-        self.step = make_learner_step(model, dqn_cfg, arch_cfg)
+        self.topology = topology or parallel.single_device()
+        # Multi-host: each process learns from its own replay, its share of each batch.
+        self.batch_size = self.topology.local_share(dqn_cfg.batch_size)
+        self.min_replay_size = self.topology.local_share(dqn_cfg.min_replay_size)
+        self.step = make_learner_step(model, dqn_cfg, arch_cfg, self.topology)
+        # Async: the next env step is taken on the actor thread during this one's
+        # learner steps, with the params from before them (rldarts.async_actor).
+        self.pipeline = async_actor.Pipeline(_act) if async_acting else None
         # Samples-per-insert counts inserts from the moment learning starts (Reverb's
         # SampleToInsertRatio, Dopamine): counted from step 0, the learner would run
         # samples_per_insert * min_replay_size / batch_size steps in a row on the first
@@ -143,15 +161,25 @@ class Learner:
         for replay in self.replays:
             replay.close_open_windows()
 
-    def run_iteration(self, actor, state: DQNState, inv_temp, num_env_steps: int):
+    def run_iteration(self, actor, state: DQNState, inv_temp, num_env_steps: int,
+                      next_inv_temp=None):
         """Acts for ``num_env_steps`` (all envs together) and learns at the configured
         samples-per-insert ratio once the training replay holds ``min_replay_size``."""
         c = self.cfg
         finished = [([], []) for _ in actor.envs]
-        metrics = []
-        for _ in range(max(1, num_env_steps // sum(actor.sizes))):
-            actions, _ = actor.act(state.params, state.alphas, inv_temp)
-            obs, rewards, dones, fin = actor.step(actions)
+        metrics, lags = [], []
+        num_steps = max(1, num_env_steps // sum(actor.sizes))
+        for t in range(num_steps):
+            if self.pipeline is None:
+                actions, obs, rewards, dones, fin = _act(actor, state, inv_temp)
+            else:
+                # The next env step: same iteration, or the next one if it continues
+                # this env segment (None: the envs stay idle for the checkpoint).
+                upcoming = inv_temp if t + 1 < num_steps else next_inv_temp
+                prefetch = None if upcoming is None else (actor, state, upcoming)
+                (actions, obs, rewards, dones, fin), lag = self.pipeline.next(
+                    (actor, state, inv_temp), prefetch)
+                lags.append(lag)
             rewards = np.asarray(dqn_losses.transform_reward(rewards, self.reward_scale))
             start = 0
             for g, (replay, n) in enumerate(zip(self.replays, actor.sizes)):
@@ -160,26 +188,29 @@ class Learner:
                 finished[g][0].append(fin[g][0])
                 finished[g][1].append(fin[g][1])
                 start += n
-            if self.replays[0].size < c.min_replay_size:
+            if self.replays[0].size < self.min_replay_size:
                 continue
             self.inserted += actor.sizes[0]
             while self.sampled < c.samples_per_insert * self.inserted:
-                batch = self.replays[0].sample(c.batch_size, self.rng)
-                held = (self.replays[1].sample(c.batch_size, self.rng)
+                batch = self.replays[0].sample(self.batch_size, self.rng)
+                held = (self.replays[1].sample(self.batch_size, self.rng)
                         if len(self.replays) > 1 and self.replays[1].size else None)
                 if len(self.replays) > 1 and held is None:
                     break  # alternating: wait until the held-out replay has data
-                state, m = self.step(state, _device(batch), _device(held), inv_temp)
-                self.replays[0].update_priorities(batch["indices"],
-                                                  np.asarray(m.pop("priorities")))
+                state, m = self.step(state, self.topology.shard_batch(_device(batch)),
+                                     self.topology.shard_batch(_device(held)), inv_temp)
+                self.replays[0].update_priorities(
+                    batch["indices"], self.topology.local_rows(m.pop("priorities")))
                 metrics.append(m)
-                self.sampled += c.batch_size
+                self.sampled += self.batch_size
         out = {"replay_size": self.replays[0].size,
                "replay_memory_gb": sum(r.memory_bytes() for r in self.replays) / 1e9,
-               "learner_steps": int(state.learner_steps)}
+               "learner_steps": int(self.topology.to_host(state.learner_steps))}
         if metrics:
-            out.update({k: float(v) for k, v in jax.device_get(
+            out.update({k: float(v) for k, v in self.topology.to_host(
                 jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)).items()})
+        if lags:
+            out["policy_lag"] = float(np.mean(lags))
         return state, out, finished
 
     def state_dict(self) -> dict:
@@ -187,6 +218,13 @@ class Learner:
 
     def load_state_dict(self, state: dict) -> None:
         self.inserted, self.sampled = state["inserted"], state["sampled"]
+
+
+def _act(actor, state, inv_temp):
+    """One env step of every env: (actions, obs before, rewards, dones, finished)."""
+    actions, _ = actor.act(state.params, state.alphas, inv_temp)
+    obs, rewards, dones, fin = actor.step(actions)
+    return actions, obs, rewards, dones, fin
 
 
 def _device(batch):
@@ -212,16 +250,20 @@ class Agent:
     normalize_reward = False  # rewards are scaled by the game's max return instead
 
     def __init__(self, c, torso, num_actions: int, mode: str, num_heldout: int,
-                 total_env_steps: int, obs_shape=(64, 64, 3), obs_dtype=np.uint8):
+                 total_env_steps: int, topology: parallel.Topology | None = None,
+                 obs_shape=(64, 64, 3), obs_dtype=np.uint8):
         d = self.cfg = c.dqn
+        self.topology = topology = topology or parallel.single_device()
         self.model = networks.Agent(torso, networks.C51DuelingHead(num_actions, d.num_atoms,
                                                                    d.hidden))
         self.num_envs = d.num_envs
         self.steps_per_iteration = max(1, d.iteration_env_steps // d.num_envs) * d.num_envs
         self.arch_cfg = c.arch.copy_and_resolve_references()
         self.arch_cfg.mode = mode
-        need = PrioritizedReplay.estimate_bytes(d.replay_capacity, obs_shape, obs_dtype,
-                                                d.num_envs)
+        # Multi-host: each process holds the replay of its own envs.
+        capacity = topology.local_share(d.replay_capacity)
+        need = PrioritizedReplay.estimate_bytes(capacity, obs_shape, obs_dtype,
+                                                topology.local_share(d.num_envs))
         have = _available_memory_bytes()
         if need > 0.9 * have:
             raise ValueError(f"dqn.replay_capacity={d.replay_capacity:,} needs about "
@@ -229,19 +271,30 @@ class Agent:
                              "is available")
         # Each group its own Ape-X spread: spread over all columns, the held-out envs
         # (the last columns) would act almost greedily.
+        # A process takes its own slice of each group's spread.
         groups = [d.num_envs - num_heldout] + ([num_heldout] if num_heldout else [])
+        p, share = topology.process_index, topology.local_share
         self.policy = make_policy(self.model, d, *[
-            dqn_losses.apex_epsilons(n, d.epsilon_base, d.epsilon_alpha) for n in groups])
+            dqn_losses.apex_epsilons(n, d.epsilon_base, d.epsilon_alpha)
+            [p * share(n):(p + 1) * share(n)] for n in groups])
         self.eval_policy = make_policy(self.model, d, [d.eval_epsilon])
-        self.replays = make_replays(d, groups, obs_shape, obs_dtype)
+        self.replays = make_replays(d, [share(n) for n in groups], obs_shape, obs_dtype,
+                                    capacity)
         scale = d.reward_max_return or procgen_scores.max_return(c.env_name)
-        self.learner = Learner(self.model, d, self.arch_cfg, self.replays, scale)
+        self.learner = Learner(self.model, d, self.arch_cfg, self.replays, scale, topology,
+                               bool(c.get("parallel") and c.parallel.async_actor))
 
     def init_state(self, alphas, sample_obs, key) -> DQNState:
-        return init_state(self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key)
+        return init_state(self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key,
+                          self.topology)
 
-    def run_iteration(self, actor, state, inv_temp):
-        return self.learner.run_iteration(actor, state, inv_temp, self.steps_per_iteration)
+    def run_iteration(self, actor, state, inv_temp, next_inv_temp=None):
+        return self.learner.run_iteration(actor, state, inv_temp, self.steps_per_iteration,
+                                          next_inv_temp)
+
+    def close(self) -> None:
+        if self.learner.pipeline is not None:
+            self.learner.pipeline.close()
 
     def start_segment(self, seed: int, segment: int) -> None:
         self.learner.start_segment(seed, segment)
