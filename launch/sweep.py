@@ -1,21 +1,23 @@
-"""Runs a protocol (experiments/configs/protocol.py) one run after another, resumably.
+"""Runs a protocol (experiments/configs/protocol.py), resumably, here or on Ray.
 
 python -m launch.sweep --protocol=cpu_small --root=runs/cpu_small [--dry_run]
+    [--engine=local|ray] [--ray_address=auto|host:port] [--ray_num_cpus=N]
+    [--cpus_per_run=C] [--gpus_per_run=G] [--max_retries=R] [--agent=ppo|dqn]
+    [--milestones=0.25,0.5,1.0]
 
-Order: search per game x seed -> retrain of each searched genotype -> IMPALA per game x
-seed -> random genotypes (written once under ROOT/random_genotypes) trained per game x
-seed x sample. Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i>]. A run whose workdir
-holds its final checkpoint (metrics.csv's last env_steps >= its budget and the checkpoint
-of that iteration on disk) is skipped; any other run is started, and the binaries resume
-an interrupted one from its last checkpoint, so re-running the sweep picks up where it
-stopped. A retrain whose search left no genotype.json is skipped with a message.
+The runs and their order: launch/plan.py. `local` (default) runs them one after another
+in this process; `ray` makes each run a Ray task (C CPUs, G GPUs, fractions allowed)
+and runs independent ones in parallel, a retrain or milestone run once its search's
+task has finished (launch/scheduler.py, launch/engines.py). A run whose workdir holds
+its final checkpoint is skipped; a failed run is retried up to R times, and the binaries
+resume an interrupted one from its last checkpoint, so re-running the sweep picks up
+where it stopped. `--agent` runs the protocol with another agent (use another --root).
+The sweep ends with a table of every run's state, attempts, wall time and workdir.
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 import os
-import shlex
-import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,137 +27,105 @@ if REPO not in sys.path:  # also runnable as `python launch/sweep.py`
 from absl import app, flags  # noqa: E402
 
 from experiments.configs import protocol as protocol_lib  # noqa: E402
-from rldarts.logger import METRICS_CSV, read_metrics  # noqa: E402
+from launch import engines, milestones, plan, scheduler  # noqa: E402
+from launch.plan import expand, is_finished, write_random  # noqa: E402,F401 (API)
 
 PROTOCOL = flags.DEFINE_string("protocol", "cpu_small",
                                f"one of {', '.join(protocol_lib.PROTOCOLS)}")
-ROOT = flags.DEFINE_string("root", None, "directory holding every run of the sweep")
+ROOT = flags.DEFINE_string("root", None, "directory holding every run of the sweep (with "
+                           "--engine=ray: on a filesystem every node sees)")
 DRY_RUN = flags.DEFINE_bool("dry_run", False, "print the commands, run nothing")
-
-BINARIES = {"search": "experiments.search", "retrain": "experiments.train",
-            "impala": "experiments.train", "random": "experiments.train"}
-
-
-@dataclasses.dataclass
-class Run:
-    kind: str  # search | retrain | impala | random
-    game: str
-    seed: int
-    workdir: str
-    total_env_steps: int
-    argv: list[str]
-    genotype: str | None = None  # must exist before the run starts
-    sample: int | None = None
-
-    @property
-    def command(self) -> str:
-        return shlex.join(self.argv)
+ENGINE = flags.DEFINE_string("engine", "local", f"one of {', '.join(engines.ENGINES)}")
+RAY_ADDRESS = flags.DEFINE_string("ray_address", "", "ray: '' starts a local Ray instance, "
+                                  "'auto' or host:port joins a cluster")
+RAY_NUM_CPUS = flags.DEFINE_integer("ray_num_cpus", 0, "ray, local instance: CPUs it may "
+                                    "use (0: all)")
+CPUS_PER_RUN = flags.DEFINE_float("cpus_per_run", 1.0, "ray: CPUs reserved per run")
+GPUS_PER_RUN = flags.DEFINE_float("gpus_per_run", 0.0, "ray: GPUs per run; a fraction < 1 "
+                                  "shares a GPU (XLA memory capped at that fraction)")
+MAX_RETRIES = flags.DEFINE_integer("max_retries", 2, "retries of a failed run (it resumes "
+                                   "from its last checkpoint)")
+AGENT = flags.DEFINE_string("agent", None, f"override the protocol's agent: one of "
+                            f"{', '.join(protocol_lib.AGENTS)}")
+MILESTONES = flags.DEFINE_list("milestones", None, "override the protocol's milestones: "
+                               "fractions of the search budget in (0, 1]; '' for none")
 
 
-def random_genotype_dir(root: str) -> str:
-    return os.path.join(os.path.abspath(root), "random_genotypes")
+def _prepare(run: plan.Run) -> None:
+    if run.kind == "milestone":
+        milestones.write_milestone(run)
 
 
-def _run(kind: str, spec: dict, agent: str, game: str, seed: int, workdir: str,
-         genotype: str | None = None, sample: int | None = None) -> Run:
-    argv = [sys.executable, "-m", BINARIES[kind],
-            f"--config={spec['config']}:{spec['preset']}", f"--workdir={workdir}",
-            f"--config.env_name={game}", f"--config.seed={seed}",
-            f"--config.total_env_steps={spec['total_env_steps']}",
-            f"--config.agent={agent}", f"--config.network={spec['network']}"]
-    if genotype:
-        argv.append(f"--config.genotype={genotype}")
-    return Run(kind, game, seed, workdir, spec["total_env_steps"], argv, genotype, sample)
-
-
-def expand(protocol: dict, root: str) -> list[Run]:
-    """The protocol's runs, in the order they execute."""
-    from rldarts.random_search import GENOTYPE_FILE, sample_dir
-
-    root = os.path.abspath(root)
-    agent = protocol["agent"]
-    cells = [(g, s) for g in protocol["games"] for s in protocol["seeds"]]
-    wd = lambda kind, g, s: os.path.join(root, kind, g, f"seed{s}")  # noqa: E731
-    runs = [_run("search", protocol["search"], agent, g, s, wd("search", g, s))
-            for g, s in cells]
-    runs += [_run("retrain", protocol["retrain"], agent, g, s, wd("retrain", g, s),
-                  genotype=os.path.join(wd("search", g, s), GENOTYPE_FILE))
-             for g, s in cells]
-    runs += [_run("impala", protocol["baselines"]["impala"], agent, g, s,
-                  wd("impala", g, s)) for g, s in cells]
-    rnd = protocol["baselines"]["random"]
-    for g, s in cells:
-        for i in range(rnd["num_samples"]):
-            gdir = sample_dir(random_genotype_dir(root), i)
-            runs.append(_run("random", rnd, agent, g, s,
-                             os.path.join(wd("random", g, s), os.path.basename(gdir)),
-                             genotype=os.path.join(gdir, GENOTYPE_FILE), sample=i))
-    return runs
-
-
-def is_finished(workdir: str, total_env_steps: int) -> bool:
-    """metrics.csv's last row reached the budget and that iteration's checkpoint exists."""
-    path = os.path.join(workdir, METRICS_CSV)
-    if not os.path.exists(path):
-        return False
-    try:
-        rows = read_metrics(path)
-    except (OSError, ValueError):
-        return False
-    if not rows or not isinstance(rows[-1].get("env_steps"), float):
-        return False
-    last = rows[-1]
-    if last["env_steps"] < total_env_steps or not isinstance(last.get("iteration"), float):
-        return False
-    return os.path.isdir(os.path.join(workdir, "checkpoints", str(int(last["iteration"]))))
-
-
-def write_random(protocol: dict, root: str) -> list[str]:
-    from rldarts.random_search import write_random_genotypes
-
-    rnd = protocol["baselines"]["random"]
-    return write_random_genotypes(random_genotype_dir(root), rnd["num_samples"], rnd["seed"],
-                                  rnd["network"], rnd["search_space"], rnd["num_nodes"],
-                                  rnd["k"], **{key: rnd.get(key) for key in (
-                                      "depths", "dense", "output_mode", "first_conv")})
-
-
-def sweep(protocol: dict, root: str, dry_run: bool = False, log=print,
-          runner=subprocess.run) -> dict:
-    """Executes (or, dry, prints) the runs; returns {'ran', 'skipped', 'failed'} lists of
-    workdirs. ``runner(argv, cwd=...)`` is ``subprocess.run`` (tests swap it)."""
-    out = {"ran": [], "skipped": [], "failed": []}
-    runs = expand(protocol, root)
-    written = False
+def _dry_run(protocol: dict, runs: list[plan.Run], root: str, log) -> list[scheduler.Result]:
+    out = []
+    if any(r.kind == "random" for r in runs):
+        log(f"# write {protocol['baselines']['random']['num_samples']} random genotypes to "
+            f"{plan.random_genotype_dir(root)}")
     for r in runs:
-        if r.kind == "random" and not written:
-            written = True
-            where = random_genotype_dir(root)
-            if dry_run:
-                log(f"# write {protocol['baselines']['random']['num_samples']} random "
-                    f"genotypes to {where}")
-            else:
-                log(f"# {len(write_random(protocol, root))} random genotypes in {where}")
         if is_finished(r.workdir, r.total_env_steps):
             log(f"# skip (finished, {r.total_env_steps:,} env steps): {r.workdir}")
-            out["skipped"].append(r.workdir)
+            out.append(scheduler.Result(r, scheduler.SKIPPED, finished=True))
             continue
-        if dry_run:
-            log(r.command)
-            continue
-        if r.genotype and not os.path.exists(r.genotype):
-            log(f"# skip {r.kind} {r.workdir}: no genotype at {r.genotype}"
-                + (" (did the search run?)" if r.kind == "retrain" else ""))
-            out["skipped"].append(r.workdir)
-            continue
-        log(f"# {r.kind} {r.game} seed {r.seed}" + (f" sample {r.sample}"
-                                                     if r.sample is not None else ""))
+        if r.after:
+            log(f"# after {r.after} has finished:"
+                + (f" write its genotype at {r.milestone:g} of {r.search_budget:,} env "
+                   f"steps to {r.genotype}" if r.kind == "milestone" else ""))
         log(r.command)
-        proc = runner(r.argv, cwd=REPO)
-        (out["ran"] if proc.returncode == 0 else out["failed"]).append(r.workdir)
-        if proc.returncode != 0:
-            log(f"# FAILED (exit {proc.returncode}): {r.workdir}")
     return out
+
+
+def sweep(protocol: dict, root: str, dry_run: bool = False, log=print, engine="local",
+          **options) -> list[scheduler.Result]:
+    """Executes (or, dry, prints) the protocol's runs; one Result per run (dry: per run
+    skipped as finished). `engine`: a name or an engine object; `options`: see
+    engines.make_engine (max_retries, address, num_cpus, cpus_per_run,
+    gpus_per_run; echo for the local engine); the test hook comes from KILL_HOOK_ENV."""
+    root = os.path.abspath(root)
+    runs = expand(protocol, root)
+    foreign = plan.foreign_agent_runs(runs, protocol["agent"])
+    if foreign:
+        raise ValueError(f"{root} holds runs of another agent than {protocol['agent']!r} "
+                         f"(e.g. {foreign[0]}); use another --root")
+    if dry_run:
+        return _dry_run(protocol, runs, root, log)
+    if any(r.kind == "random" for r in runs):
+        log(f"# {len(write_random(protocol, root))} random genotypes in "
+            f"{plan.random_genotype_dir(root)}")
+    if isinstance(engine, str):
+        hook = os.environ.get(engines.KILL_HOOK_ENV)
+        runner = engines.make_engine(engine, engines.new_sweep_id(), log=log,
+                                     kill_workdir=os.path.join(root, hook) if hook else None,
+                                     **options)
+    else:  # an engine object (tests)
+        runner = engine
+    try:
+        results = scheduler.schedule(runs, runner, log, _prepare)
+    finally:
+        runner.close()
+    log(scheduler.table(results, root))
+    return results
+
+
+def _check_flags() -> None:
+    if ENGINE.value not in engines.ENGINES:
+        raise ValueError(f"unknown engine {ENGINE.value!r}; valid engines: "
+                         f"{', '.join(engines.ENGINES)}")
+    if MAX_RETRIES.value < 0:
+        raise ValueError(f"--max_retries={MAX_RETRIES.value} must be >= 0")
+    if ENGINE.value == "local" and (RAY_ADDRESS.value or RAY_NUM_CPUS.value
+                                    or flags.FLAGS["cpus_per_run"].present
+                                    or flags.FLAGS["gpus_per_run"].present):
+        raise ValueError("--ray_address, --ray_num_cpus, --cpus_per_run and --gpus_per_run "
+                         "need --engine=ray")
+    g, c = GPUS_PER_RUN.value, CPUS_PER_RUN.value
+    if not (g >= 0 and (g <= 1 or g == math.floor(g))):
+        raise ValueError(f"--gpus_per_run={g} must be a fraction in [0, 1] or a whole "
+                         "number of GPUs")
+    if not c > 0 or RAY_NUM_CPUS.value < 0:
+        raise ValueError(f"--cpus_per_run={c} must be > 0 and --ray_num_cpus >= 0")
+    if RAY_ADDRESS.value and RAY_NUM_CPUS.value:
+        raise ValueError("--ray_num_cpus sizes a local Ray instance; a cluster "
+                         "(--ray_address) brings its own CPUs")
 
 
 def main(argv):
@@ -164,14 +134,15 @@ def main(argv):
     if not ROOT.value:
         sys.exit("error: --root=DIR is required")
     try:
-        protocol = protocol_lib.get_protocol(PROTOCOL.value)
+        _check_flags()
+        protocol = protocol_lib.get_protocol(PROTOCOL.value, AGENT.value, MILESTONES.value)
+        results = sweep(protocol, ROOT.value, DRY_RUN.value, engine=ENGINE.value,
+                        max_retries=MAX_RETRIES.value, address=RAY_ADDRESS.value,
+                        num_cpus=RAY_NUM_CPUS.value, cpus_per_run=CPUS_PER_RUN.value,
+                        gpus_per_run=GPUS_PER_RUN.value)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    result = sweep(protocol, ROOT.value, DRY_RUN.value)
-    if not DRY_RUN.value:
-        print(f"# done: {len(result['ran'])} ran, {len(result['skipped'])} skipped, "
-              f"{len(result['failed'])} failed")
-    if result["failed"]:
+    if any(r.state == scheduler.FAILED for r in results):
         sys.exit(1)
 
 

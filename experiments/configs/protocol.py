@@ -1,19 +1,26 @@
 """Experiment protocols: what a full comparison runs, as a plain dict (read by launch/sweep.py).
 
-A protocol names the games, the seeds, the agent, and four kinds of runs, each with a
-config file, a preset and an env-step budget:
+A protocol names the games, the seeds, the agent, the search milestones and four kinds
+of runs, each with a config file, a preset and an env-step budget:
   search   the supernet search (experiments/search.py) per game x seed;
   retrain  the searched genotype trained from scratch (experiments/train.py);
   impala   the IMPALA-CNN baseline at the same preset widths;
   random   random-search baseline: ``num_samples`` genotypes drawn by
            ``rldarts.random_search`` (stream ``seed``, the same genotypes for every game
            and run seed), each trained per game x seed.
+``milestones`` (fractions of the search budget in (0, 1]) add a fifth kind: the
+genotype each search had discretized at that point of its budget, retrained from scratch
+with the retrain settings ("cells along the search"; launch/milestones.py).
 Budgets default to the preset's ``total_env_steps`` and are passed explicitly on the
 command line, so the protocol alone says what "finished" means.
 
-Presets: ``cpu_small`` (starpilot, 2 seeds, cpu_demo everywhere, 2 random genotypes:
-a laptop check of the whole pipeline) and ``paper`` (16 Procgen games, 3 seeds, 25M env
-steps per run, 10 random genotypes).
+Presets: ``smoke`` (starpilot, 1 seed, the smoke preset, 1 random genotype, milestones
+0.5 and 1.0: checks an install in a few minutes; the tests run it), ``cpu_small``
+(starpilot, 2 seeds, cpu_demo everywhere, 2 random genotypes: a laptop check of the
+whole pipeline), ``cpu_small_milestones`` (cpu_small + milestones 0.25, 0.5, 0.75, 1.0),
+``paper`` (16 Procgen games, 3 seeds, 25M env steps per run, 10 random genotypes) and
+``paper_milestones`` (paper + the four milestones). ``get_protocol`` overrides the agent
+(ppo | dqn: the same protocol off-policy) and the milestones.
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ from experiments.configs import base
 
 SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
+AGENTS = ("ppo", "dqn")  # = rldarts.experiment.AGENTS (named here without importing JAX)
+QUARTERS = [0.25, 0.5, 0.75, 1.0]
 PROCGEN_GAMES = ("bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",
                  "dodgeball", "fruitbot", "heist", "jumper", "leaper", "maze", "miner",
                  "ninja", "plunder", "starpilot")
@@ -45,22 +54,59 @@ def _runs(preset: str, total_env_steps: int | None, network: str, num_samples: i
             "baselines": {"impala": run(TRAIN_CONFIG, "impala"), "random": random}}
 
 
+def smoke() -> dict:
+    return {"name": "smoke", "games": ["starpilot"], "seeds": [0], "agent": "ppo",
+            "milestones": [0.5, 1.0],
+            **_runs("smoke", None, "darts_standard", num_samples=1, random_seed=0)}
+
+
 def cpu_small() -> dict:
     return {"name": "cpu_small", "games": ["starpilot"], "seeds": [0, 1], "agent": "ppo",
+            "milestones": [],
             **_runs("cpu_demo", None, "darts_standard", num_samples=2, random_seed=0)}
 
 
 def paper() -> dict:
     return {"name": "paper", "games": list(PROCGEN_GAMES), "seeds": [0, 1, 2],
-            "agent": "ppo",
+            "agent": "ppo", "milestones": [],
             **_runs("paper", 25_000_000, "darts_standard", num_samples=10, random_seed=0)}
 
 
-PROTOCOLS = {"cpu_small": cpu_small, "paper": paper}
+def _with_milestones(make, name: str):
+    return lambda: {**make(), "name": name, "milestones": list(QUARTERS)}
 
 
-def get_protocol(name: str) -> dict:
+PROTOCOLS = {"smoke": smoke, "cpu_small": cpu_small,
+             "cpu_small_milestones": _with_milestones(cpu_small, "cpu_small_milestones"),
+             "paper": paper, "paper_milestones": _with_milestones(paper, "paper_milestones")}
+
+
+def check_milestones(milestones) -> list[float]:
+    """Sorted, distinct fractions of the search budget; ValueError for one outside (0, 1]."""
+    out = []
+    for m in milestones:
+        try:
+            f = float(m)
+        except (TypeError, ValueError):
+            raise ValueError(f"milestone {m!r} is not a number; milestones are fractions "
+                             "of the search budget in (0, 1], e.g. 0.25,0.5,1.0") from None
+        if not 0.0 < f <= 1.0:  # also refuses NaN
+            raise ValueError(f"milestone {m} is outside (0, 1]; milestones are fractions "
+                             "of the search budget, e.g. 0.25,0.5,1.0")
+        out.append(f)
+    return sorted(set(out))
+
+
+def get_protocol(name: str, agent: str | None = None, milestones=None) -> dict:
+    """The protocol `name`; `agent` and `milestones` (None: the protocol's) override it."""
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; valid protocols: "
                          f"{', '.join(PROTOCOLS)}")
-    return copy.deepcopy(PROTOCOLS[name]())
+    protocol = copy.deepcopy(PROTOCOLS[name]())
+    if agent is not None:
+        if agent not in AGENTS:
+            raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
+        protocol["agent"] = agent
+    protocol["milestones"] = check_milestones(
+        protocol["milestones"] if milestones is None else milestones)
+    return protocol

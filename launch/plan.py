@@ -1,0 +1,151 @@
+"""What a sweep runs: a protocol expanded into runs (command lines, workdirs, dependencies).
+
+Order: search per game x seed -> retrain of each searched genotype -> IMPALA per game x
+seed -> random genotypes (written once under ROOT/random_genotypes) trained per game x
+seed x sample -> milestone genotypes (the search's genotype at each protocol milestone,
+written under ROOT/milestone_genotypes once the search has finished) trained per game x
+seed x milestone. Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i> | /m<fraction>].
+
+A run's ``after`` names the workdir of the run it waits for (its search): the engines
+start it only once that run has finished. Nothing here imports Ray or JAX.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+from rldarts.logger import METRICS_CSV, read_metrics
+
+BINARIES = {"search": "experiments.search", "retrain": "experiments.train",
+            "impala": "experiments.train", "random": "experiments.train",
+            "milestone": "experiments.train"}
+GENOTYPE_FILE = "genotype.json"  # = rldarts.random_search.GENOTYPE_FILE (no JAX import here)
+MILESTONE_INFO = "milestone.json"  # beside a milestone genotype: what it was cut from
+HISTORY_FILE = "genotype_history.jsonl"  # written by every search (rldarts/experiment.py)
+
+
+@dataclasses.dataclass
+class Run:
+    kind: str  # search | retrain | impala | random | milestone
+    game: str
+    seed: int
+    workdir: str
+    total_env_steps: int
+    argv: list[str]
+    genotype: str | None = None  # must exist before the run starts
+    sample: int | None = None  # random: the sample index
+    after: str | None = None  # workdir of the run this one waits for
+    milestone: float | None = None  # milestone: the fraction of the search budget
+    search_budget: int | None = None  # milestone: the search's total_env_steps
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    @property
+    def title(self) -> str:
+        extra = (f" sample {self.sample}" if self.sample is not None else
+                 f" at {self.milestone:g} of the search" if self.milestone is not None else "")
+        return f"{self.kind} {self.game} seed {self.seed}{extra}"
+
+
+def random_genotype_dir(root: str) -> str:
+    return os.path.join(os.path.abspath(root), "random_genotypes")
+
+
+def milestone_name(fraction: float) -> str:
+    """m0.25, m0.5, m1.0: the folder of one milestone (workdir and genotype)."""
+    return f"m{float(fraction)}"
+
+
+def milestone_genotype_path(root: str, game: str, seed: int, fraction: float) -> str:
+    return os.path.join(os.path.abspath(root), "milestone_genotypes", game, f"seed{seed}",
+                        milestone_name(fraction), GENOTYPE_FILE)
+
+
+def _run(kind: str, spec: dict, agent: str, game: str, seed: int, workdir: str,
+         **extra) -> Run:
+    argv = [sys.executable, "-m", BINARIES[kind],
+            f"--config={spec['config']}:{spec['preset']}", f"--workdir={workdir}",
+            f"--config.env_name={game}", f"--config.seed={seed}",
+            f"--config.total_env_steps={spec['total_env_steps']}",
+            f"--config.agent={agent}", f"--config.network={spec['network']}"]
+    if extra.get("genotype"):
+        argv.append(f"--config.genotype={extra['genotype']}")
+    return Run(kind, game, seed, workdir, spec["total_env_steps"], argv, **extra)
+
+
+def expand(protocol: dict, root: str) -> list[Run]:
+    """The protocol's runs, in the order a one-at-a-time engine executes them."""
+    root = os.path.abspath(root)
+    agent = protocol["agent"]
+    cells = [(g, s) for g in protocol["games"] for s in protocol["seeds"]]
+    wd = lambda kind, g, s: os.path.join(root, kind, g, f"seed{s}")  # noqa: E731
+    runs = [_run("search", protocol["search"], agent, g, s, wd("search", g, s))
+            for g, s in cells]
+    runs += [_run("retrain", protocol["retrain"], agent, g, s, wd("retrain", g, s),
+                  genotype=os.path.join(wd("search", g, s), GENOTYPE_FILE),
+                  after=wd("search", g, s))
+             for g, s in cells]
+    runs += [_run("impala", protocol["baselines"]["impala"], agent, g, s,
+                  wd("impala", g, s)) for g, s in cells]
+    rnd = protocol["baselines"]["random"]
+    for g, s in cells:
+        for i in range(rnd["num_samples"]):
+            name = f"random_{i:03d}"  # = rldarts.random_search.sample_dir's folder
+            runs.append(_run("random", rnd, agent, g, s, os.path.join(wd("random", g, s), name),
+                             genotype=os.path.join(random_genotype_dir(root), name,
+                                                   GENOTYPE_FILE), sample=i))
+    for g, s in cells:
+        for f in protocol.get("milestones", []):
+            runs.append(_run("milestone", protocol["retrain"], agent, g, s,
+                             os.path.join(wd("milestone", g, s), milestone_name(f)),
+                             genotype=milestone_genotype_path(root, g, s, f),
+                             after=wd("search", g, s), milestone=float(f),
+                             search_budget=protocol["search"]["total_env_steps"]))
+    return runs
+
+
+def is_finished(workdir: str, total_env_steps: int) -> bool:
+    """metrics.csv's last row reached the budget and that iteration's checkpoint exists."""
+    path = os.path.join(workdir, METRICS_CSV)
+    if not os.path.exists(path):
+        return False
+    try:
+        rows = read_metrics(path)
+    except (OSError, ValueError):
+        return False
+    if not rows or not isinstance(rows[-1].get("env_steps"), float):
+        return False
+    last = rows[-1]
+    if last["env_steps"] < total_env_steps or not isinstance(last.get("iteration"), float):
+        return False
+    return os.path.isdir(os.path.join(workdir, "checkpoints", str(int(last["iteration"]))))
+
+
+def foreign_agent_runs(runs: list[Run], agent: str) -> list[str]:
+    """Workdirs whose config.json was written by another agent: resuming them would fail
+    on the fingerprint, and a finished one would be skipped as if it were this agent's."""
+    out = []
+    for r in runs:
+        try:
+            with open(os.path.join(r.workdir, "config.json")) as f:
+                found = json.load(f).get("agent")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if found not in (None, agent):
+            out.append(f"{r.workdir} ({found})")
+    return out
+
+
+def write_random(protocol: dict, root: str) -> list[str]:
+    from rldarts.random_search import write_random_genotypes
+
+    rnd = protocol["baselines"]["random"]
+    return write_random_genotypes(random_genotype_dir(root), rnd["num_samples"], rnd["seed"],
+                                  rnd["network"], rnd["search_space"], rnd["num_nodes"],
+                                  rnd["k"], **{key: rnd.get(key) for key in (
+                                      "depths", "dense", "output_mode", "first_conv")})
