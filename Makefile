@@ -34,8 +34,7 @@ lock:
 
 # Style: ruff's lint rules and formatter check (pyproject.toml), not part of `make test`.
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .; status=$$?; $(VENV)/bin/ruff format --check . && exit $$status
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
