@@ -4,9 +4,13 @@ A workdir holds ``config.json`` and ``metrics.csv`` (+ optional ``alpha_history.
 ``genotype.json``, ``random_search.json``). Runs are grouped into methods: ``search``
 (a DARTS supernet, no genotype), ``darts cell`` (a genotype trained from scratch),
 ``random cell`` (a ``random_search.json`` marker in the workdir or beside its genotype
-file, as launch/sweep.py lays them out) and ``impala``; a label is
-``method (agent)``. A run is *partial* when its last env_steps < total_env_steps. Every
-section (`SECTIONS`) is written even when it has nothing to show, saying why.
+file, as launch/sweep.py lays them out), ``milestone cell`` (a ``milestone.json`` marker
+there: the search's genotype at a fraction of its budget, rldarts/report_milestones.py)
+and ``impala``; a label is ``method (agent)``, the agent read from each run's
+config.json, so every table keeps agents apart. A run is *partial* when its last
+env_steps < total_env_steps. Every section (`SECTIONS`) is written even when it has
+nothing to show, saying why. Sections 6 and 7 live in report_random.py and
+report_milestones.py.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import json
 import os
 import pathlib
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -27,7 +31,7 @@ from rldarts.logger import atomic_write_text, read_metrics
 
 SECTIONS = ("1. Budgets actually used", "2. Alpha evolution of the search runs",
             "3. Final cells", "4. Learning curves", "5. Final returns and normalised scores",
-            "6. DARTS vs random search")
+            "6. DARTS vs random search", "7. Cells along the search")
 PAPER_STEPS = 25_000_000
 FAR_BELOW = 0.5  # a run below this share of the paper's budget triggers the bold warning
 LAST_EVALS = 3
@@ -46,12 +50,15 @@ class Run:
     genotype: NetworkGenotype | None = None
     random_search: dict | None = None
     alpha_history: list = dataclasses.field(default_factory=list)
+    milestone: dict | None = None  # milestone.json: fraction, env_steps, search budget
 
     game = property(lambda self: str(self.config.get("env_name", "?")))
     agent = property(lambda self: str(self.config.get("agent", "?")))
     seed = property(lambda self: int(self.config.get("seed", 0)))
     total = property(lambda self: int(self.config.get("total_env_steps", 0)))
-    label = property(lambda self: f"{self.method} ({self.agent})")
+    fraction = property(lambda self: float((self.milestone or {}).get("fraction", "nan")))
+    label = property(lambda self: f"{self.method}{self.at} ({self.agent})")
+    at = property(lambda self: f" @{self.fraction:g}" if self.milestone else "")
     reached = property(lambda self: int(max([r.get("env_steps") or 0 for r in self.rows],
                                             default=0)))
     partial = property(lambda self: self.reached < self.total)
@@ -115,15 +122,23 @@ def _load_genotype(spec, base_dir: str) -> NetworkGenotype | None:
         return None
 
 
-def _random_marker(path: str, config) -> str | None:
-    """The ``random_search.json`` that makes a run a random-search baseline: in the
-    workdir, or beside the genotype file it trained (launch/sweep.py writes each sampled
-    genotype once, with its marker, and points every run of that sample at it)."""
+def _marker(path: str, config, name: str) -> dict | None:
+    """The marker file `name` (``random_search.json``: a random-search baseline;
+    ``milestone.json``: a cell along the search) in the workdir, or beside the genotype
+    file it trained (launch/sweep.py writes each such genotype once, with its marker, and
+    points every run of it there); None without one."""
     genotype = _genotype_file(config.get("genotype") if isinstance(config, dict) else None,
                               path)
     places = [path] + ([os.path.dirname(genotype)] if genotype else [])
-    return next((os.path.join(d, "random_search.json") for d in places
-                 if os.path.isfile(os.path.join(d, "random_search.json"))), None)
+    found = next((os.path.join(d, name) for d in places
+                  if os.path.isfile(os.path.join(d, name))), None)
+    if found is None:
+        return None
+    with open(found) as f:
+        marker = json.load(f)
+    if not isinstance(marker, dict):
+        raise ValueError(f"{name} must hold a JSON object")
+    return marker
 
 
 def load_run(path: str, name: str) -> Run:
@@ -132,11 +147,11 @@ def load_run(path: str, name: str) -> Run:
         with open(os.path.join(path, "config.json")) as f:
             config = json.load(f)
         rows = read_metrics(os.path.join(path, "metrics.csv"))
-        marker, history, hist = None, [], os.path.join(path, "alpha_history.jsonl")
-        marker_path = _random_marker(path, config)
-        if marker_path:
-            with open(marker_path) as f:
-                marker = json.load(f)
+        history, hist = [], os.path.join(path, "alpha_history.jsonl")
+        if not isinstance(config, dict):
+            raise ValueError("config.json must hold a JSON object")
+        marker = _marker(path, config, "random_search.json")
+        milestone = None if marker else _marker(path, config, "milestone.json")
         for line in pathlib.Path(hist).read_text().splitlines() if os.path.isfile(hist) else []:
             try:
                 rec = json.loads(line)
@@ -145,15 +160,15 @@ def load_run(path: str, name: str) -> Run:
                 continue  # a torn last line of a killed run
     except (OSError, ValueError) as e:
         raise ValueError(f"unreadable run files: {e}") from None
-    if not isinstance(config, dict) or not isinstance(marker, (dict, type(None))):
-        raise ValueError("config.json and random_search.json must hold JSON objects")
     network, geno_cfg = str(config.get("network", "")), config.get("genotype") or ""
-    method = ("random cell" if marker is not None else "impala" if network == "impala"
+    method = ("random cell" if marker is not None else "milestone cell" if milestone
+              else "impala" if network == "impala"
               else "darts cell" if geno_cfg else "search" if network.startswith("darts")
               else network or "unknown")
-    genotype = (_load_genotype((marker or {}).get("genotype"), path) or _load_genotype(
-        geno_cfg, path) or _load_genotype(os.path.join(path, "genotype.json"), path))
-    return Run(path, name, config, rows, method, genotype, marker, history)
+    genotype = (_load_genotype((marker or milestone or {}).get("genotype"), path) or
+                _load_genotype(geno_cfg, path) or
+                _load_genotype(os.path.join(path, "genotype.json"), path))
+    return Run(path, name, config, rows, method, genotype, marker, history, milestone)
 
 
 def discover_runs(run_dirs: Sequence[str]) -> tuple[list[Run], list[str]]:
@@ -169,7 +184,7 @@ def discover_runs(run_dirs: Sequence[str]) -> tuple[list[Run], list[str]]:
             try:
                 runs.append(load_run(path, name))
             except ValueError as e:
-                skipped.append(f"{path}: {e}")
+                skipped.append(f"{name}: {e}")
     runs.sort(key=lambda r: (r.game, r.method, r.agent, r.seed, r.name))
     return runs, skipped
 
@@ -231,7 +246,7 @@ def _budgets(runs, skipped, presets) -> list[str]:
 def _alphas(runs, out_dir) -> list[str]:
     out = []
     for r in (r for r in runs if r.method == "search"):
-        out += [f"### {r.name} ({r.game}, seed {r.seed}, arch.mode "
+        out += [f"### {r.name} ({r.game}, {r.agent}, seed {r.seed}, arch.mode "
                 f"{r.config.get('arch', {}).get('mode', '?')})", ""]
         ent = {k[14:]: v for row in r.rows for k, v in row.items()
                if k.startswith("alpha_entropy_") and _num(v) is not None}  # last values
@@ -340,58 +355,6 @@ def _scores(runs) -> list[str]:
     return out
 
 
-def _darts_vs_random(runs, out_dir) -> list[str]:
-    randoms = [r for r in runs if r.method == "random cell"]
-    if not randoms:
-        return ["No random-search runs found (no workdir with random_search.json)."]
-    out = ["Best-so-far final return (mean of the last evaluations) against total env "
-           "steps spent. DARTS: search steps (each search counted once) + retrain steps "
-           "of its cells, runs ordered by seed; random search: retrain steps of the "
-           "samples, cumulated in sample_index order.", ""]
-    searches = [r for r in runs if r.method == "search"]
-    same = lambda a, b: a is not None and b is not None and a.to_json() == b.to_json()  # noqa
-    for (game, agent), rs in _group(randoms, lambda r: (r.game, r.agent)).items():
-        darts = sorted((r for r in runs if r.method == "darts cell" and r.game == game
-                        and r.agent == agent), key=lambda r: (r.seed, r.name))
-        rs = sorted(rs, key=lambda r: (r.sample_index, r.seed, r.name))
-        spent, counted, dpts, notes = 0, set(), [], []
-        for r in darts:  # its search: the folder of its genotype path, else the same genotype
-            g = os.path.join(r.path, str(r.config.get("genotype")))  # absolute paths win
-            found = ([s for s in searches if os.path.realpath(os.path.dirname(g))
-                      == os.path.realpath(s.path)] or
-                     [s for s in searches if same(s.genotype, r.genotype)])[:1]
-            if not found:
-                notes.append(f"{r.name}: its search run is not among --runs; search steps "
-                             "not counted")
-            spent += sum(s.reached for s in found if s.path not in counted) + r.reached
-            counted.update(s.path for s in found)
-            dpts.append(spent)
-        methods = (("DARTS", darts, dpts), ("random search", rs,
-                                            np.cumsum([r.reached for r in rs]).tolist()))
-        best = {(label, k): analysis.best_so_far([(x, final_return(r, k))
-                                                  for x, r in zip(xs, group)])
-                for label, group, xs in methods for k in KEYS}
-
-        def draw(ax, key, methods=methods, best=best):
-            for c, (label, _, _) in enumerate(methods):
-                if best[label, key][0].size:
-                    ax.step(*best[label, key], where="post", color=f"C{c}", marker="o",
-                            label=label)
-        png = f"darts_vs_random_{_slug(game)}_{_slug(agent)}.png"
-        _panels(os.path.join(out_dir, png), game, "total env steps spent",
-                "best-so-far final return", draw)
-        out += [f"### {game} ({agent})", "", "| method | runs | steps spent | best final "
-                "train return | best final test return |", "|---|---|---|---|---|"]
-        out += [f"| {label} | {len(group)} | {_steps(xs[-1] if xs else 0)} | " + " | ".join(
-            _fmt(best[label, k][1][-1] if xs else float("nan"), 2) for k in KEYS) + " |"
-            for label, group, xs in methods]
-        if not darts:
-            notes.append("no darts-cell runs for this game and agent: random search only")
-        out += [""] + [f"- {n}" for n in notes] + [
-            "", f"![DARTS vs random search {game}]({png})", ""]
-    return out
-
-
 def write_report(run_dirs: Sequence[str], out_dir: str, presets: dict | None = None) -> str:
     """Writes ``out_dir/report.md`` and its PNGs for the runs under `run_dirs`; returns
     the report's path. `presets`: name -> config dict (default: experiments/configs)."""
@@ -403,11 +366,17 @@ def write_report(run_dirs: Sequence[str], out_dir: str, presets: dict | None = N
             presets = {n: f(base.get_base_config()).to_dict() for n, f in base.PRESETS.items()}
         except ImportError:
             presets = {}
+    from rldarts import report_milestones, report_random  # they import this module
+
     body = [_budgets(runs, skipped, presets), _alphas(runs, out_dir), _cells(runs, out_dir),
-            _learning_curves(runs, out_dir), _scores(runs), _darts_vs_random(runs, out_dir)]
+            _learning_curves(runs, out_dir), _scores(runs), report_random.section(runs, out_dir),
+            report_milestones.section(runs, out_dir)]
+    # Paths relative to the report, so it reads the same wherever it is copied.
+    where = ", ".join(os.path.relpath(os.path.abspath(d), os.path.abspath(out_dir))
+                      for d in run_dirs)
     lines = ["# RL-DARTS evaluation report", "",
-             f"Runs from: {', '.join(run_dirs)} ({len(runs)} workdirs). Normalisation "
-             f"constants: {procgen_scores.CONSTANT_TABLE}.", ""]
+             f"Runs from: {where} ({len(runs)} workdirs, paths relative to this report). "
+             f"Normalisation constants: {procgen_scores.CONSTANT_TABLE}.", ""]
     for title, section in zip(SECTIONS, body):
         lines += [f"## {title}", ""] + section + [""]
     path = os.path.join(out_dir, "report.md")

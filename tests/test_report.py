@@ -24,12 +24,12 @@ def _genotype(op):
 
 
 def _write_run(path, *, network="darts_standard", genotype="", seed=0, game="starpilot",
-               train=(), test=(), alphas=False, marker=None, own_genotype=None):
+               train=(), test=(), alphas=False, marker=None, own_genotype=None, agent="ppo"):
     """A workdir as the driver leaves it: row i (1-based) at i * STEPS env steps, test
     returns on even rows (in order), train returns on every row (None = no episode)."""
     os.makedirs(path)
     config = {"env_name": game, "seed": seed, "network": network, "genotype": genotype,
-              "agent": "ppo", "total_env_steps": TOTAL, "num_levels": 200,
+              "agent": agent, "total_env_steps": TOTAL, "num_levels": 200,
               "distribution_mode": "easy", "arch": {"mode": "joint"},
               "ppo": {"num_steps": 32, "update_epochs": 1, "num_envs": 16},
               "net": {"depths": [4, 8], "dense": 32, "num_nodes": 2,
@@ -117,8 +117,12 @@ def test_discovery_depth_and_methods(runs_root):
     assert len(skipped) == 1 and "broken" in skipped[0]
 
 
-def test_report_sections_figures_and_flags(report_text):
+def test_report_sections_figures_and_flags(report_text, runs_root):
     out, text = report_text
+    # Paths relative to the report (it is read on other machines): no absolute run path.
+    assert runs_root not in text
+    assert f"Runs from: {os.path.relpath(runs_root, out)} (9 workdirs" in text
+    assert f"- {os.path.basename(runs_root)}/broken: unreadable run files" in text
     for title in report.SECTIONS:
         assert f"## {title}" in text
     assert "**WARNING" in text and "NOT a reproduction" in text
@@ -200,8 +204,9 @@ def test_binary(runs_root, tmp_path):
 def test_sweep_layout_is_found_and_labelled(tmp_path):
     """The report reads what launch/sweep.py lays out: random runs 4 folders deep whose
     random_search.json sits beside the shared genotype file, not in the workdir."""
-    from experiments.configs import protocol as protocols
     from _binaries import load_sweep_module
+
+    from experiments.configs import protocol as protocols
 
     sweep = load_sweep_module()
 
@@ -221,3 +226,110 @@ def test_sweep_layout_is_found_and_labelled(tmp_path):
     assert not skipped and len(found) == len(runs)
     assert by_kind["random"] == {"random cell"}
     assert by_kind["impala"] == {"impala"}
+
+
+def _milestone_run(root, game, seed, fraction, final, agent="ppo", env_steps=None):
+    """A milestone retrain as launch/sweep.py lays it out: the genotype and its
+    milestone.json under ROOT/milestone_genotypes, the workdir pointing at it."""
+    gdir = os.path.join(root, "milestone_genotypes", agent, game, f"seed{seed}", f"m{fraction}")
+    os.makedirs(gdir)
+    g = _genotype("Conv3x3Relu" if fraction == 1.0 else "SkipConnection")
+    with open(os.path.join(gdir, "genotype.json"), "w") as f:
+        f.write(g.to_json())
+    with open(os.path.join(gdir, "milestone.json"), "w") as f:
+        json.dump({"fraction": fraction, "env_steps": env_steps or int(fraction * TOTAL),
+                   "genotype": json.loads(g.to_json())}, f)
+    kind = "milestone" if agent == "ppo" else f"milestone_{agent}"  # 4 deep, as the sweep's
+    _write_run(os.path.join(root, kind, game, f"seed{seed}", f"m{fraction}"),
+               genotype=os.path.join(gdir, "genotype.json"), seed=seed, game=game,
+               agent=agent, train=[1] * 8, test=[0, final, final, final])
+
+
+@pytest.fixture(scope="module")
+def milestone_text(tmp_path_factory):
+    """starpilot ppo: milestones 0.5 (seeds 10, 20) and 1.0 (30, 50), final retrain 40,
+    40, IMPALA 20, 22; coinrun ppo: 0.5 -> 7.5, 1.0 -> 10, IMPALA 5; starpilot dqn:
+    0.5 -> 3 (test returns, each the run's final)."""
+    root = str(tmp_path_factory.mktemp("mruns"))
+    for seed, (half, full) in enumerate(((10, 30), (20, 50))):
+        _milestone_run(root, "starpilot", seed, 0.5, half, env_steps=1536)
+        _milestone_run(root, "starpilot", seed, 1.0, full)
+        _write_run(os.path.join(root, "retrain", f"s{seed}"), genotype="genotype.json",
+                   own_genotype=_genotype("Conv3x3Relu"), seed=seed, train=[1] * 8,
+                   test=[0, 40, 40, 40])
+        _write_run(os.path.join(root, "impala", f"s{seed}"), network="impala", seed=seed,
+                   train=[1] * 8, test=[0, 20 + 2 * seed] + [20 + 2 * seed] * 2)
+    _milestone_run(root, "coinrun", 0, 0.5, 7.5)
+    _milestone_run(root, "coinrun", 0, 1.0, 10)
+    _write_run(os.path.join(root, "impala_coinrun"), network="impala", game="coinrun",
+               train=[1] * 8, test=[5] * 4)
+    _milestone_run(root, "starpilot", 0, 0.5, 3, agent="dqn")
+    out = str(tmp_path_factory.mktemp("mout"))
+    with open(report.write_report([root], out)) as f:
+        return out, root, f.read()
+
+
+def _rows(text, heading):
+    part = text.split(f"## {report.SECTIONS[6]}")[1].split(f"{heading}\n")[1]
+    part = part.split("\n#")[0]  # up to the next heading
+    return {ln.split("|")[1].strip() + ("/" + ln.split("|")[2].strip() if "levels" in part
+                                        else ""): [c.strip() for c in ln.strip("|").split("|")]
+            for ln in part.splitlines() if ln.startswith("| ") and not ln.startswith("| cell")}
+
+
+def test_milestone_runs_are_found_and_labelled(milestone_text):
+    _, root, _ = milestone_text
+    runs, skipped = report.discover_runs([root])
+    labels = sorted(r.label for r in runs if r.method == "milestone cell")
+    assert not skipped and labels == sorted(
+        ["milestone cell @0.5 (ppo)"] * 3 + ["milestone cell @1 (ppo)"] * 3
+        + ["milestone cell @0.5 (dqn)"])
+    m = next(r for r in runs if r.label == "milestone cell @1 (ppo)")
+    assert m.genotype == _genotype("Conv3x3Relu") and m.fraction == 1.0
+
+
+def test_milestone_section_matches_hand_computation(milestone_text):
+    out, _, text = milestone_text
+    norm = lambda r: (r - RMIN) / (RMAX - RMIN)
+    rows = _rows(text, "### starpilot (ppo)")
+    # 2 seeds: bootstrap means of 2 values take 3 values; the 2.5/97.5% quantiles are the
+    # two runs' finals (each resample of both the same value has probability 1/4).
+    assert rows["milestone @0.5"][1:4] == ["1,536", "2", "15.00 [10.00, 20.00]"]
+    assert rows["milestone @0.5"][4] == f"{norm(15):.3f} [{norm(10):.3f}, {norm(20):.3f}]"
+    assert rows["milestone @0.5"][5] == "1.00 [1.00, 1.00]"
+    assert rows["milestone @1"][1:4] == [f"{TOTAL:,}", "2", "40.00 [30.00, 50.00]"]
+    assert rows["DARTS final retrain"][1:4] == ["end of search", "2", "40.00 [40.00, 40.00]"]
+    assert rows["IMPALA"][1:4] == ["-", "2", "21.00 [20.00, 22.00]"]
+    section = text.split(f"## {report.SECTIONS[6]}")[1]
+    per_game = section.split("### starpilot (ppo)")[1].split("###")[0]
+    assert (f"DARTS final retrain vs IMPALA, normalised test score (mean): {norm(40):.3f} vs "
+            f"{norm(21):.3f}, difference {norm(40) - norm(21):.3f}.") in per_game
+    assert "- seed 0: @0.5 cell A, @1 cell B" in per_game
+    coin = _rows(text, "### coinrun (ppo)")  # coinrun: [5, 10]
+    assert coin["milestone @1"][4] == "1.000 [1.000, 1.000]" and coin["IMPALA"][4].startswith(
+        "0.000 [")
+    assert coin["DARTS final retrain"][2:] == ["0", "n/a", "n/a", "n/a", "n/a"]
+    # Pooled per agent: (game, seed) runs of one milestone together.
+    pooled = _rows(text, "#### ppo")
+    half = [norm(10), norm(20), 0.5]
+    assert pooled["milestone @0.5/test"][2] == "3"
+    assert pooled["milestone @0.5/test"][3].startswith(f"{sum(half) / 3:.3f} [")
+    iqm = (sorted(half)[0] + 4 * sorted(half)[1] + sorted(half)[2]) / 6
+    assert pooled["milestone @0.5/test"][4].startswith(f"{iqm:.3f} [")
+    impala = [norm(20), norm(22), 0.0]  # the games with milestones: both
+    assert pooled["IMPALA/test"][3].startswith(f"{sum(impala) / 3:.3f} [")
+    dqn = _rows(text, "#### dqn")
+    assert set(dqn) == {"milestone @0.5/test", "milestone @0.5/train",
+                        "DARTS final retrain/test", "DARTS final retrain/train",
+                        "IMPALA/test", "IMPALA/train"}
+    assert dqn["milestone @0.5/test"][2:4] == ["1", f"{norm(3):.3f} [{norm(3):.3f}, "
+                                               f"{norm(3):.3f}]"]
+    assert dqn["IMPALA/test"][2] == "0"  # the ppo IMPALA runs are not dqn's reference
+    for png in ("milestones_starpilot_ppo.png", "milestones_coinrun_ppo.png",
+                "milestones_starpilot_dqn.png", "milestones_pooled_ppo.png",
+                "milestones_pooled_dqn.png"):
+        assert f"]({png})" in text
+        with Image.open(os.path.join(out, png)) as im:
+            im.verify()
+    # Agents stay apart in section 5 too.
+    assert "| milestone cell @0.5 (dqn) |" in text.split(f"## {report.SECTIONS[4]}")[1]

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from _binaries import ROOT, load_sweep_module
+
 from experiments.configs import base
 from experiments.configs.protocol import get_protocol
 from launch import engines, plan, scheduler
@@ -201,11 +201,12 @@ def test_local_engine_retries_resumes_and_logs(tmp_path):
     # Attempt 1 writes a checkpoint then hangs: the test hook kills it. Attempt 2 sees the
     # checkpoint ("resuming") and fails with exit 3; attempt 3 succeeds.
     work = tmp_path / "w"
-    code = ("import os, sys, time; n = len(os.listdir('{w}/n')) if os.path.isdir('{w}/n') "
-            "else 0; os.makedirs(f'{w}/n/{{n}}'); print('attempt', n + 1, flush=True)\n"
-            "if n == 0: os.makedirs('{w}/checkpoints/2'); time.sleep(60)\n"
-            "print('resuming' if os.path.isdir('{w}/checkpoints/2') else 'fresh')\n"
-            "sys.exit(3 if n == 1 else 0)").format(w=work)
+    code = (f"import os, sys, time; n = len(os.listdir('{work}/n')) "
+            f"if os.path.isdir('{work}/n') else 0; os.makedirs(f'{work}/n/{{n}}')\n"
+            "print('attempt', n + 1, flush=True)\n"
+            f"if n == 0: os.makedirs('{work}/checkpoints/2'); time.sleep(60)\n"
+            f"print('resuming' if os.path.isdir('{work}/checkpoints/2') else 'fresh')\n"
+            "sys.exit(3 if n == 1 else 0)")
     run = plan.Run("impala", "starpilot", 0, str(work), 10, _script(code))
     lines, echoed = [], []
     eng = engines.LocalEngine("sid", max_retries=2, kill_workdir=str(work), log=lines.append,
