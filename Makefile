@@ -19,6 +19,8 @@ $(STAMP): setup.py $(LOCK)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r $(LOCK)
 	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
+	  echo "error: requirements.lock does not cover setup.py: run 'make lock'"; exit 1; }
 	touch $(STAMP)
 
 # Re-resolve requirements.lock from setup.py's ranges (Python 3.11, linux x86_64, with the
