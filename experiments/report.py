@@ -2,8 +2,10 @@
 
 python -m experiments.report --runs=DIR[,DIR...] --out=DIR
 
-Each DIR is a workdir (config.json + metrics.csv) or a folder whose subfolders (depth <= 3)
-are workdirs. See rldarts/report.py for the sections.
+Each DIR is a workdir (config.json + metrics.csv) or a folder whose subfolders (depth <= 4,
+as launch/sweep.py lays them out) are workdirs. See rldarts/report.py for the sections
+(section 7, cells along the search: rldarts/report_milestones.py). Paths in report.md are
+relative to it. `python -m launch.sweep ... --report=DIR` runs a sweep and then this.
 """
 from __future__ import annotations
 

@@ -154,15 +154,16 @@ def _ray_attempt(run: Run, sweep_id: str, extra_env: dict, kill: bool) -> int:
 class RayEngine:
     """Each run is a Ray task with the given CPUs/GPUs; Ray queues them by resources.
 
-    address '' starts a local Ray instance (``num_cpus`` of this machine's cores, 0: all);
-    'auto' or 'host:port' joins a cluster. The workers import this module from the repo
+    address '' starts a local Ray instance (``num_cpus`` of this machine's cores, 0: all;
+    ``num_gpus``: None detects them, a number declares them); 'auto' or 'host:port' joins
+    a cluster. The workers import this module from the repo
     (PYTHONPATH), and run the binaries from it: the repo, its virtualenv and --root must
     be at the same paths on every node (--root on a shared filesystem)."""
     capacity = None
 
     def __init__(self, sweep_id: str, address: str = "", num_cpus: int = 0,
                  cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, max_retries: int = 2,
-                 kill_workdir: str | None = None):
+                 kill_workdir: str | None = None, num_gpus: float | None = None):
         import ray  # only this engine needs Ray
 
         self.ray, self.sweep_id, self.kill_workdir = ray, sweep_id, kill_workdir
@@ -171,8 +172,8 @@ class RayEngine:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", num_cpus=num_cpus or None, include_dashboard=False,
-                     **kwargs)
+            ray.init(address="local", num_cpus=num_cpus or None, num_gpus=num_gpus,
+                     include_dashboard=False, **kwargs)
         self.env = gpu_env(gpus_per_run)
         self.task = ray.remote(_ray_attempt).options(
             num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
@@ -209,8 +210,8 @@ def make_engine(name: str, sweep_id: str, **options):
             import ray  # noqa: F401
         except ImportError:
             raise ValueError("--engine=ray needs Ray: pip install 'ray>=2.9'") from None
-        keys = ("address", "num_cpus", "cpus_per_run", "gpus_per_run", "max_retries",
-                "kill_workdir")
+        keys = ("address", "num_cpus", "num_gpus", "cpus_per_run", "gpus_per_run",
+                "max_retries", "kill_workdir")
         return RayEngine(sweep_id, **{k: options[k] for k in keys if k in options})
     raise ValueError(f"unknown engine {name!r}; valid engines: {', '.join(ENGINES)}")
 

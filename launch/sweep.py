@@ -3,7 +3,7 @@
 python -m launch.sweep --protocol=cpu_small --root=runs/cpu_small [--dry_run]
     [--engine=local|ray] [--ray_address=auto|host:port] [--ray_num_cpus=N]
     [--cpus_per_run=C] [--gpus_per_run=G] [--max_retries=R] [--agent=ppo|dqn]
-    [--milestones=0.25,0.5,1.0]
+    [--milestones=0.25,0.5,1.0] [--report=DIR]
 
 The runs and their order: launch/plan.py. `local` (default) runs them one after another
 in this process; `ray` makes each run a Ray task (C CPUs, G GPUs, fractions allowed)
@@ -12,7 +12,10 @@ task has finished (launch/scheduler.py, launch/engines.py). A run whose workdir 
 its final checkpoint is skipped; a failed run is retried up to R times, and the binaries
 resume an interrupted one from its last checkpoint, so re-running the sweep picks up
 where it stopped. `--agent` runs the protocol with another agent (use another --root).
-The sweep ends with a table of every run's state, attempts, wall time and workdir.
+The sweep ends with a table of every run's state, attempts, wall time and workdir, and
+with --report=DIR writes the evaluation report of ROOT there (experiments/report.py), so
+one command runs an experiment, e.g. the cells along the search:
+    python -m launch.sweep --protocol=cpu_small_milestones --root=R --report=R/report
 """
 from __future__ import annotations
 
@@ -47,6 +50,8 @@ MAX_RETRIES = flags.DEFINE_integer("max_retries", 2, "retries of a failed run (i
                                    "from its last checkpoint)")
 AGENT = flags.DEFINE_string("agent", None, f"override the protocol's agent: one of "
                             f"{', '.join(protocol_lib.AGENTS)}")
+REPORT = flags.DEFINE_string("report", None, "after the sweep, write the report of --root "
+                             "to this folder")
 MILESTONES = flags.DEFINE_list("milestones", None, "override the protocol's milestones: "
                                "fractions of the search budget in (0, 1]; '' for none")
 
@@ -140,6 +145,12 @@ def main(argv):
                         max_retries=MAX_RETRIES.value, address=RAY_ADDRESS.value,
                         num_cpus=RAY_NUM_CPUS.value, cpus_per_run=CPUS_PER_RUN.value,
                         gpus_per_run=GPUS_PER_RUN.value)
+        if REPORT.value and not DRY_RUN.value:
+            from rldarts import report  # matplotlib, JAX: only now
+
+            path = report.write_report([os.path.abspath(ROOT.value)],
+                                       os.path.abspath(REPORT.value))
+            print(f"report: {path}")
     except ValueError as e:
         sys.exit(f"error: {e}")
     if any(r.state == scheduler.FAILED for r in results):
