@@ -91,8 +91,9 @@ def _wall(seconds: float | None) -> str:
 def table(results: list[Result], root: str) -> str:
     """Markdown table: each run's state, attempts, wall time and workdir (under root)."""
     root = os.path.abspath(root)
-    lines = [f"Runs under {root}:", "", "| run | state | attempts | wall time | workdir | "
-             "note |", "|---|---|---|---|---|---|"]
+    lines = [f"Runs under {root} (wall time: from the start of a run's first attempt in "
+             "this sweep to its end, retries included):", "",
+             "| run | state | attempts | wall time | workdir | note |", "|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.run.title} | {r.state} | {r.attempts} | {_wall(r.wall_s)} | "
                      f"{os.path.relpath(r.run.workdir, root)} | {r.note} |")
