@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import base
-from rldarts import networks
+from rldarts import networks, parallel
 from rldarts.agents import dqn, dqn_losses
 
 
@@ -37,6 +37,8 @@ def _learner(min_replay=96, spi=2.0, batch=16, n=8):
     learner.cfg, learner.replays, learner.reward_scale = c, replays, 1.0
     learner.inserted = learner.sampled = 0
     learner.rng = np.random.default_rng(0)
+    learner.topology, learner.pipeline = parallel.single_device(), None
+    learner.batch_size, learner.min_replay_size = batch, min_replay
     calls = []
 
     def step(state, b, held, inv_temp):
