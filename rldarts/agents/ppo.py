@@ -169,8 +169,8 @@ def make_update(model, ppo_cfg, arch_cfg, num_envs: int, num_heldout_envs: int,
 
     def update(state: PPOState, groups, inv_temp):
         samples, explained, key, schedule = loop.stage(prepare)(state, groups, inv_temp)
-        arch_state, history = loop.steps(
-            state.arch_state, lambda *idx: minibatches(samples, *idx), schedule, inv_temp)
+        arch_state, history = loop.steps(state.arch_state, minibatches, samples, schedule,
+                                         inv_temp)
         metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), history)
         # approx_kl_first: the first minibatch still has the acting parameters, so any
         # KL there comes from recomputing the behaviour log-probabilities (batch-norm

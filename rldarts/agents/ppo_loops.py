@@ -123,28 +123,36 @@ class Loop:
 
     def __init__(self, kind: str, step: Callable, topology: parallel.Topology):
         self.kind, self.step, self.topology = kind, step, topology
+        self._jitted: dict = {}
+
+    def _jit(self, fn: Callable) -> Callable:
+        """One jitted wrapper per stage function, compiled once per run."""
+        if fn not in self._jitted:
+            self._jitted[fn] = jax.jit(fn)
+        return self._jitted[fn]
 
     def stage(self, fn: Callable) -> Callable:
         # scan: traced inside the one outer jit; host: a jitted call of its own.
-        return fn if self.kind == "scan" else jax.jit(fn)
+        return fn if self.kind == "scan" else self._jit(fn)
 
-    def steps(self, state: arch.ArchState, minibatch: Callable, schedule, inv_temp):
-        """Runs ``step`` on ``minibatch(*schedule[i])`` for every i in order (``schedule``:
-        arrays with a leading epochs x minibatches axis, flattened in host order).
+    def steps(self, state: arch.ArchState, minibatch: Callable, samples, schedule,
+              inv_temp):
+        """Runs ``step`` on ``minibatch(samples, *schedule[i])`` for every i in order
+        (``schedule``: arrays with leading epochs x minibatches axes, run in host order).
         Returns the final state and the per-step metrics stacked."""
         order = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
         schedule = jax.tree.map(order, schedule)
         if self.kind == "scan":
             def body(state, xs):
                 *indices, arch_key = xs
-                train_mb, held_mb = minibatch(*indices)
+                train_mb, held_mb = minibatch(samples, *indices)
                 return self.step(state, train_mb, held_mb, inv_temp, arch_key)
             return jax.lax.scan(body, state, schedule)
-        take = jax.jit(minibatch)
+        take = self._jit(minibatch)
         history = []
         for i in range(jax.tree.leaves(schedule)[0].shape[0]):
             *indices, arch_key = (x[i] for x in schedule)
-            train_mb, held_mb = take(*indices)
+            train_mb, held_mb = take(samples, *indices)
             state, metrics = self.step(state, train_mb, held_mb, inv_temp, arch_key)
             history.append(metrics)
         return state, jax.tree.map(lambda *xs: jnp.stack(xs), *history)
