@@ -53,3 +53,7 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) runs
+
+# Accelerator check (benchmarks/accelerator_check.sh): installs what a base JAX machine
+# lacks, then smoke search, PPO/DQN throughput and summary.json into $(OUT) or the default.
+accelerator-check: ; bash benchmarks/accelerator_check.sh $(OUT)
