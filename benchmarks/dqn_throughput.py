@@ -14,6 +14,7 @@ batch sharded, the state replicated). On a CPU, forced devices
 
     .venv/bin/python -m benchmarks.dqn_throughput [--networks impala,cpu_demo,paper]
 """
+
 import argparse
 import json
 import time
@@ -44,8 +45,11 @@ def bench(name, args, learner_devices=1):
     obs = np.random.default_rng(0).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
     state = agent.init_state(s.alphas, obs, key)
     policy = jax.jit(agent.policy, static_argnames="group")
-    acting = (topology.to_actor((state.params, state.alphas)) if not topology.trivial
-              else (state.params, state.alphas))
+    acting = (
+        topology.to_actor((state.params, state.alphas))
+        if not topology.trivial
+        else (state.params, state.alphas)
+    )
     venv = envs.make_procgen(args.game, n)
     o = venv.reset()
     jax.block_until_ready(policy(*acting, topology.place_obs(o), key, 1.0))
@@ -57,10 +61,14 @@ def bench(name, args, learner_devices=1):
     venv.close()
 
     frames = np.repeat(obs, B // n + 1, 0)[:B]
-    batch = {"obs": frames, "next_obs": frames,
-             "actions": np.zeros(B, np.int32), "rewards": np.full(B, 0.1, np.float32),
-             "discounts": np.full(B, 0.99 ** d.n_step, np.float32),
-             "weights": np.ones(B, np.float32)}
+    batch = {
+        "obs": frames,
+        "next_obs": frames,
+        "actions": np.zeros(B, np.int32),
+        "rewards": np.full(B, 0.1, np.float32),
+        "discounts": np.full(B, 0.99**d.n_step, np.float32),
+        "weights": np.ones(B, np.float32),
+    }
     batch = topology.shard_batch(batch)  # the learner's own placement (host if trivial)
     step = agent.learner.step
     t0 = time.perf_counter()
@@ -74,16 +82,20 @@ def bench(name, args, learner_devices=1):
     # Inserting one transition costs samples_per_insert / B learner steps.
     implied = 1.0 / (1.0 / act_sps + d.samples_per_insert / (B * updates_per_s))
     per_transition = PrioritizedReplay.estimate_bytes(500_000, (64, 64, 3), np.uint8, n) / 500_000
-    return {"network": name, "num_envs": n, "batch": B,
-            "learner_devices": topology.num_learner_devices,
-            "acting_env_steps_per_s": round(act_sps, 1),
-            "learner_compile_s": round(compile_s, 2),
-            "learner_updates_per_s": round(updates_per_s, 2),
-            "learner_samples_per_s": round(updates_per_s * B, 1),
-            "samples_per_insert": d.samples_per_insert,
-            "implied_env_steps_per_s": round(implied, 1),
-            "replay_bytes_per_transition": round(per_transition, 1),
-            "replay_gb_at_500k": round(per_transition * 500_000 / 1e9, 2)}
+    return {
+        "network": name,
+        "num_envs": n,
+        "batch": B,
+        "learner_devices": topology.num_learner_devices,
+        "acting_env_steps_per_s": round(act_sps, 1),
+        "learner_compile_s": round(compile_s, 2),
+        "learner_updates_per_s": round(updates_per_s, 2),
+        "learner_samples_per_s": round(updates_per_s * B, 1),
+        "samples_per_insert": d.samples_per_insert,
+        "implied_env_steps_per_s": round(implied, 1),
+        "replay_bytes_per_transition": round(per_transition, 1),
+        "replay_gb_at_500k": round(per_transition * 500_000 / 1e9, 2),
+    }
 
 
 def main():
@@ -93,13 +105,21 @@ def main():
     ap.add_argument("--capacity", type=int, default=100_000)
     ap.add_argument("--num-envs", type=int, default=0, help="dqn.num_envs; 0 = 64")
     ap.add_argument("--batch-size", type=int, default=0, help="dqn.batch_size; 0 = 256")
-    ap.add_argument("--net-size", default="default", choices=NET_SIZES,
-                    help="smoke: the smoke preset's widths/nodes/op set for every case")
+    ap.add_argument(
+        "--net-size",
+        default="default",
+        choices=NET_SIZES,
+        help="smoke: the smoke preset's widths/nodes/op set for every case",
+    )
     ap.add_argument("--act-steps", type=int, default=20)
     ap.add_argument("--learner-steps", type=int, default=2)
-    ap.add_argument("--devices", type=parse_devices, default=None,
-                    help="learner device counts, e.g. 1,all (default 1); on CPU forced "
-                         "devices (JAX_NUM_CPU_DEVICES) share the cores")
+    ap.add_argument(
+        "--devices",
+        type=parse_devices,
+        default=None,
+        help="learner device counts, e.g. 1,all (default 1); on CPU forced "
+        "devices (JAX_NUM_CPU_DEVICES) share the cores",
+    )
     ap.add_argument("--out", default="", help="also write the final JSON to this file")
     args = ap.parse_args()
     counts = []
@@ -107,9 +127,13 @@ def main():
         count = requested or jax.local_device_count()
         if count not in counts:
             counts.append(count)
-    result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
-              "backend": jax.default_backend(), "device_count": jax.local_device_count(),
-              "runs": []}
+    result = {
+        "device": str(jax.devices()[0]),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_count": jax.local_device_count(),
+        "runs": [],
+    }
     for name in args.networks.split(","):
         for count in counts:
             try:

@@ -11,6 +11,7 @@ Needs only jax + numpy, so it runs in a scratch venv holding any jax/jaxlib vers
 ``--chunked`` routes the convolutions through ``rldarts.conv`` (the library's chunked
 weight gradient; needs flax in that venv and the repository on PYTHONPATH).
 """
+
 import argparse
 import json
 import time
@@ -27,14 +28,20 @@ def init(key, depths=(16, 32, 32), dense=256, actions=15):
     params, cin = [], 3
     for d in depths:
         key, *ks = jax.random.split(key, 6)
-        convs = [jax.random.normal(k, (3, 3, c, d)) * (2 / (9 * c)) ** 0.5
-                 for k, c in zip(ks, (cin, d, d, d, d))]
+        convs = [
+            jax.random.normal(k, (3, 3, c, d)) * (2 / (9 * c)) ** 0.5
+            for k, c in zip(ks, (cin, d, d, d, d))
+        ]
         params.append([(w, jnp.zeros(d)) for w in convs])
         cin = d
     key, k1, k2 = jax.random.split(key, 3)
     flat = 8 * 8 * depths[-1]
-    head = (jax.random.normal(k1, (flat, dense)) / flat ** 0.5, jnp.zeros(dense),
-            jax.random.normal(k2, (dense, actions + 1)) / dense ** 0.5, jnp.zeros(actions + 1))
+    head = (
+        jax.random.normal(k1, (flat, dense)) / flat**0.5,
+        jnp.zeros(dense),
+        jax.random.normal(k2, (dense, actions + 1)) / dense**0.5,
+        jnp.zeros(actions + 1),
+    )
     return params, head
 
 
@@ -93,6 +100,7 @@ def main():
     if args.chunked:
         global CONV
         from rldarts import conv as conv_lib
+
         CONV = conv_lib.conv_general_dilated
     r = np.random.RandomState(0)
     obs = jnp.asarray(r.randint(0, 256, (args.batch, 64, 64, 3)), jnp.uint8)
@@ -100,10 +108,19 @@ def main():
     params = init(jax.random.PRNGKey(0))
     fc, ft = timed(jax.jit(forward), params, obs, repeats=args.repeats)
     gc, gt = timed(jax.jit(jax.grad(loss)), params, obs, actions, repeats=args.repeats)
-    print(json.dumps({"jax": jax.__version__, "batch": args.batch, "chunked": args.chunked,
-                      "fwd_samples_per_s": round(args.batch / ft, 1),
-                      "fwd_bwd_samples_per_s": round(args.batch / gt, 1),
-                      "compile_fwd_s": round(fc, 1), "compile_fwd_bwd_s": round(gc, 1)}))
+    print(
+        json.dumps(
+            {
+                "jax": jax.__version__,
+                "batch": args.batch,
+                "chunked": args.chunked,
+                "fwd_samples_per_s": round(args.batch / ft, 1),
+                "fwd_bwd_samples_per_s": round(args.batch / gt, 1),
+                "compile_fwd_s": round(fc, 1),
+                "compile_fwd_bwd_s": round(gc, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

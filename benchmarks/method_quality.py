@@ -10,6 +10,7 @@ within one invocation on an otherwise idle machine); finished workdirs are reuse
     .venv/bin/python -m benchmarks.method_quality --methods darts,gdas --seeds 0,1 \
         --root runs/method_quality
 """
+
 import argparse
 import json
 import os
@@ -31,8 +32,14 @@ def _run(binary, preset, workdir, *overrides):
     if os.path.exists(done):
         return json.load(open(done))["wall_s"]
     config = f"--config=experiments/configs/{binary}.py:{preset}"
-    cmd = [sys.executable, "-m", f"experiments.{binary}", config, f"--workdir={workdir}",
-           *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        f"experiments.{binary}",
+        config,
+        f"--workdir={workdir}",
+        *overrides,
+    ]
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
@@ -44,8 +51,11 @@ def _run(binary, preset, workdir, *overrides):
 
 
 def _final_test_return(workdir, last=3):
-    rows = [r for r in read_metrics(os.path.join(workdir, "metrics.csv"))
-            if r.get("episode_return_test") is not None]
+    rows = [
+        r
+        for r in read_metrics(os.path.join(workdir, "metrics.csv"))
+        if r.get("episode_return_test") is not None
+    ]
     return float(np.mean([r["episode_return_test"] for r in rows[-last:]]))
 
 
@@ -62,29 +72,47 @@ def main():
         for method in args.methods.split(","):
             base = os.path.abspath(os.path.join(args.root, method, f"seed{seed}"))
             common = (f"--config.env_name={args.game}", f"--config.seed={seed}")
-            search_s = _run("search", args.preset, os.path.join(base, "search"), *common,
-                            f"--config.arch.method={method}")
+            search_s = _run(
+                "search",
+                args.preset,
+                os.path.join(base, "search"),
+                *common,
+                f"--config.arch.method={method}",
+            )
             genotype = os.path.join(base, "search", "genotype.json")
-            retrain_s = _run("train", args.preset, os.path.join(base, "retrain"), *common,
-                             f"--config.genotype={genotype}")
+            retrain_s = _run(
+                "train",
+                args.preset,
+                os.path.join(base, "retrain"),
+                *common,
+                f"--config.genotype={genotype}",
+            )
             cells = NetworkGenotype.load(genotype).cells
-            runs.append({"method": method, "seed": seed, "search_wall_s": search_s,
-                         "retrain_wall_s": retrain_s,
-                         "search_test_return": _final_test_return(
-                             os.path.join(base, "search")),
-                         "retrained_test_return": _final_test_return(
-                             os.path.join(base, "retrain")),
-                         "cells": {t: [list(map(list, n)) for n in c.nodes]
-                                   for t, c in cells.items()}})
+            runs.append(
+                {
+                    "method": method,
+                    "seed": seed,
+                    "search_wall_s": search_s,
+                    "retrain_wall_s": retrain_s,
+                    "search_test_return": _final_test_return(os.path.join(base, "search")),
+                    "retrained_test_return": _final_test_return(os.path.join(base, "retrain")),
+                    "cells": {t: [list(map(list, n)) for n in c.nodes] for t, c in cells.items()},
+                }
+            )
             print(json.dumps(runs[-1]), flush=True)
     summary = {}
     for method in args.methods.split(","):
         mine = [r for r in runs if r["method"] == method]
-        summary[method] = {k: round(float(np.mean([r[k] for r in mine])), 3) for k in
-                           ("search_wall_s", "retrain_wall_s", "search_test_return",
-                            "retrained_test_return")}
-    print(json.dumps({"preset": args.preset, "game": args.game, "summary": summary},
-                     indent=1))
+        summary[method] = {
+            k: round(float(np.mean([r[k] for r in mine])), 3)
+            for k in (
+                "search_wall_s",
+                "retrain_wall_s",
+                "search_test_return",
+                "retrained_test_return",
+            )
+        }
+    print(json.dumps({"preset": args.preset, "game": args.game, "summary": summary}, indent=1))
 
 
 if __name__ == "__main__":

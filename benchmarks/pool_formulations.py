@@ -13,6 +13,7 @@ CPU learner runs them), the variants of a case timed alternately in one process:
 
     .venv/bin/python -m benchmarks.pool_formulations [--cases max,avg] [--repeats 3]
 """
+
 import argparse
 import json
 import time
@@ -30,23 +31,37 @@ from rldarts.agents import ppo
 def random_minibatch(n: int, seed: int = 0) -> dict:
     """A PPO minibatch of ``n`` random Procgen-shaped samples, on the device."""
     rng = np.random.default_rng(seed)
-    return jax.device_put({
-        "obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
-        "actions": rng.integers(0, 15, n).astype(np.int32),
-        "log_probs": np.full(n, -2.7, np.float32), "values": np.zeros(n, np.float32),
-        "advantages": rng.normal(0, 1, n).astype(np.float32),
-        "returns": np.ones(n, np.float32)})
+    return jax.device_put(
+        {
+            "obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+            "actions": rng.integers(0, 15, n).astype(np.int32),
+            "log_probs": np.full(n, -2.7, np.float32),
+            "values": np.zeros(n, np.float32),
+            "advantages": rng.normal(0, 1, n).astype(np.float32),
+            "returns": np.ones(n, np.float32),
+        }
+    )
 
 
 def views_autodiff(x, size=3, stride=2):
     b, h, w, c = x.shape
     oh, ow = -(-h // stride), -(-w // stride)
     ph, pw = max((oh - 1) * stride + size - h, 0), max((ow - 1) * stride + size - w, 0)
-    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
-                 constant_values=-jnp.inf)
-    views = [jax.lax.slice(xp, (0, i, j, 0),
-                           (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
-                           (1, stride, stride, 1)) for i in range(size) for j in range(size)]
+    xp = jnp.pad(
+        x,
+        ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
+        constant_values=-jnp.inf,
+    )
+    views = [
+        jax.lax.slice(
+            xp,
+            (0, i, j, 0),
+            (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
+            (1, stride, stride, 1),
+        )
+        for i in range(size)
+        for j in range(size)
+    ]
     out = views[0]
     for view in views[1:]:
         out = jnp.maximum(out, view)
@@ -54,8 +69,7 @@ def views_autodiff(x, size=3, stride=2):
 
 
 def reduce_window(x, size=3, stride=1):
-    return nn.avg_pool(x, (size, size), (stride, stride), padding="SAME",
-                       count_include_pad=False)
+    return nn.avg_pool(x, (size, size), (stride, stride), padding="SAME", count_include_pad=False)
 
 
 def impala(c):
@@ -73,11 +87,20 @@ def unmaterialized(fn, x):
 
 
 # case -> (network config, {variant: {(module, attribute): implementation}})
-CASES = {"max": (impala, {"views_autodiff": {(ops, "max_pool"): views_autodiff},
-                          "custom_vjp_fused": {(pooling, "_materialized"): unmaterialized},
-                          "custom_vjp": {}}),
-         "avg": (cpu_demo_supernet, {"reduce_window": {(ops, "avg_pool"): reduce_window},
-                                     "custom_vjp": {}})}
+CASES = {
+    "max": (
+        impala,
+        {
+            "views_autodiff": {(ops, "max_pool"): views_autodiff},
+            "custom_vjp_fused": {(pooling, "_materialized"): unmaterialized},
+            "custom_vjp": {},
+        },
+    ),
+    "avg": (
+        cpu_demo_supernet,
+        {"reduce_window": {(ops, "avg_pool"): reduce_window}, "custom_vjp": {}},
+    ),
+}
 
 
 def time_case(name, repeats):
@@ -96,8 +119,9 @@ def time_case(name, repeats):
         library = {key: getattr(*key) for key in swaps}
         for (module, attr), impl in swaps.items():
             setattr(module, attr, impl)  # looked up when the step is traced
-        steps[variant] = ppo.make_minibatch_step(agent.model, c.ppo, agent.arch_cfg,
-                                                 weight_opt, alpha_opt, [n], "host")
+        steps[variant] = ppo.make_minibatch_step(
+            agent.model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [n], "host"
+        )
         jax.block_until_ready(steps[variant](*step_args))
         for (module, attr), impl in library.items():
             setattr(module, attr, impl)
@@ -109,10 +133,16 @@ def time_case(name, repeats):
             times[variant].append(round(time.perf_counter() - t0, 3))
     median = {variant: float(np.median(t)) for variant, t in times.items()}
     first = next(iter(median))
-    return {"case": name, "network": c.network, "arch_mode": agent.arch_cfg.mode,
-            "minibatch": n, "step_s": times,
-            "speedup_over_" + first: {v: round(median[first] / m, 3)
-                                      for v, m in median.items() if v != first}}
+    return {
+        "case": name,
+        "network": c.network,
+        "arch_mode": agent.arch_cfg.mode,
+        "minibatch": n,
+        "step_s": times,
+        "speedup_over_" + first: {
+            v: round(median[first] / m, 3) for v, m in median.items() if v != first
+        },
+    }
 
 
 def main():

@@ -37,6 +37,7 @@ steps are timed. Run with a smaller --num-steps (or --net-size smoke) to shorten
     .venv/bin/python -m benchmarks.ppo_throughput [--networks impala,cpu_demo,paper]
     JAX_NUM_CPU_DEVICES=4 .venv/bin/python -m benchmarks.ppo_throughput --devices 1,2,4
 """
+
 import argparse
 import json
 import os
@@ -89,11 +90,16 @@ def network_config(name, c, net_size="default"):
             demo = base.cpu_demo(base.get_base_config())
             c.net = demo.net
     elif name in ("paper_gdas", "paper_pc_darts"):
-        c.arch.method = name[len("paper_"):]
+        c.arch.method = name[len("paper_") :]
     elif name == "paper_fixed":
         genotype = random_search.sample_network_genotype(
-            networks.CELL_TYPES[c.network], c.net.search_space, c.net.num_nodes,
-            c.arch.discretize_k, seed=0, index=0)
+            networks.CELL_TYPES[c.network],
+            c.net.search_space,
+            c.net.num_nodes,
+            c.arch.discretize_k,
+            seed=0,
+            index=0,
+        )
         path = os.path.join(tempfile.mkdtemp(), "genotype.json")
         with open(path, "w") as f:
             f.write(genotype.to_json())
@@ -105,8 +111,11 @@ def make_config(name, args, learner_devices=1):
     c = network_config(name, base.get_base_config(), args.net_size)
     c.env_name = args.game
     c.ppo.num_steps = args.num_steps
-    for key, value in (("num_envs", args.num_envs), ("num_minibatches", args.num_minibatches),
-                       ("update_epochs", args.epochs)):
+    for key, value in (
+        ("num_envs", args.num_envs),
+        ("num_minibatches", args.num_minibatches),
+        ("update_epochs", args.epochs),
+    ):
         if value:
             c.ppo[key] = value
     # Several learner devices split the minibatch over themselves: no slices.
@@ -139,12 +148,15 @@ def build(name, args, requested):
 
 def synthetic_rollout(T, n, obs):
     rng = np.random.default_rng(1)
-    return {"obs": np.repeat(obs[None], T, axis=0),
-            "actions": rng.integers(0, 15, (T, n)).astype(np.int32),
-            "log_probs": np.full((T, n), -2.7, np.float32),
-            "values": rng.normal(size=(T, n)).astype(np.float32),
-            "rewards": rng.normal(size=(T, n)).astype(np.float32),
-            "dones": rng.random((T, n)) < 0.01, "last_obs": obs}
+    return {
+        "obs": np.repeat(obs[None], T, axis=0),
+        "actions": rng.integers(0, 15, (T, n)).astype(np.int32),
+        "log_probs": np.full((T, n), -2.7, np.float32),
+        "values": rng.normal(size=(T, n)).astype(np.float32),
+        "rewards": rng.normal(size=(T, n)).astype(np.float32),
+        "dones": rng.random((T, n)) < 0.01,
+        "last_obs": obs,
+    }
 
 
 def bench(name, args, built=None):
@@ -157,17 +169,25 @@ def bench(name, args, built=None):
     obs = np.random.default_rng(0).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
     num_updates = 10
     state = agent.init_state(s.alphas, obs, key)
-    out = {"network": name, "num_envs": n, "num_steps": T,
-           "minibatch": n * T // c.ppo.num_minibatches, "epochs": c.ppo.update_epochs,
-           "num_minibatches": c.ppo.num_minibatches,
-           "learner_devices": topology.num_learner_devices,
-           "actor_devices": int(topology.actor_mesh.devices.size),
-           "async_actor": bool(c.parallel.async_actor)}
+    out = {
+        "network": name,
+        "num_envs": n,
+        "num_steps": T,
+        "minibatch": n * T // c.ppo.num_minibatches,
+        "epochs": c.ppo.update_epochs,
+        "num_minibatches": c.ppo.num_minibatches,
+        "learner_devices": topology.num_learner_devices,
+        "actor_devices": int(topology.actor_mesh.devices.size),
+        "async_actor": bool(c.parallel.async_actor),
+    }
 
     # Acting: one forward pass at batch num_envs, as the actor runs it (params copied to
     # the actor's devices, the env batch sharded over them).
-    acting = (topology.to_actor((state.params, state.alphas)) if not topology.trivial
-              else (state.params, state.alphas))
+    acting = (
+        topology.to_actor((state.params, state.alphas))
+        if not topology.trivial
+        else (state.params, state.alphas)
+    )
     obs_a = topology.place_obs(obs)
     t0 = time.perf_counter()
     jax.block_until_ready(policy(*acting, obs_a, key, 1.0))
@@ -186,15 +206,22 @@ def bench(name, args, built=None):
     # --split-batch-norm: the step as before issue 10 (batch statistics over the CPU
     # slices and parts), for the A/B of its cost.
     batch_stats = networks.uses_batch_statistics(c.network) and not args.split_batch_norm
-    out["microbatch"] = ppo.microbatch_size(c.ppo.microbatch_size, [mb], batch_stats,
-                                            topology.num_learner_devices) or mb
-    batch = {"obs": np.repeat(obs, mb // n + 1, axis=0)[:mb],
-             "actions": np.zeros(mb, np.int32), "log_probs": np.full(mb, -2.7, np.float32),
-             "values": np.zeros(mb, np.float32), "advantages": np.ones(mb, np.float32),
-             "returns": np.ones(mb, np.float32)}
+    out["microbatch"] = (
+        ppo.microbatch_size(c.ppo.microbatch_size, [mb], batch_stats, topology.num_learner_devices)
+        or mb
+    )
+    batch = {
+        "obs": np.repeat(obs, mb // n + 1, axis=0)[:mb],
+        "actions": np.zeros(mb, np.int32),
+        "log_probs": np.full(mb, -2.7, np.float32),
+        "values": np.zeros(mb, np.float32),
+        "advantages": np.ones(mb, np.float32),
+        "returns": np.ones(mb, np.float32),
+    }
     batch = jax.device_put(batch) if topology.trivial else topology.shard_batch(batch)
-    step = ppo.make_minibatch_step(model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb],
-                                   "host", batch_stats, topology)
+    step = ppo.make_minibatch_step(
+        model, c.ppo, agent.arch_cfg, weight_opt, alpha_opt, [mb], "host", batch_stats, topology
+    )
     args_ = (state.arch_state, batch, None, 1.0, key)  # key: a sampled supernet's draw
     t0 = time.perf_counter()
     jax.block_until_ready(step(*args_))
@@ -204,8 +231,11 @@ def bench(name, args, built=None):
         jax.block_until_ready(step(*args_))
     t_step = (time.perf_counter() - t0) / args.step_repeats
     t_iter = T * t_act + c.ppo.update_epochs * c.ppo.num_minibatches * t_step
-    out.update(act_ms=round(1000 * t_act, 2), minibatch_step_s=round(t_step, 4),
-               compute_bound_sps=round(n * T / t_iter, 1))
+    out.update(
+        act_ms=round(1000 * t_act, 2),
+        minibatch_step_s=round(t_step, 4),
+        compute_bound_sps=round(n * T / t_iter, 1),
+    )
 
     # The whole update as the learner runs it (scan or host loop), on a synthetic rollout.
     wanted = args.update_networks.split(",")
@@ -218,15 +248,18 @@ def bench(name, args, built=None):
         for _ in range(args.update_repeats):
             jax.block_until_ready(agent._update(state, rollout, 1.0))
         t_update = (time.perf_counter() - t0) / args.update_repeats
-        out.update(update_loop=ppo.update_loop(c.ppo.update_loop),
-                   update_s=round(t_update, 4),
-                   update_only_sps=round(n * T / t_update, 1),
-                   update_bound_sps=round(n * T / (T * t_act + t_update), 1))
+        out.update(
+            update_loop=ppo.update_loop(c.ppo.update_loop),
+            update_s=round(t_update, 4),
+            update_only_sps=round(n * T / t_update, 1),
+            update_bound_sps=round(n * T / (T * t_act + t_update), 1),
+        )
 
     wanted = args.full_loop_networks.split(",")
     if args.iterations > 0 and (name in wanted or "all" in wanted):
-        actor = Actor(experiment._env_factory(c, agent, s.num_heldout, topology),
-                      agent.policy, key, topology)
+        actor = Actor(
+            experiment._env_factory(c, agent, s.num_heldout, topology), agent.policy, key, topology
+        )
         actor.start_segment(0)
         asynchronous = agent._pipeline is not None
         # Warm-up + compile; with the async actor one more untimed iteration, so every
@@ -242,9 +275,12 @@ def bench(name, args, built=None):
         full = n * T * args.iterations / (time.perf_counter() - t0)
         agent.close()  # drops the last prefetched rollout (not timed)
         actor.close()
-        out.update(update_loop=ppo.update_loop(c.ppo.update_loop),
-                   full_loop_iterations=args.iterations, full_loop_sps=round(full, 1),
-                   full_loop_over_compute_bound=round(full / out["compute_bound_sps"], 3))
+        out.update(
+            update_loop=ppo.update_loop(c.ppo.update_loop),
+            full_loop_iterations=args.iterations,
+            full_loop_sps=round(full, 1),
+            full_loop_over_compute_bound=round(full / out["compute_bound_sps"], 3),
+        )
         if asynchronous:
             out["policy_lag"] = float(np.mean(lags))
     else:
@@ -255,18 +291,24 @@ def bench(name, args, built=None):
 def scaling_table(runs):
     """Per network: the figures per learner-device count, and ratios to the first."""
     table = {}
-    keys = ("act_ms", "minibatch_step_s", "compute_bound_sps", "update_s",
-            "update_bound_sps", "full_loop_sps")
+    keys = (
+        "act_ms",
+        "minibatch_step_s",
+        "compute_bound_sps",
+        "update_s",
+        "update_bound_sps",
+        "full_loop_sps",
+    )
     for run in runs:
         if "error" in run:
             continue
         rows = table.setdefault(run["network"], [])
-        row = {"learner_devices": run["learner_devices"],
-               **{k: run[k] for k in keys if k in run}}
+        row = {"learner_devices": run["learner_devices"], **{k: run[k] for k in keys if k in run}}
         first = rows[0] if rows else row
         if "minibatch_step_s" in row:
-            row["minibatch_step_speedup"] = round(first["minibatch_step_s"]
-                                                  / row["minibatch_step_s"], 3)
+            row["minibatch_step_speedup"] = round(
+                first["minibatch_step_s"] / row["minibatch_step_s"], 3
+            )
         if "update_s" in row and "update_s" in first:
             row["update_speedup"] = round(first["update_s"] / row["update_s"], 3)
         if "full_loop_sps" in row and "full_loop_sps" in first:
@@ -293,64 +335,124 @@ def main():
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="On CPU, JAX_NUM_CPU_DEVICES=N (set before JAX starts) forces N host "
-               "devices that share the same cores: the --devices figures then show the "
-               "overhead of sharding, not a speedup.")
+        "devices that share the same cores: the --devices figures then show the "
+        "overhead of sharding, not a speedup.",
+    )
     ap.add_argument("--networks", default="impala,cpu_demo,paper")
-    ap.add_argument("--full-loop-networks", default="impala,cpu_demo",
-                    help="networks (or 'all') whose full loop runs (real EnvPool envs)")
-    ap.add_argument("--update-networks", default="impala,cpu_demo",
-                    help="networks (or 'all') whose whole update (agent._update) is timed")
+    ap.add_argument(
+        "--full-loop-networks",
+        default="impala,cpu_demo",
+        help="networks (or 'all') whose full loop runs (real EnvPool envs)",
+    )
+    ap.add_argument(
+        "--update-networks",
+        default="impala,cpu_demo",
+        help="networks (or 'all') whose whole update (agent._update) is timed",
+    )
     ap.add_argument("--game", default="starpilot")
     ap.add_argument("--num-envs", type=int, default=0, help="ppo.num_envs; 0 = 64")
     ap.add_argument("--num-steps", type=int, default=256)
-    ap.add_argument("--num-minibatches", type=int, default=0,
-                    help="ppo.num_minibatches; 0 = 8")
+    ap.add_argument("--num-minibatches", type=int, default=0, help="ppo.num_minibatches; 0 = 8")
     ap.add_argument("--epochs", type=int, default=0, help="ppo.update_epochs; 0 = 3")
-    ap.add_argument("--net-size", default="default", choices=NET_SIZES,
-                    help="smoke: the smoke preset's widths/nodes/op set for every case")
-    ap.add_argument("--iterations", type=int, default=1,
-                    help="timed full-loop iterations (after 1 warm-up, 2 with the async "
-                         "actor); 0 = no full loop")
-    ap.add_argument("--env-steps", type=int, default=300,
-                    help="steps of the env-only figure; 0 = skip it")
+    ap.add_argument(
+        "--net-size",
+        default="default",
+        choices=NET_SIZES,
+        help="smoke: the smoke preset's widths/nodes/op set for every case",
+    )
+    ap.add_argument(
+        "--iterations",
+        type=int,
+        default=1,
+        help="timed full-loop iterations (after 1 warm-up, 2 with the async "
+        "actor); 0 = no full loop",
+    )
+    ap.add_argument(
+        "--env-steps", type=int, default=300, help="steps of the env-only figure; 0 = skip it"
+    )
     ap.add_argument("--act-repeats", type=int, default=10)
     ap.add_argument("--step-repeats", type=int, default=2)
-    ap.add_argument("--update-repeats", type=int, default=1,
-                    help="timed whole updates after the compiling one; 0 = skip")
-    ap.add_argument("--devices", type=parse_devices, default=None,
-                    help="learner device counts to compare, e.g. 1,2,4 or 1,all (a "
-                         "parallel.Topology over the first N local devices); default: 1. "
-                         "On CPU forced devices (JAX_NUM_CPU_DEVICES) share the cores: "
-                         "overhead, not speedup")
-    ap.add_argument("--async-actor", action="store_true",
-                    help="parallel.async_actor: acting overlaps the update (full loop)")
-    ap.add_argument("--actor-devices", type=lambda t: [int(i) for i in t.split(",")],
-                    default=[0], help="parallel.actor_devices with --async-actor")
-    ap.add_argument("--conv-max-chunks", type=int, default=conv_lib.MAX_CHUNKS,
-                    help="rldarts.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient")
-    ap.add_argument("--conv-chunk", type=int, default=conv_lib.CHUNK,
-                    help="rldarts.conv.CHUNK: samples per weight-gradient chunk")
-    ap.add_argument("--cpu-parts", type=int, default=ppo_loops.CPU_PARTS,
-                    help="ppo_loops.CPU_PARTS: independent gradients per jitted microbatch call")
-    ap.add_argument("--microbatch-size", type=int, default=0,
-                    help="ppo.microbatch_size (one learner device only); 0 = auto (256 "
-                         "on CPU), or the minibatch size for one jitted step per minibatch")
-    ap.add_argument("--split-batch-norm", action="store_true",
-                    help="time the minibatch step of batch-norm networks in 256-sample "
-                         "slices of 4 parts (before issue 10: not the same update)")
-    ap.add_argument("--update-loop", default="auto", choices=ppo_loops.UPDATE_LOOPS,
-                    help="ppo.update_loop of the whole update and the full loop")
+    ap.add_argument(
+        "--update-repeats",
+        type=int,
+        default=1,
+        help="timed whole updates after the compiling one; 0 = skip",
+    )
+    ap.add_argument(
+        "--devices",
+        type=parse_devices,
+        default=None,
+        help="learner device counts to compare, e.g. 1,2,4 or 1,all (a "
+        "parallel.Topology over the first N local devices); default: 1. "
+        "On CPU forced devices (JAX_NUM_CPU_DEVICES) share the cores: "
+        "overhead, not speedup",
+    )
+    ap.add_argument(
+        "--async-actor",
+        action="store_true",
+        help="parallel.async_actor: acting overlaps the update (full loop)",
+    )
+    ap.add_argument(
+        "--actor-devices",
+        type=lambda t: [int(i) for i in t.split(",")],
+        default=[0],
+        help="parallel.actor_devices with --async-actor",
+    )
+    ap.add_argument(
+        "--conv-max-chunks",
+        type=int,
+        default=conv_lib.MAX_CHUNKS,
+        help="rldarts.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient",
+    )
+    ap.add_argument(
+        "--conv-chunk",
+        type=int,
+        default=conv_lib.CHUNK,
+        help="rldarts.conv.CHUNK: samples per weight-gradient chunk",
+    )
+    ap.add_argument(
+        "--cpu-parts",
+        type=int,
+        default=ppo_loops.CPU_PARTS,
+        help="ppo_loops.CPU_PARTS: independent gradients per jitted microbatch call",
+    )
+    ap.add_argument(
+        "--microbatch-size",
+        type=int,
+        default=0,
+        help="ppo.microbatch_size (one learner device only); 0 = auto (256 "
+        "on CPU), or the minibatch size for one jitted step per minibatch",
+    )
+    ap.add_argument(
+        "--split-batch-norm",
+        action="store_true",
+        help="time the minibatch step of batch-norm networks in 256-sample "
+        "slices of 4 parts (before issue 10: not the same update)",
+    )
+    ap.add_argument(
+        "--update-loop",
+        default="auto",
+        choices=ppo_loops.UPDATE_LOOPS,
+        help="ppo.update_loop of the whole update and the full loop",
+    )
     ap.add_argument("--out", default="", help="also write the final JSON to this file")
     args = ap.parse_args()
     conv_lib.MAX_CHUNKS, conv_lib.CHUNK = args.conv_max_chunks, args.conv_chunk
     ppo_loops.CPU_PARTS = args.cpu_parts
     devices = args.devices or [1]
-    result = {"device": str(jax.devices()[0]), "jax": jax.__version__,
-              "backend": jax.default_backend(), "device_count": jax.local_device_count(),
-              "devices": [str(d) for d in jax.local_devices()],
-              "conv_chunk": conv_lib.CHUNK, "conv_max_chunks": conv_lib.MAX_CHUNKS,
-              "microbatch_size": args.microbatch_size, "cpu_parts": ppo_loops.CPU_PARTS,
-              "async_actor": args.async_actor, "runs": []}
+    result = {
+        "device": str(jax.devices()[0]),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_count": jax.local_device_count(),
+        "devices": [str(d) for d in jax.local_devices()],
+        "conv_chunk": conv_lib.CHUNK,
+        "conv_max_chunks": conv_lib.MAX_CHUNKS,
+        "microbatch_size": args.microbatch_size,
+        "cpu_parts": ppo_loops.CPU_PARTS,
+        "async_actor": args.async_actor,
+        "runs": [],
+    }
     if args.env_steps > 0:
         result["env_only_sps_64envs"] = round(env_only_sps(args.game, 64, args.env_steps), 1)
         print(json.dumps({"env_only_sps_64envs": result["env_only_sps_64envs"]}), flush=True)
@@ -360,8 +462,7 @@ def main():
             try:
                 built = build(name, args, requested)
             except ValueError as e:  # e.g. a batch that does not divide over N devices
-                run = {"network": name, "requested_learner_devices": requested,
-                       "error": str(e)}
+                run = {"network": name, "requested_learner_devices": requested, "error": str(e)}
             else:
                 count = built[1].topology.num_learner_devices
                 if count in done:

@@ -10,6 +10,7 @@ names are XLA's fusion names with their numeric suffix dropped). This is how the
 
     .venv/bin/python -m benchmarks.profile_gradient [--network impala|cpu_demo|paper]
 """
+
 import argparse
 import collections
 import glob
@@ -41,9 +42,25 @@ def thunk_times(fn, args, calls, directory):
     for e in events:
         name = e.get("name", "")
         # Host-side bookkeeping (Python frames, executor spans) is not device work.
-        if e.get("ph") != "X" or "dur" not in e or name.startswith(
-                ("$", "Thunk", "end:", "Pjit", "Common", "Parse", "Handle", "Wait",
-                 "Allocate", "PythonRef", "Threadpool")):
+        if (
+            e.get("ph") != "X"
+            or "dur" not in e
+            or name.startswith(
+                (
+                    "$",
+                    "Thunk",
+                    "end:",
+                    "Pjit",
+                    "Common",
+                    "Parse",
+                    "Handle",
+                    "Wait",
+                    "Allocate",
+                    "PythonRef",
+                    "Threadpool",
+                )
+            )
+        ):
             continue
         kind = re.sub(r"\.\d+$", "", name)
         totals[kind] += e["dur"]
@@ -67,29 +84,48 @@ def main():
 
     def loss(params, alphas, part):
         logits, value = model.apply(params, part["obs"], alphas, 1.0)
-        return ppo_losses.ppo_loss(logits, value, part, c.ppo.clip_eps, c.ppo.vf_coef,
-                                   c.ppo.ent_coef, c.ppo.clip_value_loss,
-                                   norm_adv=False)[0]
+        return ppo_losses.ppo_loss(
+            logits,
+            value,
+            part,
+            c.ppo.clip_eps,
+            c.ppo.vf_coef,
+            c.ppo.ent_coef,
+            c.ppo.clip_value_loss,
+            norm_adv=False,
+        )[0]
 
     size = n // args.parts
 
     @jax.jit
     def gradient(params, alphas, batch):
-        parts = [jax.grad(loss, argnums=(0, 1))(
-            params, alphas, jax.tree.map(lambda x: x[i * size:(i + 1) * size], batch))
-            for i in range(args.parts)]
+        parts = [
+            jax.grad(loss, argnums=(0, 1))(
+                params, alphas, jax.tree.map(lambda x: x[i * size : (i + 1) * size], batch)
+            )
+            for i in range(args.parts)
+        ]
         return jax.tree.map(lambda *g: sum(g), *parts)
 
     with tempfile.TemporaryDirectory() as directory:
-        totals, counts = thunk_times(gradient, (params, s.alphas, batch), args.calls,
-                                     directory)
+        totals, counts = thunk_times(gradient, (params, s.alphas, batch), args.calls, directory)
     per_call = {k: v / args.calls / 1000 for k, v in totals.items()}
-    print(json.dumps({
-        "network": args.network, "batch": n, "parts": args.parts,
-        "backend": jax.default_backend(), "thunk_ms_total": round(sum(per_call.values()), 1),
-        "top_thunks_ms": {f"{k} (x{counts[k] // args.calls})": round(v, 1)
-                          for k, v in sorted(per_call.items(), key=lambda kv: -kv[1])
-                          [:args.top]}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "network": args.network,
+                "batch": n,
+                "parts": args.parts,
+                "backend": jax.default_backend(),
+                "thunk_ms_total": round(sum(per_call.values()), 1),
+                "top_thunks_ms": {
+                    f"{k} (x{counts[k] // args.calls})": round(v, 1)
+                    for k, v in sorted(per_call.items(), key=lambda kv: -kv[1])[: args.top]
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

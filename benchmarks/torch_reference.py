@@ -14,6 +14,7 @@ Not a project dependency: run it in a scratch venv holding PyTorch's CPU wheel:
     /tmp/venv_torch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
     /tmp/venv_torch/bin/python benchmarks/torch_reference.py [--layers 256]
 """
+
 import argparse
 import json
 import time
@@ -38,8 +39,12 @@ class Impala(nn.Module):
         super().__init__()
         layers, cin = [], 3
         for d in depths:
-            layers += [nn.Conv2d(cin, d, 3, padding=1), nn.MaxPool2d(3, 2, padding=1),
-                       Residual(d), Residual(d)]
+            layers += [
+                nn.Conv2d(cin, d, 3, padding=1),
+                nn.MaxPool2d(3, 2, padding=1),
+                Residual(d),
+                Residual(d),
+            ]
             cin = d
         self.torso = nn.Sequential(*layers)
         self.dense = nn.Linear(8 * 8 * depths[-1], hidden)
@@ -73,8 +78,7 @@ def time_it(fn, repeats):
 
 # Same shapes as benchmarks/conv_layers.py (kept in sync by hand: this file must run
 # without rldarts or JAX installed).
-CONV_LAYERS = ((64, 3, 16, 1), (32, 16, 16, 4), (32, 16, 32, 1), (16, 32, 32, 5),
-               (8, 32, 32, 4))
+CONV_LAYERS = ((64, 3, 16, 1), (32, 16, 16, 4), (32, 16, 32, 1), (16, 32, 32, 5), (8, 32, 32, 4))
 POOL_LAYERS = ((64, 16), (32, 32), (16, 32))
 
 
@@ -86,10 +90,12 @@ def layer_table(batch, repeats):
         x = torch.randn(batch, cin, hw, hw)
         w = torch.randn(cout, cin, 3, 3)
         g = torch.randn(batch, cout, hw, hw)
-        row = {"fwd": ms(lambda: F.conv2d(x, w, padding=1)),
-               "dx": ms(lambda: torch.nn.grad.conv2d_input(x.shape, w, g, padding=1)),
-               "dw": ms(lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=1)),
-               "count": count}
+        row = {
+            "fwd": ms(lambda: F.conv2d(x, w, padding=1)),
+            "dx": ms(lambda: torch.nn.grad.conv2d_input(x.shape, w, g, padding=1)),
+            "dw": ms(lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=1)),
+            "count": count,
+        }
         total += count * (row["fwd"] + row["dw"] + (row["dx"] if cin != 3 else 0.0))
         out[f"conv {hw}x{hw} {cin}->{cout}"] = row
     for hw, c in POOL_LAYERS:
@@ -97,12 +103,16 @@ def layer_table(batch, repeats):
 
         def fwd_bwd():
             F.max_pool2d(x, 3, 2, padding=1).sum().backward()
-        row = {"fwd": ms(lambda: F.max_pool2d(x.detach(), 3, 2, padding=1)),
-               "fwd_bwd": ms(fwd_bwd)}
+
+        row = {"fwd": ms(lambda: F.max_pool2d(x.detach(), 3, 2, padding=1)), "fwd_bwd": ms(fwd_bwd)}
         total += row["fwd_bwd"]
         out[f"pool {hw}x{hw} {c}"] = row
-    return {"torch": torch.__version__, "batch": batch, "layers_ms": out,
-            "training_pass_ms": round(total, 1)}
+    return {
+        "torch": torch.__version__,
+        "batch": batch,
+        "layers_ms": out,
+        "training_pass_ms": round(total, 1),
+    }
 
 
 def main():
@@ -114,8 +124,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--act-repeats", type=int, default=20)
     ap.add_argument("--step-repeats", type=int, default=3)
-    ap.add_argument("--layers", type=int, default=0, metavar="BATCH",
-                    help="instead: per-layer table at this batch (as conv_layers.py)")
+    ap.add_argument(
+        "--layers",
+        type=int,
+        default=0,
+        metavar="BATCH",
+        help="instead: per-layer table at this batch (as conv_layers.py)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -147,13 +162,21 @@ def main():
     step_s = time_it(step, args.step_repeats)
     steps_per_iter = args.num_envs * args.num_steps
     iter_s = args.num_steps * act_s + args.update_epochs * args.num_minibatches * step_s
-    print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "act_batch": args.num_envs, "act_s": round(act_s, 4),
-        "act_samples_per_s": round(args.num_envs / act_s, 1),
-        "minibatch": minibatch, "step_s": round(step_s, 3),
-        "step_samples_per_s": round(minibatch / step_s, 1),
-        "compute_bound_sps": round(steps_per_iter / iter_s, 1)}))
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "act_batch": args.num_envs,
+                "act_s": round(act_s, 4),
+                "act_samples_per_s": round(args.num_envs / act_s, 1),
+                "minibatch": minibatch,
+                "step_s": round(step_s, 3),
+                "step_samples_per_s": round(minibatch / step_s, 1),
+                "compute_bound_sps": round(steps_per_iter / iter_s, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Mistakes on the command line (an unknown preset or config file, a misspelt
 ``--config.KEY``, a value of the wrong type) end in one line ``error: ...`` that names the
 problem and the valid choices, before anything is written.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -59,16 +60,20 @@ def _describe_key_error(config, key: str) -> str | None:
         name = part.split("[", 1)[0]  # a.b[0]: the field name, not the index
         where = ".".join(walked)
         if not isinstance(node, config_dict.ConfigDict):
-            return (f"config key {where!r} holds a value ({type(node).__name__}), not a "
-                    f"section: --config.{key} does not exist")
+            return (
+                f"config key {where!r} holds a value ({type(node).__name__}), not a "
+                f"section: --config.{key} does not exist"
+            )
         if name not in node:
             valid = sorted(node.keys())
             full = ".".join(walked + [name])
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" did you mean {'.'.join(walked + close)!r}?" if close else ""
             section = f"of {where}" if where else "at the top level"
-            return (f"unknown config key {full!r} (--config.{key});{hint} "
-                    f"valid keys {section}: {', '.join(valid)}")
+            return (
+                f"unknown config key {full!r} (--config.{key});{hint} "
+                f"valid keys {section}: {', '.join(valid)}"
+            )
         node = node[name]
         walked.append(name)
     return None
@@ -82,10 +87,16 @@ def _missing_config_file(argv: list[str]) -> str | None:
     if spec is None or os.path.isfile(path):
         return None
     here = os.path.dirname(path) or "."
-    files = sorted(p for p in glob.glob(os.path.join(here, "*.py"))
-                   if "def get_config" in open(p, encoding="utf-8").read())
-    valid = (f"config files in {here}: {', '.join(files)}" if files else
-             "run from the repository root, e.g. --config=experiments/configs/search.py:smoke")
+    files = sorted(
+        p
+        for p in glob.glob(os.path.join(here, "*.py"))
+        if "def get_config" in open(p, encoding="utf-8").read()
+    )
+    valid = (
+        f"config files in {here}: {', '.join(files)}"
+        if files
+        else "run from the repository root, e.g. --config=experiments/configs/search.py:smoke"
+    )
     return f"config file {path!r} not found (--config={spec}); {valid}"
 
 
@@ -128,8 +139,10 @@ def run_main(require_supernet: bool) -> None:
         if len(argv) > 1:
             sys.exit(f"error: unexpected arguments {argv[1:]}")
         if CONFIG.value is None or not WORKDIR.value:
-            sys.exit("error: both --config=experiments/configs/FILE.py:PRESET and "
-                     "--workdir=DIR are required")
+            sys.exit(
+                "error: both --config=experiments/configs/FILE.py:PRESET and "
+                "--workdir=DIR are required"
+            )
         from rldarts import experiment  # heavy imports after flag parsing
 
         workdir = os.path.abspath(WORKDIR.value)
@@ -138,10 +151,14 @@ def run_main(require_supernet: bool) -> None:
         except (ValueError, experiment.NonFiniteLossError) as e:
             sys.exit(f"error: {e}")
         print(f"\ndone: {result['env_steps']:,} env steps in {workdir}")
-        for name, what in [("metrics.csv", "metrics"), ("tb", "TensorBoard events"),
-                           ("genotype.json", "genotype"), ("cells", "cell diagrams"),
-                           ("alpha_evolution.png", "alpha plot"),
-                           ("checkpoints", "checkpoints")]:
+        for name, what in [
+            ("metrics.csv", "metrics"),
+            ("tb", "TensorBoard events"),
+            ("genotype.json", "genotype"),
+            ("cells", "cell diagrams"),
+            ("alpha_evolution.png", "alpha plot"),
+            ("checkpoints", "checkpoints"),
+        ]:
             path = os.path.join(workdir, name)
             if os.path.exists(path):
                 print(f"  {what:<20} {path}")

@@ -7,6 +7,7 @@ as launch/sweep.py lays them out) are workdirs. See rldarts/report.py for the se
 (section 7, cells along the search: rldarts/report_milestones.py). Paths in report.md are
 relative to it. `python -m launch.sweep ... --report=DIR` runs a sweep and then this.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ def main(argv):
     from rldarts import report  # heavy imports after flag parsing
 
     try:
-        path = report.write_report([os.path.abspath(d) for d in RUNS.value],
-                                   os.path.abspath(OUT.value))
+        path = report.write_report(
+            [os.path.abspath(d) for d in RUNS.value], os.path.abspath(OUT.value)
+        )
     except ValueError as e:
         sys.exit(f"error: {e}")
     print(f"report: {path}")

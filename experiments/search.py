@@ -2,6 +2,7 @@
 
 python -m experiments.search --config=experiments/configs/search.py:cpu_demo --workdir=DIR
 """
+
 from experiments.common import run_main
 
 if __name__ == "__main__":

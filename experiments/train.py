@@ -11,6 +11,7 @@ IMPALA-CNN at the preset's widths (the default without a genotype):
 A genotype file from before provenance (format 1) also needs
 --config.network=darts_standard (or darts_impala).
 """
+
 from experiments.common import run_main
 
 if __name__ == "__main__":

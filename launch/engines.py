@@ -7,6 +7,7 @@ time of a run can be read back from its log wherever it ran. A failed attempt is
 up to ``max_retries`` times; the binaries resume from the workdir's last checkpoint.
 Ray is imported only by `RayEngine`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -34,8 +35,10 @@ def gpu_env(gpus_per_run: float) -> dict:
     """XLA settings that let several runs share a GPU: no preallocation of (by default)
     75% of its memory, and each run capped at its share."""
     if 0.0 < gpus_per_run < 1.0:
-        return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-                "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{gpus_per_run:g}"}
+        return {
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{gpus_per_run:g}",
+        }
     return {}
 
 
@@ -43,8 +46,11 @@ def attempt_starts(log_path: str, sweep_id: str) -> list[float]:
     """Start times (epoch s) of this sweep's attempts, read from a run's log."""
     try:
         with open(log_path, errors="replace") as f:
-            return [float(m.group(2)) for line in f
-                    if (m := _HEADER.match(line)) and m.group(1) == sweep_id]
+            return [
+                float(m.group(2))
+                for line in f
+                if (m := _HEADER.match(line)) and m.group(1) == sweep_id
+            ]
     except OSError:
         return []
 
@@ -63,27 +69,43 @@ def _die_with_parent() -> None:
         pass
 
 
-def execute(run: Run, sweep_id: str, extra_env: dict | None = None,
-            kill_after_checkpoint: bool = False, echo=None, after_kill=None) -> int:
+def execute(
+    run: Run,
+    sweep_id: str,
+    extra_env: dict | None = None,
+    kill_after_checkpoint: bool = False,
+    echo=None,
+    after_kill=None,
+) -> int:
     """One attempt of `run`: its binary as a subprocess, output appended to its log;
     returns the exit code. The test hook (first attempt only) kills the binary when a
     new checkpoint step appears, then calls ``after_kill``."""
     os.makedirs(run.workdir, exist_ok=True)
     path = os.path.join(run.workdir, LOG_FILE)
     with open(path, "a", buffering=1, errors="replace") as log:
-        log.write(f"=== sweep {sweep_id} attempt start {time.time():.3f} on "
-                  f"{socket.gethostname()} ===\n{run.command}\n")
+        log.write(
+            f"=== sweep {sweep_id} attempt start {time.time():.3f} on "
+            f"{socket.gethostname()} ===\n{run.command}\n"
+        )
         hook = kill_after_checkpoint and len(attempt_starts(path, sweep_id)) == 1
         before = _checkpoint_steps(run.workdir)
-        proc = subprocess.Popen(run.argv, cwd=REPO, env={**os.environ, **(extra_env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            run.argv,
+            cwd=REPO,
+            env={**os.environ, **(extra_env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            preexec_fn=_die_with_parent,
+        )
 
         def copy():
             for line in proc.stdout:
                 log.write(line)
                 if echo:
                     echo(line.rstrip("\n"))
+
         reader = threading.Thread(target=copy, daemon=True)
         reader.start()
         killed = False
@@ -95,8 +117,11 @@ def execute(run: Run, sweep_id: str, extra_env: dict | None = None,
             time.sleep(0.05)
         rc = proc.wait()
         reader.join()
-        log.write(f"=== exit {rc}" + (" (test hook: killed after its first checkpoint)"
-                                        if killed else "") + " ===\n")
+        log.write(
+            f"=== exit {rc}"
+            + (" (test hook: killed after its first checkpoint)" if killed else "")
+            + " ===\n"
+        )
     if killed and after_kill:
         after_kill()
     return rc
@@ -104,30 +129,50 @@ def execute(run: Run, sweep_id: str, extra_env: dict | None = None,
 
 def _result(run: Run, sweep_id: str, ok: bool, note: str = "") -> Result:
     starts = attempt_starts(os.path.join(run.workdir, LOG_FILE), sweep_id)
-    return Result(run, DONE if ok else FAILED, time.time() - starts[0] if starts else None,
-                  len(starts), note, finished=ok)
+    return Result(
+        run,
+        DONE if ok else FAILED,
+        time.time() - starts[0] if starts else None,
+        len(starts),
+        note,
+        finished=ok,
+    )
 
 
 class LocalEngine:
     """One run at a time in this process, retried in place."""
+
     capacity = 1
 
-    def __init__(self, sweep_id: str, max_retries: int = 0, kill_workdir: str | None = None,
-                 log=print, echo=print):
+    def __init__(
+        self,
+        sweep_id: str,
+        max_retries: int = 0,
+        kill_workdir: str | None = None,
+        log=print,
+        echo=print,
+    ):
         self.sweep_id, self.max_retries, self.kill_workdir = sweep_id, max_retries, kill_workdir
         self.log, self.echo, self._done = log, echo, {}
 
     def submit(self, run: Run):
         for attempt in range(self.max_retries + 1):
-            rc = execute(run, self.sweep_id, echo=self.echo,
-                         kill_after_checkpoint=run.workdir == self.kill_workdir)
+            rc = execute(
+                run,
+                self.sweep_id,
+                echo=self.echo,
+                kill_after_checkpoint=run.workdir == self.kill_workdir,
+            )
             if rc == 0 or attempt == self.max_retries:
                 break
             self.log(f"# exit {rc}: retry {attempt + 1} of {self.max_retries}, {run.title}")
         handle = object()
-        self._done[handle] = _result(run, self.sweep_id, rc == 0,
-                                     "" if rc == 0 else f"exit {rc}; log: "
-                                     f"{os.path.join(run.workdir, LOG_FILE)}")
+        self._done[handle] = _result(
+            run,
+            self.sweep_id,
+            rc == 0,
+            "" if rc == 0 else f"exit {rc}; log: {os.path.join(run.workdir, LOG_FILE)}",
+        )
         return handle
 
     def wait(self, handles):
@@ -144,8 +189,9 @@ class RunFailed(RuntimeError):
 def _ray_attempt(run: Run, sweep_id: str, extra_env: dict, kill: bool) -> int:
     """Body of the Ray task: one attempt; an exception (or a dead worker) makes Ray
     retry it. The hook exits the worker the way a lost node would end it."""
-    rc = execute(run, sweep_id, extra_env, kill_after_checkpoint=kill,
-                 after_kill=lambda: os._exit(1))
+    rc = execute(
+        run, sweep_id, extra_env, kill_after_checkpoint=kill, after_kill=lambda: os._exit(1)
+    )
     if rc != 0:
         raise RunFailed(f"exit {rc}; log: {os.path.join(run.workdir, LOG_FILE)}")
     return rc
@@ -159,11 +205,20 @@ class RayEngine:
     a cluster. The workers import this module from the repo
     (PYTHONPATH), and run the binaries from it: the repo, its virtualenv and --root must
     be at the same paths on every node (--root on a shared filesystem)."""
+
     capacity = None
 
-    def __init__(self, sweep_id: str, address: str = "", num_cpus: int = 0,
-                 cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, max_retries: int = 2,
-                 kill_workdir: str | None = None, num_gpus: float | None = None):
+    def __init__(
+        self,
+        sweep_id: str,
+        address: str = "",
+        num_cpus: int = 0,
+        cpus_per_run: float = 1.0,
+        gpus_per_run: float = 0.0,
+        max_retries: int = 2,
+        kill_workdir: str | None = None,
+        num_gpus: float | None = None,
+    ):
         import ray  # only this engine needs Ray
 
         self.ray, self.sweep_id, self.kill_workdir = ray, sweep_id, kill_workdir
@@ -172,12 +227,20 @@ class RayEngine:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(address="local", num_cpus=num_cpus or None, num_gpus=num_gpus,
-                     include_dashboard=False, **kwargs)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or None,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                **kwargs,
+            )
         self.env = gpu_env(gpus_per_run)
         self.task = ray.remote(_ray_attempt).options(
-            num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
-            retry_exceptions=True)
+            num_cpus=cpus_per_run,
+            num_gpus=gpus_per_run,
+            max_retries=max_retries,
+            retry_exceptions=True,
+        )
         self.refs = {}
 
     def submit(self, run: Run):
@@ -193,8 +256,11 @@ class RayEngine:
             return ref, _result(run, self.sweep_id, True)
         except self.ray.exceptions.RayError as e:
             cause = getattr(e, "cause", None)  # RayTaskError: our RunFailed
-            note = str(cause) if isinstance(cause, RunFailed) else (
-                str(e).strip().splitlines() or [type(e).__name__])[0]
+            note = (
+                str(cause)
+                if isinstance(cause, RunFailed)
+                else (str(e).strip().splitlines() or [type(e).__name__])[0]
+            )
             return ref, _result(run, self.sweep_id, False, note)
 
     def close(self):
@@ -203,15 +269,27 @@ class RayEngine:
 
 def make_engine(name: str, sweep_id: str, **options):
     if name == "local":
-        return LocalEngine(sweep_id, options.get("max_retries", 0), options.get("kill_workdir"),
-                           options.get("log", print), options.get("echo", print))
+        return LocalEngine(
+            sweep_id,
+            options.get("max_retries", 0),
+            options.get("kill_workdir"),
+            options.get("log", print),
+            options.get("echo", print),
+        )
     if name == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
             raise ValueError("--engine=ray needs Ray: pip install 'ray>=2.9'") from None
-        keys = ("address", "num_cpus", "num_gpus", "cpus_per_run", "gpus_per_run",
-                "max_retries", "kill_workdir")
+        keys = (
+            "address",
+            "num_cpus",
+            "num_gpus",
+            "cpus_per_run",
+            "gpus_per_run",
+            "max_retries",
+            "kill_workdir",
+        )
         return RayEngine(sweep_id, **{k: options[k] for k in keys if k in options})
     raise ValueError(f"unknown engine {name!r}; valid engines: {', '.join(ENGINES)}")
 

@@ -6,6 +6,7 @@ fraction f of a budget B is the last record with env_steps <= f x B; it is writt
 genotype file in genotype.json's exact format, with ``milestone.json`` beside it (what
 it was cut from), both atomically, so a retrain of it reads like any other genotype.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,11 @@ def select(records: list[dict], fraction: float, budget: int) -> dict:
     found = [r for r in records if r["env_steps"] <= target * (1 + 1e-12)]
     if not found:
         first = min((r["env_steps"] for r in records), default=None)
-        raise ValueError(f"no genotype at or before {target:,.0f} env steps ({fraction:g} of "
-                         f"{budget:,}); the first one was written at "
-                         f"{'never' if first is None else f'{first:,}'} env steps")
+        raise ValueError(
+            f"no genotype at or before {target:,.0f} env steps ({fraction:g} of "
+            f"{budget:,}); the first one was written at "
+            f"{'never' if first is None else f'{first:,}'} env steps"
+        )
     return found[-1]
 
 
@@ -57,8 +60,14 @@ def write_milestone(run: Run) -> str:
     rec = select(read_history(history), run.milestone, run.search_budget)
     text = NetworkGenotype.from_json(json.dumps(rec["genotype"])).to_json()
     atomic_write_text(run.genotype, text)
-    atomic_write_json(os.path.join(os.path.dirname(run.genotype), MILESTONE_INFO), {
-        "fraction": run.milestone, "env_steps": rec["env_steps"],
-        "search_total_env_steps": run.search_budget, "search_workdir": run.after,
-        "genotype": json.loads(text)})
+    atomic_write_json(
+        os.path.join(os.path.dirname(run.genotype), MILESTONE_INFO),
+        {
+            "fraction": run.milestone,
+            "env_steps": rec["env_steps"],
+            "search_total_env_steps": run.search_budget,
+            "search_workdir": run.after,
+            "genotype": json.loads(text),
+        },
+    )
     return run.genotype

@@ -9,6 +9,7 @@ seed x milestone. Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i> | /m<fraction
 A run's ``after`` names the workdir of the run it waits for (its search): the engines
 start it only once that run has finished. Nothing here imports Ray or JAX.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,13 @@ import sys
 
 from rldarts.logger import METRICS_CSV, read_metrics
 
-BINARIES = {"search": "experiments.search", "retrain": "experiments.train",
-            "impala": "experiments.train", "random": "experiments.train",
-            "milestone": "experiments.train"}
+BINARIES = {
+    "search": "experiments.search",
+    "retrain": "experiments.train",
+    "impala": "experiments.train",
+    "random": "experiments.train",
+    "milestone": "experiments.train",
+}
 GENOTYPE_FILE = "genotype.json"  # = rldarts.random_search.GENOTYPE_FILE (no JAX import here)
 MILESTONE_INFO = "milestone.json"  # beside a milestone genotype: what it was cut from
 HISTORY_FILE = "genotype_history.jsonl"  # written by every search (rldarts/experiment.py)
@@ -47,8 +52,13 @@ class Run:
 
     @property
     def title(self) -> str:
-        extra = (f" sample {self.sample}" if self.sample is not None else
-                 f" at {self.milestone:g} of the search" if self.milestone is not None else "")
+        extra = (
+            f" sample {self.sample}"
+            if self.sample is not None
+            else f" at {self.milestone:g} of the search"
+            if self.milestone is not None
+            else ""
+        )
         return f"{self.kind} {self.game} seed {self.seed}{extra}"
 
 
@@ -62,17 +72,29 @@ def milestone_name(fraction: float) -> str:
 
 
 def milestone_genotype_path(root: str, game: str, seed: int, fraction: float) -> str:
-    return os.path.join(os.path.abspath(root), "milestone_genotypes", game, f"seed{seed}",
-                        milestone_name(fraction), GENOTYPE_FILE)
+    return os.path.join(
+        os.path.abspath(root),
+        "milestone_genotypes",
+        game,
+        f"seed{seed}",
+        milestone_name(fraction),
+        GENOTYPE_FILE,
+    )
 
 
-def _run(kind: str, spec: dict, agent: str, game: str, seed: int, workdir: str,
-         **extra) -> Run:
-    argv = [sys.executable, "-m", BINARIES[kind],
-            f"--config={spec['config']}:{spec['preset']}", f"--workdir={workdir}",
-            f"--config.env_name={game}", f"--config.seed={seed}",
-            f"--config.total_env_steps={spec['total_env_steps']}",
-            f"--config.agent={agent}", f"--config.network={spec['network']}"]
+def _run(kind: str, spec: dict, agent: str, game: str, seed: int, workdir: str, **extra) -> Run:
+    argv = [
+        sys.executable,
+        "-m",
+        BINARIES[kind],
+        f"--config={spec['config']}:{spec['preset']}",
+        f"--workdir={workdir}",
+        f"--config.env_name={game}",
+        f"--config.seed={seed}",
+        f"--config.total_env_steps={spec['total_env_steps']}",
+        f"--config.agent={agent}",
+        f"--config.network={spec['network']}",
+    ]
     if extra.get("genotype"):
         argv.append(f"--config.genotype={extra['genotype']}")
     return Run(kind, game, seed, workdir, spec["total_env_steps"], argv, **extra)
@@ -84,28 +106,56 @@ def expand(protocol: dict, root: str) -> list[Run]:
     agent = protocol["agent"]
     cells = [(g, s) for g in protocol["games"] for s in protocol["seeds"]]
     wd = lambda kind, g, s: os.path.join(root, kind, g, f"seed{s}")  # noqa: E731
-    runs = [_run("search", protocol["search"], agent, g, s, wd("search", g, s))
-            for g, s in cells]
-    runs += [_run("retrain", protocol["retrain"], agent, g, s, wd("retrain", g, s),
-                  genotype=os.path.join(wd("search", g, s), GENOTYPE_FILE),
-                  after=wd("search", g, s))
-             for g, s in cells]
-    runs += [_run("impala", protocol["baselines"]["impala"], agent, g, s,
-                  wd("impala", g, s)) for g, s in cells]
+    runs = [_run("search", protocol["search"], agent, g, s, wd("search", g, s)) for g, s in cells]
+    runs += [
+        _run(
+            "retrain",
+            protocol["retrain"],
+            agent,
+            g,
+            s,
+            wd("retrain", g, s),
+            genotype=os.path.join(wd("search", g, s), GENOTYPE_FILE),
+            after=wd("search", g, s),
+        )
+        for g, s in cells
+    ]
+    runs += [
+        _run("impala", protocol["baselines"]["impala"], agent, g, s, wd("impala", g, s))
+        for g, s in cells
+    ]
     rnd = protocol["baselines"]["random"]
     for g, s in cells:
         for i in range(rnd["num_samples"]):
             name = f"random_{i:03d}"  # = rldarts.random_search.sample_dir's folder
-            runs.append(_run("random", rnd, agent, g, s, os.path.join(wd("random", g, s), name),
-                             genotype=os.path.join(random_genotype_dir(root), name,
-                                                   GENOTYPE_FILE), sample=i))
+            runs.append(
+                _run(
+                    "random",
+                    rnd,
+                    agent,
+                    g,
+                    s,
+                    os.path.join(wd("random", g, s), name),
+                    genotype=os.path.join(random_genotype_dir(root), name, GENOTYPE_FILE),
+                    sample=i,
+                )
+            )
     for g, s in cells:
         for f in protocol.get("milestones", []):
-            runs.append(_run("milestone", protocol["retrain"], agent, g, s,
-                             os.path.join(wd("milestone", g, s), milestone_name(f)),
-                             genotype=milestone_genotype_path(root, g, s, f),
-                             after=wd("search", g, s), milestone=float(f),
-                             search_budget=protocol["search"]["total_env_steps"]))
+            runs.append(
+                _run(
+                    "milestone",
+                    protocol["retrain"],
+                    agent,
+                    g,
+                    s,
+                    os.path.join(wd("milestone", g, s), milestone_name(f)),
+                    genotype=milestone_genotype_path(root, g, s, f),
+                    after=wd("search", g, s),
+                    milestone=float(f),
+                    search_budget=protocol["search"]["total_env_steps"],
+                )
+            )
     return runs
 
 
@@ -145,7 +195,13 @@ def write_random(protocol: dict, root: str) -> list[str]:
     from rldarts.random_search import write_random_genotypes
 
     rnd = protocol["baselines"]["random"]
-    return write_random_genotypes(random_genotype_dir(root), rnd["num_samples"], rnd["seed"],
-                                  rnd["network"], rnd["search_space"], rnd["num_nodes"],
-                                  rnd["k"], **{key: rnd.get(key) for key in (
-                                      "depths", "dense", "output_mode", "first_conv")})
+    return write_random_genotypes(
+        random_genotype_dir(root),
+        rnd["num_samples"],
+        rnd["seed"],
+        rnd["network"],
+        rnd["search_space"],
+        rnd["num_nodes"],
+        rnd["k"],
+        **{key: rnd.get(key) for key in ("depths", "dense", "output_mode", "first_conv")},
+    )

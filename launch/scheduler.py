@@ -9,6 +9,7 @@ An engine is any object with
   submit(run) -> h    starts a run (or queues it), returns a handle;
   wait(handles) -> (h, Result)   blocks until one of the handles settles.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,12 @@ def _prepare_none(run: Run) -> None:
     return None
 
 
-def schedule(runs: list[Run], engine, log: Callable[[str], None] = print,
-             prepare: Callable[[Run], None] = _prepare_none) -> list[Result]:
+def schedule(
+    runs: list[Run],
+    engine,
+    log: Callable[[str], None] = print,
+    prepare: Callable[[Run], None] = _prepare_none,
+) -> list[Result]:
     """Runs everything the engine can, respecting dependencies; one Result per run, in
     plan order. ``prepare(run)`` writes what a run needs right before it is submitted
     (a milestone's genotype); a ValueError from it fails that run with its message."""
@@ -60,27 +65,40 @@ def schedule(runs: list[Run], engine, log: Callable[[str], None] = print,
             handle, result = engine.wait(list(running))
             run = running.pop(handle)
             results[run.workdir] = result
-            log(f"# {result.state} {run.title} ({_wall(result.wall_s)}, "
+            log(
+                f"# {result.state} {run.title} ({_wall(result.wall_s)}, "
                 f"{result.attempts} attempt{'s' * (result.attempts != 1)})"
-                + (f": {result.note}" if result.note else ""))
+                + (f": {result.note}" if result.note else "")
+            )
     return [results[r.workdir] for r in runs]
 
 
 def _before_submit(run: Run, dependency: Result | None, prepare) -> Result | None:
     """A Result when the run must not start (finished, blocked, unpreparable), else None."""
     if is_finished(run.workdir, run.total_env_steps):
-        return Result(run, SKIPPED, note=f"finished earlier ({run.total_env_steps:,} env "
-                                         "steps)", finished=True)
+        return Result(
+            run,
+            SKIPPED,
+            note=f"finished earlier ({run.total_env_steps:,} env steps)",
+            finished=True,
+        )
     if dependency is not None and not dependency.finished:
-        return Result(run, SKIPPED, note=f"its {dependency.run.kind} "
-                                         f"{dependency.run.workdir} is {dependency.state}")
+        return Result(
+            run,
+            SKIPPED,
+            note=f"its {dependency.run.kind} {dependency.run.workdir} is {dependency.state}",
+        )
     try:
         prepare(run)
     except ValueError as e:
         return Result(run, FAILED, note=str(e))
     if run.genotype and not os.path.exists(run.genotype):
-        return Result(run, SKIPPED, note=f"no genotype at {run.genotype}"
-                      + (" (did the search run?)" if run.kind == "retrain" else ""))
+        return Result(
+            run,
+            SKIPPED,
+            note=f"no genotype at {run.genotype}"
+            + (" (did the search run?)" if run.kind == "retrain" else ""),
+        )
     return None
 
 
@@ -91,11 +109,17 @@ def _wall(seconds: float | None) -> str:
 def table(results: list[Result], root: str) -> str:
     """Markdown table: each run's state, attempts, wall time and workdir (under root)."""
     root = os.path.abspath(root)
-    lines = [f"Runs under {root} (wall time: from the start of a run's first attempt in "
-             "this sweep to its end, retries included):", "",
-             "| run | state | attempts | wall time | workdir | note |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Runs under {root} (wall time: from the start of a run's first attempt in "
+        "this sweep to its end, retries included):",
+        "",
+        "| run | state | attempts | wall time | workdir | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r.run.title} | {r.state} | {r.attempts} | {_wall(r.wall_s)} | "
-                     f"{os.path.relpath(r.run.workdir, root)} | {r.note} |")
+        lines.append(
+            f"| {r.run.title} | {r.state} | {r.attempts} | {_wall(r.wall_s)} | "
+            f"{os.path.relpath(r.run.workdir, root)} | {r.note} |"
+        )
     counts = {s: sum(r.state == s for r in results) for s in (DONE, SKIPPED, FAILED)}
     return "\n".join(lines + ["", ", ".join(f"{n} {s}" for s, n in counts.items())])

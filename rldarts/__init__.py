@@ -4,4 +4,5 @@ Layers: ``ops`` (candidate operations, search spaces) -> ``genotypes`` (discrete
 plain data, discretization) -> ``cells`` (supernet and fixed cells) -> ``networks``
 (torsos and heads) -> ``agents`` (PPO, DQN learners) driven by ``experiments/``.
 """
+
 __version__ = "0.1.0"

@@ -19,9 +19,10 @@ segments at its checkpoints. Each segment builds fresh envs seeded by
 over. An interrupted run resumed from a checkpoint therefore replays exactly what the
 uninterrupted run does.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +35,13 @@ EnvFactory = Callable[[int], Sequence[TrainingEnv]]  # segment index -> env grou
 
 
 class Actor:
-    def __init__(self, env_factory: EnvFactory, policy: Callable, key: jax.Array,
-                 topology: parallel.Topology | None = None):
+    def __init__(
+        self,
+        env_factory: EnvFactory,
+        policy: Callable,
+        key: jax.Array,
+        topology: parallel.Topology | None = None,
+    ):
         self._env_factory = env_factory
         self.policy = jax.jit(policy, static_argnames="group")
         self.key = key
@@ -71,7 +77,7 @@ class Actor:
         params, alphas = self._on_actor(params, alphas)
         outs, start = [], 0
         for group, (n, key) in enumerate(zip(self.sizes, keys)):
-            obs = self.topology.place_obs(self.obs[start:start + n])
+            obs = self.topology.place_obs(self.obs[start : start + n])
             outs.append(self.policy(params, alphas, obs, key, inv_temp, group=group))
             start += n
         if len(outs) == 1:
@@ -95,7 +101,7 @@ class Actor:
         out, rewards, dones, finished = [], [], [], []
         start = 0
         for env in self.envs:
-            o, r, d, f_ret, f_len = env.step(actions[start:start + env.num_envs])
+            o, r, d, f_ret, f_len = env.step(actions[start : start + env.num_envs])
             out.append(o)
             rewards.append(r)
             dones.append(d)
@@ -105,9 +111,12 @@ class Actor:
         return obs_before, np.concatenate(rewards), np.concatenate(dones), finished
 
     def _normalizer_stats(self) -> list:
-        return [None if e.normalizer is None else
-                {k: np.asarray(v).tolist() for k, v in e.normalizer.rms.state_dict().items()}
-                for e in self.envs]
+        return [
+            None
+            if e.normalizer is None
+            else {k: np.asarray(v).tolist() for k, v in e.normalizer.rms.state_dict().items()}
+            for e in self.envs
+        ]
 
     def state_dict(self) -> dict:
         """JSON-able: the RNG key and the reward-normaliser statistics."""

@@ -10,9 +10,10 @@ Conventions (stated once, used by `rldarts.report`):
   3 values is their plain mean; ours is (x1 + 4 x2 + x3) / 6).
 - Confidence intervals are percentile bootstraps with a seeded NumPy generator.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -45,8 +46,13 @@ def interquartile_mean(x) -> float:
     return float(np.dot(weights, a) / 0.5)
 
 
-def bootstrap_ci(x, statistic: Callable[[np.ndarray], float], num_resamples: int = 2000,
-                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    x,
+    statistic: Callable[[np.ndarray], float],
+    num_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap CI of `statistic` over the finite values of `x`.
 
     Draws `num_resamples` resamples of size n with replacement (``np.random.default_rng(seed)``)
@@ -71,16 +77,19 @@ def bootstrap_ci(x, statistic: Callable[[np.ndarray], float], num_resamples: int
     return float(low), float(high)
 
 
-def aggregate(scores, num_resamples: int = 2000, confidence: float = 0.95,
-              seed: int = 0) -> dict:
+def aggregate(scores, num_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict:
     """Mean and IQM of the finite `scores` with percentile-bootstrap CIs:
     ``{"mean", "mean_ci": (lo, hi), "iqm", "iqm_ci": (lo, hi), "n"}``."""
     a = _finite(scores)
     mean = float(a.mean()) if a.size else float("nan")
     kw = dict(num_resamples=num_resamples, confidence=confidence, seed=seed)
-    return {"mean": mean, "mean_ci": bootstrap_ci(a, np.mean, **kw),
-            "iqm": interquartile_mean(a), "iqm_ci": bootstrap_ci(a, interquartile_mean, **kw),
-            "n": int(a.size)}
+    return {
+        "mean": mean,
+        "mean_ci": bootstrap_ci(a, np.mean, **kw),
+        "iqm": interquartile_mean(a),
+        "iqm_ci": bootstrap_ci(a, interquartile_mean, **kw),
+        "n": int(a.size),
+    }
 
 
 def mean_and_band(curves: Sequence[tuple[Sequence[float], Sequence[float]]]):

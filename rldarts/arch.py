@@ -25,10 +25,12 @@ per edge drawn per forward pass from Gumbel-softmax(alphas) with a straight-thro
 gradient, the Gumbel temperature annealed from ``gumbel_tau`` to ``final_gumbel_tau``;
 ``pc_darts``, every op on 1/K of the channels, plus per-edge normalisation weights.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,14 +49,16 @@ HELDOUT_SOURCES = ("unseen_levels", "rollout_split")
 class ArchState(NamedTuple):
     """What one optimisation step moves: the weights, the alphas (their own pytree,
     never inside the module params) and the two optimizer states."""
+
     params: dict
     alphas: dict
     weight_opt_state: optax.OptState
     alpha_opt_state: optax.OptState
 
 
-def make_alpha_optimizer(arch_cfg, weight_optimizer: optax.GradientTransformation
-                         ) -> optax.GradientTransformation:
+def make_alpha_optimizer(
+    arch_cfg, weight_optimizer: optax.GradientTransformation
+) -> optax.GradientTransformation:
     """DARTS default: Adam(lr 3e-4, b1 0.5, b2 0.999) with L2 weight decay 1e-3 added to
     the gradient (as torch's Adam weight_decay); or the weights' own optimizer (official
     RL-DARTS: one Adam for everything)."""
@@ -112,15 +116,21 @@ def heldout_envs(arch_cfg, num_envs: int) -> int:
         return 0
     n = int(round(arch_cfg.heldout_fraction * num_envs))
     if not 0 < n < num_envs:
-        raise ValueError(f"arch.heldout_fraction={arch_cfg.heldout_fraction} leaves {n} of "
-                         f"{num_envs} envs held out; need between 1 and {num_envs - 1}")
+        raise ValueError(
+            f"arch.heldout_fraction={arch_cfg.heldout_fraction} leaves {n} of "
+            f"{num_envs} envs held out; need between 1 and {num_envs - 1}"
+        )
     return n
 
 
 # Which gradients the training batch needs in each mode (the alternating alpha step
 # takes its own gradient on the held-out batch).
-_TRAIN_GRADIENTS = {"joint": "both", "alternating": "weights", "unrolled": "weights",
-                    "frozen": "weights"}
+_TRAIN_GRADIENTS = {
+    "joint": "both",
+    "alternating": "weights",
+    "unrolled": "weights",
+    "frozen": "weights",
+}
 
 
 def _check_mode(mode: str) -> None:
@@ -156,50 +166,58 @@ def _apply(opt, grads, opt_state, values):
 
 
 def _step_metrics(loss, metrics, w_grads, a_grads) -> dict:
-    return dict(metrics, loss=loss, grad_norm=optax.tree.norm(w_grads),
-                alpha_grad_norm=optax.tree.norm(a_grads))
+    return dict(
+        metrics,
+        loss=loss,
+        grad_norm=optax.tree.norm(w_grads),
+        alpha_grad_norm=optax.tree.norm(a_grads),
+    )
 
 
 def _make_unrolled_alpha_gradients(loss_fn: Callable, unrolled_lr: float):
     """``grads(params, alphas, train_batch, heldout_batch, *args)``: the exact gradient
     of the held-out loss after one virtual SGD step of the weights (DARTS eq. 7)."""
+
     def held_out_loss_after_virtual_step(alphas, params, train_batch, heldout_batch, *args):
         w_grads, _ = jax.grad(loss_fn, has_aux=True)(params, alphas, train_batch, *args)
         virtual = jax.tree.map(lambda w, g: w - unrolled_lr * g, params, w_grads)
         return loss_fn(virtual, alphas, heldout_batch, *args)[0]
+
     return jax.grad(held_out_loss_after_virtual_step)
 
 
-def _compose_step(mode, gradients, apply_weights, apply_alphas, metrics_of,
-                  unrolled_gradients=None):
+def _compose_step(
+    mode, gradients, apply_weights, apply_alphas, metrics_of, unrolled_gradients=None
+):
     """The order of the updates in each mode, written once for both step builders."""
+
     def step(state: ArchState, train_batch, heldout_batch=None, *args):
         params, alphas, w_state, a_state = state
         if mode == "alternating":
             # First-order DARTS: alphas descend the held-out loss at the current weights.
-            _, _, _, held_a_grads = gradients(params, alphas, heldout_batch, *args,
-                                              wrt="alphas")
+            _, _, _, held_a_grads = gradients(params, alphas, heldout_batch, *args, wrt="alphas")
             alphas, a_state = apply_alphas(held_a_grads, a_state, alphas)
         if mode == "unrolled":
             # Second-order DARTS: through one virtual weight step on the training batch.
-            held_a_grads = unrolled_gradients(alphas, params, train_batch, heldout_batch,
-                                              *args)
+            held_a_grads = unrolled_gradients(alphas, params, train_batch, heldout_batch, *args)
             alphas, a_state = apply_alphas(held_a_grads, a_state, alphas)
-        loss, metrics, w_grads, a_grads = gradients(params, alphas, train_batch, *args,
-                                                    wrt=_TRAIN_GRADIENTS[mode])
+        loss, metrics, w_grads, a_grads = gradients(
+            params, alphas, train_batch, *args, wrt=_TRAIN_GRADIENTS[mode]
+        )
         params, w_state = apply_weights(w_grads, w_state, params)
         if mode == "joint":
             alphas, a_state = apply_alphas(a_grads, a_state, alphas)
         if mode in HELDOUT_MODES:
             a_grads = held_a_grads
-        return (ArchState(params, alphas, w_state, a_state),
-                metrics_of(loss, metrics, w_grads, a_grads))
+        return (
+            ArchState(params, alphas, w_state, a_state),
+            metrics_of(loss, metrics, w_grads, a_grads),
+        )
 
     return step
 
 
-def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt,
-                   unrolled_lr: float = 0.0):
+def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt, unrolled_lr: float = 0.0):
     """One optimisation step of (params, alphas) for any agent's loss.
 
     ``loss_fn(params, alphas, batch, *args) -> (loss, metrics)``. ``train_batch`` moves
@@ -213,16 +231,20 @@ def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt,
     """
     _check_mode(mode)
     if mode == "unrolled" and not unrolled_lr > 0:
-        raise ValueError(f"unrolled mode needs a virtual-step learning rate > 0, got "
-                         f"{unrolled_lr}")
-    return _compose_step(mode, _make_gradients(loss_fn),
-                         functools.partial(_apply, weight_opt),
-                         functools.partial(_apply, alpha_opt), _step_metrics,
-                         _make_unrolled_alpha_gradients(loss_fn, unrolled_lr))
+        raise ValueError(f"unrolled mode needs a virtual-step learning rate > 0, got {unrolled_lr}")
+    return _compose_step(
+        mode,
+        _make_gradients(loss_fn),
+        functools.partial(_apply, weight_opt),
+        functools.partial(_apply, alpha_opt),
+        _step_metrics,
+        _make_unrolled_alpha_gradients(loss_fn, unrolled_lr),
+    )
 
 
-def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt,
-                                microbatch_size: int, parts: int = 1):
+def make_microbatched_arch_step(
+    mode: str, loss_fn: Callable, weight_opt, alpha_opt, microbatch_size: int, parts: int = 1
+):
     """``make_arch_step`` with each batch's gradient accumulated over slices of
     ``microbatch_size`` samples, one jitted call per slice, driven from the host.
 
@@ -241,9 +263,11 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
     """
     _check_mode(mode)
     if mode == "unrolled":
-        raise ValueError("arch.mode='unrolled' needs whole minibatches (its virtual step "
-                         "takes the training minibatch's gradient before the held-out "
-                         "loss); set ppo.microbatch_size=0")
+        raise ValueError(
+            "arch.mode='unrolled' needs whole minibatches (its virtual step "
+            "takes the training minibatch's gradient before the held-out "
+            "loss); set ppo.microbatch_size=0"
+        )
     if microbatch_size % parts:
         raise ValueError(f"{parts} parts do not divide a microbatch of {microbatch_size}")
     gradients, size, part_size = _make_gradients(loss_fn), microbatch_size, microbatch_size // parts
@@ -253,8 +277,12 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
     def slice_gradients(params, alphas, batch, index, *args, wrt):
         total = None
         for j in range(parts):
-            part = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(  # noqa: B023
-                x, index * size + j * part_size, part_size), batch)
+            part = jax.tree.map(
+                lambda x: jax.lax.dynamic_slice_in_dim(  # noqa: B023
+                    x, index * size + j * part_size, part_size
+                ),
+                batch,
+            )
             out = gradients(params, alphas, part, *args, wrt=wrt)
             total = out if total is None else add(total, out)
         return total
@@ -265,8 +293,9 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
     def accumulated(params, alphas, batch, *args, wrt):
         batch_size = jax.tree.leaves(batch)[0].shape[0]
         if batch_size % size:
-            raise ValueError(f"microbatch size {size} does not divide a batch of "
-                             f"{batch_size} samples")
+            raise ValueError(
+                f"microbatch size {size} does not divide a batch of {batch_size} samples"
+            )
         n = batch_size // size
         total = None
         for i in range(n):
@@ -274,10 +303,13 @@ def make_microbatched_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_
             total = out if total is None else add_jit(total, out)
         return divide(total, n * parts)
 
-    return _compose_step(mode, accumulated,
-                         jax.jit(functools.partial(_apply, weight_opt)),
-                         jax.jit(functools.partial(_apply, alpha_opt)),
-                         jax.jit(_step_metrics))
+    return _compose_step(
+        mode,
+        accumulated,
+        jax.jit(functools.partial(_apply, weight_opt)),
+        jax.jit(functools.partial(_apply, alpha_opt)),
+        jax.jit(_step_metrics),
+    )
 
 
 def alpha_summary(alphas: dict, ops: Sequence[str], inv_temp: float) -> dict:
@@ -291,16 +323,21 @@ def alpha_summary(alphas: dict, ops: Sequence[str], inv_temp: float) -> dict:
     for cell_type, a in alphas.items():
         out[f"alpha_entropy_{cell_type}"] = float(cells_lib.mean_entropy(a, inv_temp))
         out[f"param_free_share_{cell_type}"] = float(
-            cells_lib.parameter_free_share(a, ops, inv_temp))
+            cells_lib.parameter_free_share(a, ops, inv_temp)
+        )
     out["alpha_entropy"] = float(np.mean([out[f"alpha_entropy_{t}"] for t in alphas]))
     out["param_free_share"] = float(np.mean([out[f"param_free_share_{t}"] for t in alphas]))
     for cell_type, betas in edge_weights.items():
         rows = [b for b in betas if np.shape(b)[0] > 1]
-        out[f"edge_weight_entropy_{cell_type}"] = float(np.mean(
-            [cells_lib.mean_entropy([jnp.asarray(b)[None]]) for b in rows])) if rows else 0.0
+        out[f"edge_weight_entropy_{cell_type}"] = (
+            float(np.mean([cells_lib.mean_entropy([jnp.asarray(b)[None]]) for b in rows]))
+            if rows
+            else 0.0
+        )
     if edge_weights:
-        out["edge_weight_entropy"] = float(np.mean(
-            [out[f"edge_weight_entropy_{t}"] for t in edge_weights]))
+        out["edge_weight_entropy"] = float(
+            np.mean([out[f"edge_weight_entropy_{t}"] for t in edge_weights])
+        )
     return out
 
 

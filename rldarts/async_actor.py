@@ -18,10 +18,11 @@ checkpoint is written, and the first batch of the next segment is collected with
 current params (lag 0). A run resumed from a checkpoint therefore does exactly what the
 uninterrupted run did (tests/test_async_actor.py).
 """
+
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Callable
+from collections.abc import Callable
 
 
 class Pipeline:
@@ -30,7 +31,8 @@ class Pipeline:
     def __init__(self, collect: Callable):
         self._collect = collect
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="rldarts-actor")
+            max_workers=1, thread_name_prefix="rldarts-actor"
+        )
         self._pending: concurrent.futures.Future | None = None
 
     @property
@@ -49,8 +51,9 @@ class Pipeline:
             data, lag = self._pending.result(), 1
         else:
             data, lag = self._collect(*args), 0
-        self._pending = (None if prefetch is None
-                         else self._executor.submit(self._collect, *prefetch))
+        self._pending = (
+            None if prefetch is None else self._executor.submit(self._collect, *prefetch)
+        )
         return data, lag
 
     def drain(self) -> None:

@@ -27,19 +27,22 @@ How a supernet edge mixes its candidate ops (``method``, the config's ``arch.met
 subset of the ``SearchCell`` one (``node{i}_edge{j}/<op name>``), so the weights of
 kept ops map across unchanged.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rldarts import ops as ops_lib
 from rldarts import conv as conv_lib
-from rldarts.genotypes import (EDGE_WEIGHTS, CellGenotype, NetworkGenotype,  # noqa: F401
-                               discretize, discretize_cell, split_alphas)
+from rldarts import ops as ops_lib
+from rldarts.genotypes import (
+    CellGenotype,
+    NetworkGenotype,  # noqa: F401
+)
 
 OUTPUT_MODES = ("concat_conv", "sum", "average", "weighted_sum", "last_node")
 METHODS = ("darts", "gdas", "pc_darts")
@@ -47,8 +50,13 @@ METHODS = ("darts", "gdas", "pc_darts")
 Alphas = list  # one jax/np array per node, node i: (num_inputs + i, num_ops)
 
 
-def init_alphas(ops: Sequence[str], num_nodes: int = 4, num_inputs: int = 1,
-                key: jax.Array | None = None, scale: float = 0.0) -> Alphas:
+def init_alphas(
+    ops: Sequence[str],
+    num_nodes: int = 4,
+    num_inputs: int = 1,
+    key: jax.Array | None = None,
+    scale: float = 0.0,
+) -> Alphas:
     """Alphas of one cell type: zeros (a uniform mixture), or scale * N(0,1) with a key."""
     ops = ops_lib.resolve_search_space(ops)
     _check_positive(num_nodes=num_nodes, num_inputs=num_inputs)
@@ -65,8 +73,9 @@ def init_edge_weights(num_nodes: int = 4, num_inputs: int = 1) -> Alphas:
     return [jnp.zeros((num_inputs + i,), jnp.float32) for i in range(num_nodes)]
 
 
-def gumbel_hard_weights(alphas: jax.Array, gumbel: jax.Array,
-                        inverse_temperature=1.0) -> tuple[jax.Array, jax.Array]:
+def gumbel_hard_weights(
+    alphas: jax.Array, gumbel: jax.Array, inverse_temperature=1.0
+) -> tuple[jax.Array, jax.Array]:
     """GDAS draw for edges ``alphas`` ``(edges, ops)`` with Gumbel(0, 1) noise ``gumbel``
     of the same shape: ``(index, weights)``, the drawn op per edge (a sample of
     softmax(alphas)) and a one-hot ``weights`` whose gradient is that of the soft sample
@@ -92,13 +101,16 @@ def edge_probabilities(alphas: Alphas, inverse_temperature: float = 1.0) -> Alph
 
 def mean_entropy(alphas: Alphas, inverse_temperature: float = 1.0) -> jax.Array:
     """Mean over all edges of the entropy (nats) of the op distribution."""
-    ents = [-jnp.sum(p * jnp.log(jnp.clip(p, 1e-12)), axis=-1)
-            for p in edge_probabilities(alphas, inverse_temperature)]
+    ents = [
+        -jnp.sum(p * jnp.log(jnp.clip(p, 1e-12)), axis=-1)
+        for p in edge_probabilities(alphas, inverse_temperature)
+    ]
     return jnp.mean(jnp.concatenate(ents))
 
 
-def parameter_free_share(alphas: Alphas, ops: Sequence[str],
-                         inverse_temperature: float = 1.0) -> jax.Array:
+def parameter_free_share(
+    alphas: Alphas, ops: Sequence[str], inverse_temperature: float = 1.0
+) -> jax.Array:
     """Mean probability on weight-free ops (skip, activations, pools, zero).
 
     A share growing toward 1 is the early sign of the DARTS skip collapse.
@@ -127,6 +139,7 @@ class MixedOp(nn.Module):
     channels only; the other channels bypass it (2x2 max pool on strided edges, as
     PC-DARTS) and a channel shuffle interleaves the two parts.
     """
+
     channels: int
     ops: tuple[str, ...]
     stride: int = 1
@@ -160,14 +173,17 @@ class MixedOp(nn.Module):
 def check_partial_channels(channels: int, k: int) -> None:
     """PC-DARTS splits an edge's channels in K groups: K must divide the width."""
     if k <= 0 or channels % k:
-        raise ValueError(f"arch.partial_channels_k={k} must be a positive divisor of "
-                         f"every cell width; got width {channels}")
+        raise ValueError(
+            f"arch.partial_channels_k={k} must be a positive divisor of "
+            f"every cell width; got width {channels}"
+        )
 
 
 class SampledOp(nn.Module):
     """GDAS edge: ``weight * op_index(x)``, where only the op at ``index`` runs (a
     ``lax.switch``; at init every op runs once so that all parameters exist). The
     parameters are named as ``MixedOp``'s (``<op name>/...``)."""
+
     channels: int
     ops: tuple[str, ...]
     stride: int = 1
@@ -192,14 +208,18 @@ class _CellBase(nn.Module):
             inputs = [inputs]
         if len(inputs) != num_inputs:
             raise ValueError(f"cell expects {num_inputs} input(s), got {len(inputs)}")
-        return [x if x.shape[-1] == channels
-                else conv_lib.Conv(channels, (1, 1), name=f"preprocess{i}")(x)
-                for i, x in enumerate(inputs)]
+        return [
+            x
+            if x.shape[-1] == channels
+            else conv_lib.Conv(channels, (1, 1), name=f"preprocess{i}")(x)
+            for i, x in enumerate(inputs)
+        ]
 
     def _combine(self, nodes, channels: int, mode: str):
         if mode == "concat_conv":
             return conv_lib.Conv(channels, (1, 1), name="output_conv")(
-                jnp.concatenate(nodes, axis=-1))
+                jnp.concatenate(nodes, axis=-1)
+            )
         if mode == "sum":
             return sum(nodes)
         if mode == "average":
@@ -215,6 +235,7 @@ class SearchCell(_CellBase):
     """The supernet cell: every edge a mixture of ``ops`` weighted by the alphas, made
     as ``method`` says (module docstring). ``gdas`` draws from the ``'arch'`` RNG
     stream (``rngs={'arch': key}`` in ``apply``); ``pc_darts`` needs ``edge_weights``."""
+
     channels: int
     ops: tuple[str, ...]
     num_nodes: int = 4
@@ -225,11 +246,16 @@ class SearchCell(_CellBase):
     partial_channels_k: int = 4
 
     @nn.compact
-    def __call__(self, inputs, alphas: Alphas, inverse_temperature=1.0,
-                 edge_weights: Alphas | None = None):
+    def __call__(
+        self, inputs, alphas: Alphas, inverse_temperature=1.0, edge_weights: Alphas | None = None
+    ):
         ops = ops_lib.resolve_search_space(self.ops)
-        _check_positive(channels=self.channels, num_nodes=self.num_nodes,
-                        num_inputs=self.num_inputs, stride=self.stride)
+        _check_positive(
+            channels=self.channels,
+            num_nodes=self.num_nodes,
+            num_inputs=self.num_inputs,
+            stride=self.stride,
+        )
         _check_output_mode(self.output_mode)
         self._check_method(edge_weights)
         if len(alphas) != self.num_nodes:
@@ -238,8 +264,9 @@ class SearchCell(_CellBase):
         for i in range(self.num_nodes):
             expected = (self.num_inputs + i, len(ops))
             if tuple(alphas[i].shape) != expected:
-                raise ValueError(f"alphas of node {i} have shape {tuple(alphas[i].shape)}, "
-                                 f"expected {expected}")
+                raise ValueError(
+                    f"alphas of node {i} have shape {tuple(alphas[i].shape)}, expected {expected}"
+                )
             if self.method == "gdas":
                 gumbel = jax.random.gumbel(self.make_rng("arch"), expected)
                 index, weights = gumbel_hard_weights(alphas[i], gumbel, inverse_temperature)
@@ -250,34 +277,31 @@ class SearchCell(_CellBase):
                 stride = self.stride if j < self.num_inputs else 1
                 name = f"node{i}_edge{j}"
                 if self.method == "gdas":
-                    y = SampledOp(self.channels, ops, stride, name=name)(h, index[j],
-                                                                         weights[j])
+                    y = SampledOp(self.channels, ops, stride, name=name)(h, index[j], weights[j])
                 elif self.method == "pc_darts":
-                    edge = MixedOp(self.channels, ops, stride, self.partial_channels_k,
-                                   name=name)
+                    edge = MixedOp(self.channels, ops, stride, self.partial_channels_k, name=name)
                     y = jax.nn.softmax(edge_weights[i])[j] * edge(h, weights[j])
                 else:
                     y = MixedOp(self.channels, ops, stride, name=name)(h, weights[j])
                 total = total + y
             states.append(ops_lib.batch_norm(total))
-        return self._combine(states[self.num_inputs:], self.channels, self.output_mode)
+        return self._combine(states[self.num_inputs :], self.channels, self.output_mode)
 
     def _check_method(self, edge_weights):
         if self.method not in METHODS:
-            raise ValueError(f"unknown arch.method {self.method!r}; valid: "
-                             f"{', '.join(METHODS)}")
+            raise ValueError(f"unknown arch.method {self.method!r}; valid: {', '.join(METHODS)}")
         if self.method != "pc_darts":
             return
         check_partial_channels(self.channels, self.partial_channels_k)
         expected = [(self.num_inputs + i,) for i in range(self.num_nodes)]
         if edge_weights is None or [tuple(np.shape(b)) for b in edge_weights] != expected:
             got = None if edge_weights is None else [tuple(np.shape(b)) for b in edge_weights]
-            raise ValueError(f"pc_darts cell needs edge weights of shapes {expected}, "
-                             f"got {got}")
+            raise ValueError(f"pc_darts cell needs edge weights of shapes {expected}, got {got}")
 
 
 class FixedCell(_CellBase):
     """The discrete cell of a genotype: one op per kept edge."""
+
     channels: int
     genotype: CellGenotype
     stride: int = 1
@@ -293,10 +317,11 @@ class FixedCell(_CellBase):
             total = 0.0
             for j, op in node:
                 stride = self.stride if j < g.num_inputs else 1
-                total = total + MixedOp(self.channels, (op,), stride,
-                                        name=f"node{i}_edge{j}")(states[j])
+                total = total + MixedOp(self.channels, (op,), stride, name=f"node{i}_edge{j}")(
+                    states[j]
+                )
             states.append(ops_lib.batch_norm(total))
-        return self._combine(states[g.num_inputs:], self.channels, self.output_mode)
+        return self._combine(states[g.num_inputs :], self.channels, self.output_mode)
 
 
 def one_hot_alphas(genotype: CellGenotype, ops: Sequence[str], strength: float = 30.0):

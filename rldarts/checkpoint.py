@@ -7,6 +7,7 @@ Each step directory `directory/<step>/` holds two orbax items written in one ato
 A step counts as complete only when both items and orbax's step metadata exist, so a crash
 during a save leaves the previous checkpoint as the latest usable one.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,6 @@ FINGERPRINT_FILE = "fingerprint.json"
 _STEP_DIR = re.compile(r"^\d+$")
 _TMP_DIR = re.compile(r"\.orbax-checkpoint-tmp")
 _MISSING = "<missing>"
-
 
 
 class _QuietOrbax(logging.Filter):
@@ -84,8 +84,9 @@ def _abstract(leaf: Any) -> Any:
     """Restore target for one template leaf: jax arrays keep their sharding, numpy stays numpy."""
     if isinstance(leaf, jax.ShapeDtypeStruct):
         if leaf.sharding is None:
-            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                        sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+            return jax.ShapeDtypeStruct(
+                leaf.shape, leaf.dtype, sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0])
+            )
         return leaf
     if isinstance(leaf, jax.Array):
         return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
@@ -93,22 +94,27 @@ def _abstract(leaf: Any) -> Any:
 
 
 class Checkpointer:
-    """Keeps the last `max_to_keep` checkpoints of (state pytree, host_state dict) in `directory`."""
+    """Keeps the last `max_to_keep` checkpoints of (state pytree, host_state dict) in
+    `directory`."""
 
     def __init__(self, directory, fingerprint: dict, max_to_keep: int = 2):
         self.directory = os.path.abspath(os.fspath(directory))
         self.fingerprint = _normalise(fingerprint)
         os.makedirs(self.directory, exist_ok=True)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "host"))
+            max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "host")
+        )
 
     # ----------------------------------------------------------------------------- queries
     def _is_complete(self, step: int) -> bool:
         d = os.path.join(self.directory, str(step))
-        return all(os.path.exists(os.path.join(d, p)) for p in
-                   ("_CHECKPOINT_METADATA", "state/_METADATA", "host/metadata"))
+        return all(
+            os.path.exists(os.path.join(d, p))
+            for p in ("_CHECKPOINT_METADATA", "state/_METADATA", "host/metadata")
+        )
 
     def all_steps(self) -> list[int]:
         """Complete checkpoint steps on disk, ascending."""
@@ -137,7 +143,8 @@ class Checkpointer:
         if diffs:
             raise CheckpointMismatchError(
                 f"checkpoint in {self.directory} was made with a different config: "
-                + "; ".join(diffs))
+                + "; ".join(diffs)
+            )
 
     # ----------------------------------------------------------------------------- save
     def _remove_debris(self) -> None:
@@ -146,7 +153,9 @@ class Checkpointer:
             path = os.path.join(self.directory, name)
             if not os.path.isdir(path):
                 continue
-            if _TMP_DIR.search(name) or (_STEP_DIR.match(name) and not self._is_complete(int(name))):
+            if _TMP_DIR.search(name) or (
+                _STEP_DIR.match(name) and not self._is_complete(int(name))
+            ):
                 shutil.rmtree(path, ignore_errors=True)
 
     def save(self, step: int, state: Any, host_state: dict) -> bool:
@@ -159,8 +168,7 @@ class Checkpointer:
         primary = jax.process_index() == 0  # multi-host: one writer of our own files
         if self.stored_fingerprint() is None:
             if primary:
-                atomic_write_json(os.path.join(self.directory, FINGERPRINT_FILE),
-                                  self.fingerprint)
+                atomic_write_json(os.path.join(self.directory, FINGERPRINT_FILE), self.fingerprint)
         else:
             self.check_fingerprint()
         if self._is_complete(step):
@@ -169,8 +177,13 @@ class Checkpointer:
             self._remove_debris()
         self._manager.reload()
         host = {"host_state": _normalise(host_state), "state_leaves": _leaf_manifest(state)}
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(host)), force=True)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), host=ocp.args.JsonSave(host)
+            ),
+            force=True,
+        )
         self._manager.wait_until_finished()
         return True
 
@@ -188,10 +201,13 @@ class Checkpointer:
             elif a != b:
                 diffs.append(f"{path}: {a[1]}{list(a[0])} (checkpoint) vs {b[1]}{list(b[0])} (now)")
         if diffs:
-            shown = "; ".join(diffs[:5]) + (f"; ... {len(diffs) - 5} more" if len(diffs) > 5 else "")
+            shown = "; ".join(diffs[:5]) + (
+                f"; ... {len(diffs) - 5} more" if len(diffs) > 5 else ""
+            )
             raise CheckpointMismatchError(
                 f"checkpoint {step} in {self.directory} does not match the current state "
-                f"structure ({len(diffs)} difference(s)): {shown}")
+                f"structure ({len(diffs)} difference(s)): {shown}"
+            )
 
     def restore(self, template_state: Any, step: int | None = None) -> tuple[Any, dict]:
         """Restores (state, host_state); state gets the tree structure of `template_state`."""
@@ -205,17 +221,20 @@ class Checkpointer:
         step = int(step)
         self._manager.reload()
         host = self._manager.restore(
-            step, args=ocp.args.Composite(host=ocp.args.JsonRestore())).host
+            step, args=ocp.args.Composite(host=ocp.args.JsonRestore())
+        ).host
         self._check_structure(step, host["state_leaves"], template_state)
         target = jax.tree.map(_abstract, template_state)
         try:
             restored = self._manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+            )
         except ValueError as e:  # anything the manifest check did not catch
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointMismatchError(
                 f"checkpoint {step} in {self.directory} could not be restored into the current "
-                f"state: {first}") from None
+                f"state: {first}"
+            ) from None
         return restored.state, host["host_state"]
 
     def close(self) -> None:

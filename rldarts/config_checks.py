@@ -3,6 +3,7 @@
 Every bad value is reported as one ValueError line that names the key, the value and
 the valid choices, before anything is written to the workdir.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,15 +25,24 @@ AGENTS = ("ppo", "dqn")
 # The devices a run uses are compute only too (the same update up to summation order),
 # except parallel.async_actor (acting one update behind) and parallel.num_processes
 # (each process's envs and their host state in the checkpoint).
-RESUMABLE_KEYS = ("total_env_steps", "eval", "num_threads", "ppo.microbatch_size",
-                  "ppo.update_loop", "parallel.learner_devices", "parallel.actor_devices",
-                  "parallel.coordinator_address", "parallel.process_id")
+RESUMABLE_KEYS = (
+    "total_env_steps",
+    "eval",
+    "num_threads",
+    "ppo.microbatch_size",
+    "ppo.update_loop",
+    "parallel.learner_devices",
+    "parallel.actor_devices",
+    "parallel.coordinator_address",
+    "parallel.process_id",
+)
 
 
 def _choice(key, value, choices):
     if value not in choices:
-        raise ValueError(f"config {key}={value!r} is not valid; valid choices: "
-                         f"{', '.join(map(str, choices))}")
+        raise ValueError(
+            f"config {key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}"
+        )
 
 
 def _positive(c, *keys):
@@ -50,9 +60,15 @@ def num_envs(c) -> int:
 
 
 # Config key -> the field of a genotype's provenance (genotypes.Provenance) recording it.
-GENOTYPE_KEYS = {"network": "network", "net.search_space": "search_space",
-                 "net.num_nodes": "num_nodes", "net.output_mode": "output_mode",
-                 "net.first_conv": "first_conv", "net.depths": "depths", "net.dense": "dense"}
+GENOTYPE_KEYS = {
+    "network": "network",
+    "net.search_space": "search_space",
+    "net.num_nodes": "num_nodes",
+    "net.output_mode": "output_mode",
+    "net.first_conv": "first_conv",
+    "net.depths": "depths",
+    "net.dense": "dense",
+}
 # The keys that describe the cells themselves: a value set in the config must equal the
 # genotype file's. The others (widths, stem) shape the network around the cells: a value
 # set there wins (DARTS evaluates its cells in a wider network than it searched with).
@@ -71,8 +87,9 @@ def _get(c, key):
 def genotype_provenance(c, method: str | None = None) -> Provenance:
     """What a genotype found with config ``c`` records about how it was found."""
     method = method or c.arch.get("method", "darts")
-    return Provenance(method=method, **{field: _get(c, key)
-                                        for key, field in GENOTYPE_KEYS.items()})
+    return Provenance(
+        method=method, **{field: _get(c, key) for key, field in GENOTYPE_KEYS.items()}
+    )
 
 
 def resolve_genotype_config(c):
@@ -101,17 +118,22 @@ def resolve_genotype_config(c):
             if unset:
                 section[leaf] = recorded
             elif key in GENOTYPE_CELL_KEYS and value != recorded:
-                raise ValueError(f"config {key}={value!r} contradicts genotype {c.genotype} "
-                                 f"(found with {key}={recorded!r}); drop --config.{key} or "
-                                 "use a matching genotype")
+                raise ValueError(
+                    f"config {key}={value!r} contradicts genotype {c.genotype} "
+                    f"(found with {key}={recorded!r}); drop --config.{key} or "
+                    "use a matching genotype"
+                )
         elif unset:
             if genotype is not None and key == "network":
-                raise ValueError(f"config genotype={c.genotype!r} needs a DARTS network (the "
-                                 "file does not record the one it was found with); set "
-                                 f"network to one of {', '.join(networks.CELL_TYPES)}")
+                raise ValueError(
+                    f"config genotype={c.genotype!r} needs a DARTS network (the "
+                    "file does not record the one it was found with); set "
+                    f"network to one of {', '.join(networks.CELL_TYPES)}"
+                )
             if fallback is None:
-                raise ValueError(f"config {key} is unset; set it, or give a genotype file "
-                                 "that records it")
+                raise ValueError(
+                    f"config {key} is unset; set it, or give a genotype file that records it"
+                )
             section[leaf] = _get(fallback, key)
     if fallback is not None:
         with out.unlocked():
@@ -138,54 +160,106 @@ def validate(c) -> None:
         raise ValueError("config num_levels, start_level and num_threads must be >= 0")
     if not c.net.depths or any(d <= 0 for d in c.net.depths):
         raise ValueError(f"config net.depths={tuple(c.net.depths)} must be positive ints")
-    _positive(c, "total_env_steps", "net.dense", "net.num_nodes", "arch.discretize_k",
-              "ppo.num_envs", "ppo.num_steps", "ppo.num_minibatches", "ppo.update_epochs",
-              "ppo.learning_rate", "ppo.adam_eps", "ppo.max_grad_norm",
-              "eval.every_iterations", "eval.num_episodes", "eval.num_envs",
-              "log.checkpoint_every_iterations", "log.genotype_every_iterations",
-              "arch.gumbel_tau", "arch.final_gumbel_tau", "arch.partial_channels_k")
+    _positive(
+        c,
+        "total_env_steps",
+        "net.dense",
+        "net.num_nodes",
+        "arch.discretize_k",
+        "ppo.num_envs",
+        "ppo.num_steps",
+        "ppo.num_minibatches",
+        "ppo.update_epochs",
+        "ppo.learning_rate",
+        "ppo.adam_eps",
+        "ppo.max_grad_norm",
+        "eval.every_iterations",
+        "eval.num_episodes",
+        "eval.num_envs",
+        "log.checkpoint_every_iterations",
+        "log.genotype_every_iterations",
+        "arch.gumbel_tau",
+        "arch.final_gumbel_tau",
+        "arch.partial_channels_k",
+    )
     if c.arch.unrolled_lr < 0:
-        raise ValueError(f"config arch.unrolled_lr={c.arch.unrolled_lr} must be >= 0 "
-                         "(0 = the weights' learning rate)")
-    _positive(c, "dqn.num_envs", "dqn.iteration_env_steps", "dqn.replay_capacity",
-              "dqn.batch_size", "dqn.samples_per_insert", "dqn.n_step",
-              "dqn.learning_rate", "dqn.target_update_period", "dqn.num_atoms", "dqn.hidden")
+        raise ValueError(
+            f"config arch.unrolled_lr={c.arch.unrolled_lr} must be >= 0 "
+            "(0 = the weights' learning rate)"
+        )
+    _positive(
+        c,
+        "dqn.num_envs",
+        "dqn.iteration_env_steps",
+        "dqn.replay_capacity",
+        "dqn.batch_size",
+        "dqn.samples_per_insert",
+        "dqn.n_step",
+        "dqn.learning_rate",
+        "dqn.target_update_period",
+        "dqn.num_atoms",
+        "dqn.hidden",
+    )
     if c.dqn.v_max <= c.dqn.v_min:
         raise ValueError(f"config dqn.v_max={c.dqn.v_max} must exceed dqn.v_min={c.dqn.v_min}")
     if c.dqn.replay_capacity // c.dqn.num_envs <= c.dqn.n_step + 1:
-        raise ValueError(f"config dqn.replay_capacity={c.dqn.replay_capacity} is too small "
-                         f"for {c.dqn.num_envs} envs and n_step {c.dqn.n_step}")
+        raise ValueError(
+            f"config dqn.replay_capacity={c.dqn.replay_capacity} is too small "
+            f"for {c.dqn.num_envs} envs and n_step {c.dqn.n_step}"
+        )
     if not 0 < c.ppo.gamma <= 1 or not 0 <= c.ppo.gae_lambda <= 1:
-        raise ValueError(f"config ppo.gamma={c.ppo.gamma} and ppo.gae_lambda="
-                         f"{c.ppo.gae_lambda} must lie in (0, 1] and [0, 1]")
+        raise ValueError(
+            f"config ppo.gamma={c.ppo.gamma} and ppo.gae_lambda="
+            f"{c.ppo.gae_lambda} must lie in (0, 1] and [0, 1]"
+        )
     if c.genotype and c.network not in networks.CELL_TYPES:
-        raise ValueError(f"config genotype={c.genotype!r} needs a DARTS network; set "
-                         f"network to one of {', '.join(networks.CELL_TYPES)}")
+        raise ValueError(
+            f"config genotype={c.genotype!r} needs a DARTS network; set "
+            f"network to one of {', '.join(networks.CELL_TYPES)}"
+        )
     arch.heldout_envs(c.arch, num_envs(c))  # raises on an empty split
-    if (c.arch.mode in arch.HELDOUT_MODES and c.arch.heldout_source == "unseen_levels"
-            and c.num_levels == 0):
-        raise ValueError("config arch.heldout_source='unseen_levels' needs num_levels > 0: "
-                         "with num_levels=0 the training envs already play every level, "
-                         "so nothing is unseen; set num_levels or use "
-                         "arch.heldout_source='rollout_split'")
+    if (
+        c.arch.mode in arch.HELDOUT_MODES
+        and c.arch.heldout_source == "unseen_levels"
+        and c.num_levels == 0
+    ):
+        raise ValueError(
+            "config arch.heldout_source='unseen_levels' needs num_levels > 0: "
+            "with num_levels=0 the training envs already play every level, "
+            "so nothing is unseen; set num_levels or use "
+            "arch.heldout_source='rollout_split'"
+        )
 
 
 def check_parallel(c, num_heldout: int) -> None:
     """Devices and batch sizes that do not fit together -> one ValueError line."""
     p = c.parallel
-    if p.coordinator_address and p.coordinator_address != "auto" and not (
-            p.num_processes >= 1 and 0 <= p.process_id < p.num_processes):
-        raise ValueError(f"config parallel.process_id={p.process_id} must lie in "
-                         f"0..{p.num_processes - 1} (parallel.num_processes="
-                         f"{p.num_processes})")
+    if (
+        p.coordinator_address
+        and p.coordinator_address != "auto"
+        and not (p.num_processes >= 1 and 0 <= p.process_id < p.num_processes)
+    ):
+        raise ValueError(
+            f"config parallel.process_id={p.process_id} must lie in "
+            f"0..{p.num_processes - 1} (parallel.num_processes="
+            f"{p.num_processes})"
+        )
     envs_, steps = num_envs(c), c.ppo.num_steps
     minibatches = []
     if c.agent == "ppo":
-        minibatches = [(envs_ - num_heldout) * steps // c.ppo.num_minibatches,
-                       num_heldout * steps // c.ppo.num_minibatches]
-    parallel.check(p, num_envs=envs_, num_heldout=num_heldout, minibatches=minibatches,
-                   batch_sizes=[c.dqn.batch_size] if c.agent == "dqn" else [],
-                   process_count=jax.process_count(), rollout_sharded=c.agent == "ppo")
+        minibatches = [
+            (envs_ - num_heldout) * steps // c.ppo.num_minibatches,
+            num_heldout * steps // c.ppo.num_minibatches,
+        ]
+    parallel.check(
+        p,
+        num_envs=envs_,
+        num_heldout=num_heldout,
+        minibatches=minibatches,
+        batch_sizes=[c.dqn.batch_size] if c.agent == "dqn" else [],
+        process_count=jax.process_count(),
+        rollout_sharded=c.agent == "ppo",
+    )
 
 
 def fingerprint(c) -> dict:

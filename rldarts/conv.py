@@ -20,6 +20,7 @@ time against compile time (each chunk is one more convolution in the compiled pr
 Flax modules use it through ``Conv`` (``nn.Conv`` with this function plugged in, same
 parameter names, so checkpoints are unchanged).
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,16 +44,32 @@ def chunk_bounds(batch: int, chunk: int | None = None, max_chunks: int | None = 
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         batch_group_count=1, precision=None, preferred_element_type=None):
+def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+):
     """``lax.conv_general_dilated`` whose weight gradient is summed over batch chunks."""
     conv = functools.partial(
-        lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
+        lax.conv_general_dilated,
+        window_strides=window_strides,
+        padding=padding,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count,
+        batch_group_count=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
     if jax.default_backend() != "cpu" or batch_group_count != 1:
         return conv(lhs, rhs)
     dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)

@@ -30,14 +30,28 @@ import math
 import os
 import sys
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 PROCGEN_GAMES = (
-    "bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",
-    "dodgeball", "fruitbot", "heist", "jumper", "leaper", "maze", "miner",
-    "ninja", "plunder", "starpilot",
+    "bigfish",
+    "bossfight",
+    "caveflyer",
+    "chaser",
+    "climber",
+    "coinrun",
+    "dodgeball",
+    "fruitbot",
+    "heist",
+    "jumper",
+    "leaper",
+    "maze",
+    "miner",
+    "ninja",
+    "plunder",
+    "starpilot",
 )
 # EnvPool also registers Extreme/Memory/Exploration for *some* games; only the
 # two modes every game has (and the ones the RL-DARTS paper uses) are exposed.
@@ -46,8 +60,10 @@ DISTRIBUTION_MODES = ("easy", "hard")
 _CLASSIC_CONTROL = ("CartPole-v0", "CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 
 _QT_LIBS = ("libQt5Core.so.5", "libQt5Gui.so.5")
-_QT_FIX = ("EnvPool Procgen needs the Qt5 Core/Gui shared libraries; "
-           "install them with `pip install PyQt5-Qt5` (or the system Qt5 runtime).")
+_QT_FIX = (
+    "EnvPool Procgen needs the Qt5 Core/Gui shared libraries; "
+    "install them with `pip install PyQt5-Qt5` (or the system Qt5 runtime)."
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -85,6 +101,7 @@ def _import_envpool() -> Any:
     # Qt is missing at that moment; preload first so the common path just works.
     _preload_qt()
     import envpool
+
     return envpool
 
 
@@ -167,9 +184,15 @@ def _check_num_envs(num_envs: Any) -> None:
         raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
 
 
-def make_procgen(env_name: str, num_envs: int, distribution_mode: str = "easy",
-                 num_levels: int = 200, start_level: int = 0, seed: int = 0,
-                 num_threads: int = 0) -> VecEnv:
+def make_procgen(
+    env_name: str,
+    num_envs: int,
+    distribution_mode: str = "easy",
+    num_levels: int = 200,
+    start_level: int = 0,
+    seed: int = 0,
+    num_threads: int = 0,
+) -> VecEnv:
     """Procgen game as a VecEnv with NHWC uint8 observations and 15 actions.
 
     num_levels=0 samples from the full (unbounded) level distribution, i.e. the
@@ -179,18 +202,31 @@ def make_procgen(env_name: str, num_envs: int, distribution_mode: str = "easy",
     _check_choice("distribution_mode", distribution_mode, DISTRIBUTION_MODES)
     _check_num_envs(num_envs)
     if num_levels < 0 or start_level < 0:
-        raise ValueError(f"num_levels and start_level must be >= 0, got {num_levels}, {start_level}")
+        raise ValueError(
+            f"num_levels and start_level must be >= 0, got {num_levels}, {start_level}"
+        )
     envpool = _ensure_procgen()
     task_id = f"{env_name.capitalize()}{distribution_mode.capitalize()}-v0"
-    env = envpool.make(task_id, env_type="gymnasium", num_envs=int(num_envs),
-                       num_threads=int(num_threads), seed=int(seed),
-                       num_levels=int(num_levels), start_level=int(start_level),
-                       channel_first=False)
+    env = envpool.make(
+        task_id,
+        env_type="gymnasium",
+        num_envs=int(num_envs),
+        num_threads=int(num_threads),
+        seed=int(seed),
+        num_levels=int(num_levels),
+        start_level=int(start_level),
+        channel_first=False,
+    )
     return VecEnv(env)
 
 
-def make_gym(env_id: str, num_envs: int, seed: int = 0, num_threads: int = 0,
-             max_episode_steps: int | None = None) -> VecEnv:
+def make_gym(
+    env_id: str,
+    num_envs: int,
+    seed: int = 0,
+    num_threads: int = 0,
+    max_episode_steps: int | None = None,
+) -> VecEnv:
     """EnvPool classic-control env (e.g. 'CartPole-v1'), float32 vector observations."""
     _check_num_envs(num_envs)
     envpool = _import_envpool()
@@ -200,10 +236,15 @@ def make_gym(env_id: str, num_envs: int, seed: int = 0, num_threads: int = 0,
     with warnings.catch_warnings():
         # EnvPool builds float64-bounded gymnasium Boxes: the float32 cast warning is noise.
         warnings.filterwarnings("ignore", message=".*precision lowered.*")
-        env = envpool.make(env_id, env_type="gymnasium", num_envs=int(num_envs),
-                           num_threads=int(num_threads), seed=int(seed), **kwargs)
+        env = envpool.make(
+            env_id,
+            env_type="gymnasium",
+            num_envs=int(num_envs),
+            num_threads=int(num_threads),
+            seed=int(seed),
+            **kwargs,
+        )
         return VecEnv(env)  # Spaces are built lazily, here.
-
 
 
 # --------------------------------------------------------------------------------------
@@ -308,11 +349,15 @@ class TrainingEnv:
     info dict (terminated/truncated/final_obs) is kept in ``last_info``.
     """
 
-    def __init__(self, venv: VecEnv, gamma: float = 0.999, normalize_reward: bool = True,
-                 clip: float = 10.0):
+    def __init__(
+        self, venv: VecEnv, gamma: float = 0.999, normalize_reward: bool = True, clip: float = 10.0
+    ):
         self.venv = venv
         self.num_envs, self.num_actions = venv.num_envs, venv.num_actions
-        self.observation_shape, self.observation_dtype = venv.observation_shape, venv.observation_dtype
+        self.observation_shape, self.observation_dtype = (
+            venv.observation_shape,
+            venv.observation_dtype,
+        )
         self.stats = EpisodeStats(venv.num_envs)
         self.normalizer = RewardNormalizer(venv.num_envs, gamma, clip) if normalize_reward else None
         self.last_info: dict = {}
@@ -331,8 +376,10 @@ class TrainingEnv:
         return obs, reward, done, finished_returns, finished_lengths
 
     def state_dict(self) -> dict:
-        return {"stats": self.stats.state_dict(),
-                "normalizer": None if self.normalizer is None else self.normalizer.state_dict()}
+        return {
+            "stats": self.stats.state_dict(),
+            "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.stats.load_state_dict(state["stats"])
@@ -346,8 +393,13 @@ class TrainingEnv:
 # --------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------
-def evaluate(act_fn: Callable[[np.ndarray, Any], Any], env: VecEnv | Callable[[], VecEnv],
-             num_episodes: int, key: Any = 0, max_steps: int = 1_000_000) -> dict:
+def evaluate(
+    act_fn: Callable[[np.ndarray, Any], Any],
+    env: VecEnv | Callable[[], VecEnv],
+    num_episodes: int,
+    key: Any = 0,
+    max_steps: int = 1_000_000,
+) -> dict:
     """Run a policy until ``num_episodes`` episodes finished; return raw-return stats.
 
     act_fn(obs, key) -> actions (e.g. a jitted stochastic policy). ``env`` is a
@@ -391,5 +443,10 @@ def evaluate(act_fn: Callable[[np.ndarray, Any], Any], env: VecEnv | Callable[[]
             venv.close()
     returns = rets.reshape(-1)[:num_episodes]
     lengths = lens.reshape(-1)[:num_episodes]
-    return {"mean_return": float(returns.mean()), "std": float(returns.std()),
-            "returns": returns, "lengths": lengths, "mean_length": float(lengths.mean())}
+    return {
+        "mean_return": float(returns.mean()),
+        "std": float(returns.std()),
+        "returns": returns,
+        "lengths": lengths,
+        "mean_length": float(lengths.mean()),
+    }

@@ -5,6 +5,7 @@ Shared by ``experiments.search`` (a supernet learns its alphas) and
 with the input (config, genotype file, checkpoint of another config) is checked
 before the first byte is written to the workdir.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -33,6 +35,7 @@ class AgentInterface(Protocol):
     constructor is ``(config, torso, num_actions, mode, num_heldout, total_env_steps,
     topology)``. The actor, the alpha optimizer (``arch``), the logger and the
     checkpointer are the driver's: an agent writes none of them again."""
+
     num_envs: int  # acting envs of all processes, held-out ones last
     steps_per_iteration: int  # env steps (all processes) between two metrics rows
     normalize_reward: bool  # the actor's TrainingEnv normalises rewards (PPO)
@@ -42,8 +45,9 @@ class AgentInterface(Protocol):
     def init_state(self, alphas: dict, sample_obs: np.ndarray, key: jax.Array) -> Any:
         """The learner state: a pytree (NamedTuple) with ``params`` and ``alphas``."""
 
-    def run_iteration(self, actor: Actor, state: Any, inv_temp: jax.Array,
-                      next_inv_temp: jax.Array | None = None) -> tuple[Any, dict, list]:
+    def run_iteration(
+        self, actor: Actor, state: Any, inv_temp: jax.Array, next_inv_temp: jax.Array | None = None
+    ) -> tuple[Any, dict, list]:
         """Acts and learns for ``steps_per_iteration`` env steps: (state, metrics,
         finished episodes per env group). ``next_inv_temp``: the next iteration's
         temperature when it continues this env segment (the async actor may start its
@@ -68,6 +72,7 @@ class NonFiniteLossError(RuntimeError):
 @dataclasses.dataclass
 class Setup:
     """Everything built from a config before the workdir is touched."""
+
     config: object
     agent: AgentInterface
     ops: tuple
@@ -84,27 +89,45 @@ def build(c, require_supernet: bool) -> Setup:
     config_checks.validate(c)
     genotype = NetworkGenotype.load(c.genotype) if c.genotype else None
     torso = networks.make_torso(
-        c.network, depths=tuple(c.net.depths), dense=c.net.dense,
-        search_space=c.net.search_space, num_nodes=c.net.num_nodes,
-        output_mode=c.net.output_mode, first_conv=c.net.first_conv, genotype=genotype,
-        method=c.arch.method, partial_channels_k=c.arch.partial_channels_k)
+        c.network,
+        depths=tuple(c.net.depths),
+        dense=c.net.dense,
+        search_space=c.net.search_space,
+        num_nodes=c.net.num_nodes,
+        output_mode=c.net.output_mode,
+        first_conv=c.net.first_conv,
+        genotype=genotype,
+        method=c.arch.method,
+        partial_channels_k=c.arch.partial_channels_k,
+    )
     supernet = c.network in networks.CELL_TYPES and genotype is None
     if require_supernet and not supernet:
-        raise ValueError(f"search needs a supernet: network={c.network!r}"
-                         f"{' with a genotype' if genotype else ''}; use network "
-                         f"darts_standard or darts_impala without a genotype")
+        raise ValueError(
+            f"search needs a supernet: network={c.network!r}"
+            f"{' with a genotype' if genotype else ''}; use network "
+            f"darts_standard or darts_impala without a genotype"
+        )
     ops = ops_lib.resolve_search_space(c.net.search_space)
-    alphas = (networks.init_network_alphas(c.network, ops, c.net.num_nodes,
-                                           method=c.arch.method) if supernet else {})
+    alphas = (
+        networks.init_network_alphas(c.network, ops, c.net.num_nodes, method=c.arch.method)
+        if supernet
+        else {}
+    )
     mode = c.arch.mode if supernet else "frozen"
     num_envs = config_checks.num_envs(c)
     num_heldout = arch.heldout_envs(c.arch, num_envs) if supernet else 0
     config_checks.check_parallel(c, num_heldout)
     topology = parallel.make_topology(c.parallel)
-    agent = AGENTS[c.agent](c, torso, NUM_ACTIONS, mode, num_heldout, c.total_env_steps,
-                            topology)
-    return Setup(c, agent, ops, alphas, num_heldout,
-                 math.ceil(c.total_env_steps / agent.steps_per_iteration), topology)
+    agent = AGENTS[c.agent](c, torso, NUM_ACTIONS, mode, num_heldout, c.total_env_steps, topology)
+    return Setup(
+        c,
+        agent,
+        ops,
+        alphas,
+        num_heldout,
+        math.ceil(c.total_env_steps / agent.steps_per_iteration),
+        topology,
+    )
 
 
 def env_seed(seed: int, segment: int, process: int = 0) -> int:
@@ -122,18 +145,37 @@ def _env_factory(c, agent, num_heldout: int, topology: parallel.Topology):
 
     def make(segment: int):
         seed = env_seed(c.seed, segment, topology.process_index)
-        groups = [envs.make_procgen(c.env_name, share(agent.num_envs - num_heldout),
-                                    c.distribution_mode, c.num_levels, c.start_level, seed,
-                                    c.num_threads)]
+        groups = [
+            envs.make_procgen(
+                c.env_name,
+                share(agent.num_envs - num_heldout),
+                c.distribution_mode,
+                c.num_levels,
+                c.start_level,
+                seed,
+                c.num_threads,
+            )
+        ]
         if num_heldout:
             unseen = c.arch.heldout_source == "unseen_levels"
             # Unseen levels: the block right after the training levels.
             start = c.start_level + c.num_levels if unseen else c.start_level
-            groups.append(envs.make_procgen(c.env_name, share(num_heldout),
-                                            c.distribution_mode, c.num_levels, start,
-                                            seed + 500_000, c.num_threads))
-        return [envs.TrainingEnv(g, c.ppo.gamma, agent.normalize_reward, c.ppo.reward_clip)
-                for g in groups]
+            groups.append(
+                envs.make_procgen(
+                    c.env_name,
+                    share(num_heldout),
+                    c.distribution_mode,
+                    c.num_levels,
+                    start,
+                    seed + 500_000,
+                    c.num_threads,
+                )
+            )
+        return [
+            envs.TrainingEnv(g, c.ppo.gamma, agent.normalize_reward, c.ppo.reward_clip)
+            for g in groups
+        ]
+
     return make
 
 
@@ -145,8 +187,9 @@ class History:
         lines = []
         if resume_env_steps is not None and os.path.exists(path):
             with open(path) as f:
-                lines = [ln for ln in f if ln.strip()
-                         and json.loads(ln)["env_steps"] <= resume_env_steps]
+                lines = [
+                    ln for ln in f if ln.strip() and json.loads(ln)["env_steps"] <= resume_env_steps
+                ]
         atomic_write_text(path, "".join(lines))
 
     def append(self, record: dict) -> None:
@@ -158,38 +201,53 @@ class History:
             return [json.loads(ln) for ln in f if ln.strip()]
 
 
-def write_architecture(workdir: str, s: Setup, alphas: dict, env_steps: int,
-                       inv_temp: float, genotype_history: History | None = None,
-                       alpha_history: History | None = None) -> NetworkGenotype:
+def write_architecture(
+    workdir: str,
+    s: Setup,
+    alphas: dict,
+    env_steps: int,
+    inv_temp: float,
+    genotype_history: History | None = None,
+    alpha_history: History | None = None,
+) -> NetworkGenotype:
     """genotype.json (+ history), cell diagrams (PNG + DOT), alpha-evolution plot."""
     np_alphas = jax.tree.map(np.asarray, alphas)
     genotype = discretize(np_alphas, s.ops, s.config.arch.discretize_k, inv_temp)
     genotype = genotype.with_provenance(config_checks.genotype_provenance(s.config))
     atomic_write_text(os.path.join(workdir, "genotype.json"), genotype.to_json())
     if genotype_history is not None:
-        genotype_history.append({"env_steps": env_steps,
-                                 "genotype": json.loads(genotype.to_json())})
+        genotype_history.append(
+            {"env_steps": env_steps, "genotype": json.loads(genotype.to_json())}
+        )
     cells_dir = os.path.join(workdir, "cells")
     os.makedirs(cells_dir, exist_ok=True)
     for cell_type, cell in genotype.cells.items():
         title = f"{cell_type} cell @ {env_steps:,} steps"
         visualize.draw_genotype(cell, os.path.join(cells_dir, f"{cell_type}.png"), title)
-        atomic_write_text(os.path.join(cells_dir, f"{cell_type}.dot"),
-                          visualize.genotype_to_dot(cell, title))
-        visualize.draw_alphas(np_alphas[cell_type], s.ops,
-                              os.path.join(cells_dir, f"{cell_type}_alphas.png"), inv_temp,
-                              f"{cell_type} supernet @ {env_steps:,} steps")
-        atomic_write_text(os.path.join(cells_dir, f"{cell_type}_alphas.dot"),
-                          visualize.alphas_to_dot(np_alphas[cell_type], s.ops, inv_temp))
+        atomic_write_text(
+            os.path.join(cells_dir, f"{cell_type}.dot"), visualize.genotype_to_dot(cell, title)
+        )
+        visualize.draw_alphas(
+            np_alphas[cell_type],
+            s.ops,
+            os.path.join(cells_dir, f"{cell_type}_alphas.png"),
+            inv_temp,
+            f"{cell_type} supernet @ {env_steps:,} steps",
+        )
+        atomic_write_text(
+            os.path.join(cells_dir, f"{cell_type}_alphas.dot"),
+            visualize.alphas_to_dot(np_alphas[cell_type], s.ops, inv_temp),
+        )
     if alpha_history is not None:
         records = [(r["env_steps"], r["alphas"]) for r in alpha_history.read()]
         if records:
-            visualize.plot_alpha_history(records, s.ops,
-                                         os.path.join(workdir, "alpha_evolution.png"),
-                                         inv_temp)
+            visualize.plot_alpha_history(
+                records, s.ops, os.path.join(workdir, "alpha_evolution.png"), inv_temp
+            )
             if EDGE_WEIGHTS in alphas:
                 visualize.plot_edge_weight_history(
-                    records, os.path.join(workdir, "edge_weight_evolution.png"))
+                    records, os.path.join(workdir, "edge_weight_evolution.png")
+                )
     return genotype
 
 
@@ -227,20 +285,31 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
         actor.load_state_dict(mine["actor"])
         agent.load_state_dict(mine["agent"])
         note = agent.load_extra(ckpt_dir, start_step)
-        log(f"resuming {workdir} from iteration {iteration} ({resume_steps:,} env steps)"
-            + (f"; {note}" if note else ""))
+        log(
+            f"resuming {workdir} from iteration {iteration} ({resume_steps:,} env steps)"
+            + (f"; {note}" if note else "")
+        )
 
     if primary:
         os.makedirs(workdir, exist_ok=True)
         atomic_write_json(os.path.join(workdir, "config.json"), c.to_dict())
-    logger = (MetricsLogger(workdir, resume=start_step is not None,
-                            resume_env_steps=resume_steps, tensorboard=c.log.tensorboard)
-              if primary else None)
+    logger = (
+        MetricsLogger(
+            workdir,
+            resume=start_step is not None,
+            resume_env_steps=resume_steps,
+            tensorboard=c.log.tensorboard,
+        )
+        if primary
+        else None
+    )
     searching = bool(s.alphas)
-    alpha_hist = (History(os.path.join(workdir, "alpha_history.jsonl"), resume_steps)
-                  if primary else None)
-    geno_hist = (History(os.path.join(workdir, "genotype_history.jsonl"), resume_steps)
-                 if primary else None)
+    alpha_hist = (
+        History(os.path.join(workdir, "alpha_history.jsonl"), resume_steps) if primary else None
+    )
+    geno_hist = (
+        History(os.path.join(workdir, "genotype_history.jsonl"), resume_steps) if primary else None
+    )
 
     every = c.log.checkpoint_every_iterations
     actor.start_segment(iteration // every)
@@ -249,7 +318,8 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     env_steps = iteration * agent.steps_per_iteration
     total_steps = s.num_iterations * agent.steps_per_iteration
     temperature = lambda i: arch.inverse_temperature(  # noqa: E731
-        c.arch, arch.schedule_progress(i, s.num_iterations))
+        c.arch, arch.schedule_progress(i, s.num_iterations)
+    )
     try:
         while iteration < s.num_iterations:
             t0 = time.time()
@@ -257,50 +327,86 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
             # The next iteration continues this env segment: an async actor may start it.
             same_segment = (iteration + 1) % every and iteration + 1 < s.num_iterations
             state, metrics, finished = agent.run_iteration(
-                actor, state, inv_temp, temperature(iteration + 1) if same_segment else None)
+                actor, state, inv_temp, temperature(iteration + 1) if same_segment else None
+            )
             iteration += 1
             env_steps = iteration * agent.steps_per_iteration
             if not np.isfinite(metrics.get("loss", 0.0)):
                 raise NonFiniteLossError(
                     f"non-finite loss ({metrics['loss']}) at iteration {iteration}; the run "
-                    f"stopped, the last good checkpoint is step {ckpt.latest_step()}")
+                    f"stopped, the last good checkpoint is step {ckpt.latest_step()}"
+                )
             dt = time.time() - t0
             episodes = _episode_means(finished, topo)
-            row = {"env_steps": env_steps, "iteration": iteration,
-                   "wall_time_s": round(time.time() - t_start, 3),
-                   "sps": round(agent.steps_per_iteration / dt, 1),
-                   "episode_return_train": episodes[0][0],
-                   "episode_length_train": episodes[0][1],
-                   "inverse_temperature": float(inv_temp), **metrics}
+            row = {
+                "env_steps": env_steps,
+                "iteration": iteration,
+                "wall_time_s": round(time.time() - t_start, 3),
+                "sps": round(agent.steps_per_iteration / dt, 1),
+                "episode_return_train": episodes[0][0],
+                "episode_length_train": episodes[0][1],
+                "inverse_temperature": float(inv_temp),
+                **metrics,
+            }
             if s.num_heldout:
                 row["episode_return_heldout"] = episodes[1][0]
             if searching and primary:
                 dist_temp = arch.distribution_inverse_temperature(c.arch, inv_temp)
                 alphas = topo.to_host(state.alphas)
                 row.update(arch.alpha_summary(alphas, s.ops, dist_temp))
-                logger.write_tensorboard(env_steps, arch.edge_probability_scalars(
-                    alphas, s.ops, dist_temp))
-                alpha_hist.append({"env_steps": env_steps, "alphas": jax.tree.map(
-                    lambda a: np.asarray(a).tolist(), alphas)})
-            if primary and (iteration % c.eval.every_iterations == 0
-                            or iteration == s.num_iterations):
-                row.update(evaluate(c, eval_policy, *topo.to_actor((state.params,
-                                                                    state.alphas)),
-                                    inv_temp, jax.random.fold_in(eval_key, iteration)))
+                logger.write_tensorboard(
+                    env_steps, arch.edge_probability_scalars(alphas, s.ops, dist_temp)
+                )
+                alpha_hist.append(
+                    {
+                        "env_steps": env_steps,
+                        "alphas": jax.tree.map(lambda a: np.asarray(a).tolist(), alphas),
+                    }
+                )
+            if primary and (
+                iteration % c.eval.every_iterations == 0 or iteration == s.num_iterations
+            ):
+                row.update(
+                    evaluate(
+                        c,
+                        eval_policy,
+                        *topo.to_actor((state.params, state.alphas)),
+                        inv_temp,
+                        jax.random.fold_in(eval_key, iteration),
+                    )
+                )
             if primary:
                 logger.write(row)
-            if searching and primary and (iteration % c.log.genotype_every_iterations == 0
-                                          or iteration == s.num_iterations):
-                write_architecture(workdir, s, topo.to_host(state.alphas), env_steps,
-                                   arch.distribution_inverse_temperature(c.arch, inv_temp),
-                                   geno_hist, alpha_hist)
-            log(format_progress(env_steps, total_steps, row["sps"],
-                                row["episode_return_train"], time.time() - t_start))
+            if (
+                searching
+                and primary
+                and (
+                    iteration % c.log.genotype_every_iterations == 0
+                    or iteration == s.num_iterations
+                )
+            ):
+                write_architecture(
+                    workdir,
+                    s,
+                    topo.to_host(state.alphas),
+                    env_steps,
+                    arch.distribution_inverse_temperature(c.arch, inv_temp),
+                    geno_hist,
+                    alpha_hist,
+                )
+            log(
+                format_progress(
+                    env_steps,
+                    total_steps,
+                    row["sps"],
+                    row["episode_return_train"],
+                    time.time() - t_start,
+                )
+            )
             at_boundary = iteration % every == 0
             if at_boundary or iteration == s.num_iterations:
                 agent.save_extra(ckpt_dir, iteration)
-                ckpt.save(iteration, state, _host_state(iteration, env_steps, actor, agent,
-                                                        topo))
+                ckpt.save(iteration, state, _host_state(iteration, env_steps, actor, agent, topo))
                 agent.prune_extra(ckpt_dir, ckpt.all_steps())
             if at_boundary and iteration < s.num_iterations:
                 actor.start_segment(iteration // every)
@@ -349,11 +455,13 @@ def evaluate(c, policy, params, alphas, inv_temp, key) -> dict:
     seed = int(jax.random.randint(k_test, (), 0, 2**30))
     row = {}
     make = lambda levels, start: envs.make_procgen(
-        c.env_name, c.eval.num_envs, c.distribution_mode, levels, start, seed, c.num_threads)
+        c.env_name, c.eval.num_envs, c.distribution_mode, levels, start, seed, c.num_threads
+    )
     res = envs.evaluate(act, lambda: make(0, 0), c.eval.num_episodes, k_test)
     row["episode_return_test"] = res["mean_return"]
     if c.eval.train_levels:
-        res = envs.evaluate(act, lambda: make(c.num_levels, c.start_level),
-                            c.eval.num_episodes, k_train)
+        res = envs.evaluate(
+            act, lambda: make(c.num_levels, c.start_level), c.eval.num_episodes, k_train
+        )
         row["episode_return_train_eval"] = res["mean_return"]
     return row

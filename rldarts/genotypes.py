@@ -11,12 +11,14 @@ with a format version, and loading validates everything.
 Format 2 (written now) adds the optional ``found_with`` object to network genotypes;
 format 1 files (no provenance) still load, with ``found_with`` None.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,42 +50,55 @@ class CellGenotype:
         return tuple(op for node in self.nodes for _, op in node)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"num_inputs": self.num_inputs,
-                "nodes": [[[i, op] for i, op in node] for node in self.nodes]}
+        return {
+            "num_inputs": self.num_inputs,
+            "nodes": [[[i, op] for i, op in node] for node in self.nodes],
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CellGenotype":
+    def from_dict(cls, data: Mapping[str, Any]) -> CellGenotype:
         if not isinstance(data, Mapping) or "nodes" not in data:
-            raise ValueError(f"malformed cell genotype: expected an object with 'nodes', "
-                             f"got {str(data)[:80]!r}")
+            raise ValueError(
+                f"malformed cell genotype: expected an object with 'nodes', got {str(data)[:80]!r}"
+            )
         nodes = data["nodes"]
         if not isinstance(nodes, Sequence) or isinstance(nodes, str):
             raise ValueError("malformed cell genotype: 'nodes' must be a list of nodes")
         parsed = []
         for j, node in enumerate(nodes):
             if not isinstance(node, Sequence) or isinstance(node, str):
-                raise ValueError(f"malformed cell genotype: node {j} must be a list of "
-                                 "[input_index, op_name] edges")
+                raise ValueError(
+                    f"malformed cell genotype: node {j} must be a list of "
+                    "[input_index, op_name] edges"
+                )
             edges = []
             for edge in node:
-                if (not isinstance(edge, Sequence) or isinstance(edge, str) or len(edge) != 2
-                        or not isinstance(edge[0], int) or isinstance(edge[0], bool)
-                        or not isinstance(edge[1], str)):
-                    raise ValueError(f"malformed cell genotype: node {j} has edge {edge!r}; "
-                                     "an edge is [input_index, op_name]")
+                if (
+                    not isinstance(edge, Sequence)
+                    or isinstance(edge, str)
+                    or len(edge) != 2
+                    or not isinstance(edge[0], int)
+                    or isinstance(edge[0], bool)
+                    or not isinstance(edge[1], str)
+                ):
+                    raise ValueError(
+                        f"malformed cell genotype: node {j} has edge {edge!r}; "
+                        "an edge is [input_index, op_name]"
+                    )
                 edges.append((edge[0], edge[1]))
             parsed.append(tuple(edges))
         num_inputs = data.get("num_inputs", 1)
         if not isinstance(num_inputs, int):
-            raise ValueError(f"malformed cell genotype: num_inputs must be an int, "
-                             f"got {num_inputs!r}")
+            raise ValueError(
+                f"malformed cell genotype: num_inputs must be an int, got {num_inputs!r}"
+            )
         return cls(nodes=tuple(parsed), num_inputs=num_inputs)
 
     def to_json(self) -> str:
         return _dumps({"format_version": FORMAT_VERSION, **self.to_dict()})
 
     @classmethod
-    def from_json(cls, text: str) -> "CellGenotype":
+    def from_json(cls, text: str) -> CellGenotype:
         return cls.from_dict(_load_versioned(text))
 
 
@@ -100,13 +115,16 @@ def validate_cell(cell: CellGenotype) -> None:
         seen = set()
         for i, op in node:
             if op not in ops_lib.OPS:
-                raise ValueError(f"node {j} uses unknown op {op!r}; valid ops: "
-                                 f"{', '.join(sorted(ops_lib.OPS))}")
+                raise ValueError(
+                    f"node {j} uses unknown op {op!r}; valid ops: {', '.join(sorted(ops_lib.OPS))}"
+                )
             if op in ops_lib.ZERO_OPS:
                 raise ValueError(f"node {j} keeps a {op!r} edge; a genotype holds real ops")
             if not 0 <= i < limit:
-                raise ValueError(f"node {j} has input index {i} out of range [0, {limit}) "
-                                 f"({cell.num_inputs} cell input(s) + {j} earlier node(s))")
+                raise ValueError(
+                    f"node {j} has input index {i} out of range [0, {limit}) "
+                    f"({cell.num_inputs} cell input(s) + {j} earlier node(s))"
+                )
             if i in seen:
                 raise ValueError(f"node {j} has two edges from input {i}")
             seen.add(i)
@@ -124,6 +142,7 @@ class Provenance:
     'random': rldarts.random_search) and the config fields of the network it belongs
     to (``network``, ``net.search_space``, ``net.num_nodes``, ``net.output_mode``,
     ``net.first_conv``, ``net.depths``, ``net.dense``), enough to rebuild it."""
+
     method: str
     network: str
     search_space: str
@@ -143,9 +162,11 @@ class Provenance:
 
         if not isinstance(self.method, str) or not self.method:
             bad("method", self.method, "expected a non-empty string (e.g. darts, random)")
-        for field, choices in (("network", tuple(sorted(NETWORK_CELL_TYPES))),
-                               ("search_space", tuple(ops_lib.SEARCH_SPACES)),
-                               ("output_mode", OUTPUT_MODES)):
+        for field, choices in (
+            ("network", tuple(sorted(NETWORK_CELL_TYPES))),
+            ("search_space", tuple(ops_lib.SEARCH_SPACES)),
+            ("output_mode", OUTPUT_MODES),
+        ):
             value = getattr(self, field)
             if not isinstance(value, str) or value not in choices:
                 bad(field, value, f"valid choices: {', '.join(choices)}")
@@ -158,8 +179,11 @@ class Provenance:
             bad("first_conv", self.first_conv, "expected true or false")
         object.__setattr__(self, "first_conv", bool(self.first_conv))
         depths = self.depths
-        if (not isinstance(depths, (list, tuple)) or not depths
-                or not all(_is_int(d) and d > 0 for d in depths)):
+        if (
+            not isinstance(depths, (list, tuple))
+            or not depths
+            or not all(_is_int(d) and d > 0 for d in depths)
+        ):
             bad("depths", depths, "expected a non-empty list of positive ints")
         object.__setattr__(self, "depths", tuple(int(d) for d in depths))
 
@@ -169,24 +193,32 @@ class Provenance:
         return d
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Provenance":
+    def from_dict(cls, data: Any) -> Provenance:
         fields = [f.name for f in dataclasses.fields(cls)]
         if not isinstance(data, Mapping):
-            raise ValueError(f"malformed genotype found_with: expected an object with "
-                             f"{', '.join(fields)}, got {str(data)[:80]!r}")
+            raise ValueError(
+                f"malformed genotype found_with: expected an object with "
+                f"{', '.join(fields)}, got {str(data)[:80]!r}"
+            )
         missing = [f for f in fields if f not in data]
         unknown = sorted(set(data) - set(fields))
         if missing or unknown:
-            raise ValueError("malformed genotype found_with: "
-                             + (f"missing {', '.join(missing)}" if missing else
-                                f"unknown field(s) {', '.join(map(str, unknown))}")
-                             + f"; its fields: {', '.join(fields)}")
+            raise ValueError(
+                "malformed genotype found_with: "
+                + (
+                    f"missing {', '.join(missing)}"
+                    if missing
+                    else f"unknown field(s) {', '.join(map(str, unknown))}"
+                )
+                + f"; its fields: {', '.join(fields)}"
+            )
         return cls(**{f: data[f] for f in fields})
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkGenotype:
     """Cell type ('normal', 'reduction') -> CellGenotype, and optionally how it was found."""
+
     cells: Mapping[str, CellGenotype]
     found_with: Provenance | None = None
 
@@ -211,17 +243,23 @@ class NetworkGenotype:
         p = self.found_with
         needed = NETWORK_CELL_TYPES[p.network]
         if sorted(self.cells) != sorted(needed):
-            raise ValueError(f"found_with.network={p.network!r} has cell types "
-                             f"{sorted(needed)}, the genotype has {sorted(self.cells)}")
+            raise ValueError(
+                f"found_with.network={p.network!r} has cell types "
+                f"{sorted(needed)}, the genotype has {sorted(self.cells)}"
+            )
         space = ops_lib.SEARCH_SPACES[p.search_space]
         for name, cell in self.cells.items():
             if cell.num_nodes != p.num_nodes:
-                raise ValueError(f"found_with.num_nodes={p.num_nodes} but the {name} cell "
-                                 f"has {cell.num_nodes} nodes")
+                raise ValueError(
+                    f"found_with.num_nodes={p.num_nodes} but the {name} cell "
+                    f"has {cell.num_nodes} nodes"
+                )
             outside = sorted(set(cell.op_names) - set(space))
             if outside:
-                raise ValueError(f"the {name} cell uses {', '.join(outside)}, outside "
-                                 f"found_with.search_space={p.search_space!r}")
+                raise ValueError(
+                    f"the {name} cell uses {', '.join(outside)}, outside "
+                    f"found_with.search_space={p.search_space!r}"
+                )
 
     def __hash__(self):  # hashable so it can be a (static) Flax module attribute
         return hash(self.to_json())
@@ -229,7 +267,7 @@ class NetworkGenotype:
     def __getitem__(self, cell_type: str) -> CellGenotype:
         return self.cells[cell_type]
 
-    def with_provenance(self, found_with: Provenance | None) -> "NetworkGenotype":
+    def with_provenance(self, found_with: Provenance | None) -> NetworkGenotype:
         return dataclasses.replace(self, found_with=found_with)
 
     def to_json(self) -> str:
@@ -240,18 +278,22 @@ class NetworkGenotype:
         return _dumps({**head, "cells": body})
 
     @classmethod
-    def from_json(cls, text: str) -> "NetworkGenotype":
+    def from_json(cls, text: str) -> NetworkGenotype:
         data = _load_versioned(text)
         cells = data.get("cells")
         if not isinstance(cells, Mapping):
-            raise ValueError("malformed network genotype: expected a 'cells' object mapping "
-                             f"cell types ({', '.join(CELL_TYPES)}) to cell genotypes")
+            raise ValueError(
+                "malformed network genotype: expected a 'cells' object mapping "
+                f"cell types ({', '.join(CELL_TYPES)}) to cell genotypes"
+            )
         found = data.get("found_with") if data["format_version"] >= 2 else None
-        return cls({name: CellGenotype.from_dict(cell) for name, cell in cells.items()},
-                   None if found is None else Provenance.from_dict(found))
+        return cls(
+            {name: CellGenotype.from_dict(cell) for name, cell in cells.items()},
+            None if found is None else Provenance.from_dict(found),
+        )
 
     @classmethod
-    def load(cls, path: str) -> "NetworkGenotype":
+    def load(cls, path: str) -> NetworkGenotype:
         try:
             with open(path) as f:
                 text = f.read()
@@ -267,9 +309,12 @@ def _dumps(obj) -> str:
     """Indented JSON with each edge ``[index, "op"]`` and each list of ints (depths) kept
     on one line, for reading."""
     text = json.dumps(obj, indent=2)
-    text = re.sub(r'\[\s+(\d+),\s+("[^"]*")\s+\]', r'[\1, \2]', text)
-    return re.sub(r'\[\s+(\d+(?:,\s+\d+)*)\s+\]',
-                  lambda m: "[" + ", ".join(re.split(r",\s+", m.group(1))) + "]", text)
+    text = re.sub(r'\[\s+(\d+),\s+("[^"]*")\s+\]', r"[\1, \2]", text)
+    return re.sub(
+        r"\[\s+(\d+(?:,\s+\d+)*)\s+\]",
+        lambda m: "[" + ", ".join(re.split(r",\s+", m.group(1))) + "]",
+        text,
+    )
 
 
 def _load_versioned(text: str) -> dict:
@@ -281,9 +326,11 @@ def _load_versioned(text: str) -> dict:
         raise ValueError("malformed genotype JSON: expected an object")
     version = data.get("format_version")
     if not _is_int(version) or version not in READABLE_VERSIONS:
-        raise ValueError(f"unsupported genotype format_version {version!r}; "
-                         f"this rldarts reads versions "
-                         f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise ValueError(
+            f"unsupported genotype format_version {version!r}; "
+            f"this rldarts reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     return data
 
 
@@ -304,9 +351,13 @@ def split_alphas(alphas: Mapping) -> tuple[dict, dict]:
     return ops_alphas, dict(alphas.get(EDGE_WEIGHTS, {}))
 
 
-def discretize_cell(alphas: Sequence[Any], ops: Sequence[str], k: int = 2,
-                    inverse_temperature: float = 1.0,
-                    edge_weights: Sequence[Any] | None = None) -> CellGenotype:
+def discretize_cell(
+    alphas: Sequence[Any],
+    ops: Sequence[str],
+    k: int = 2,
+    inverse_temperature: float = 1.0,
+    edge_weights: Sequence[Any] | None = None,
+) -> CellGenotype:
     """The official rule: drop Zero, argmax op per edge, keep each node's k strongest edges.
 
     An edge's strength is the probability of its best non-zero op (probabilities from
@@ -323,22 +374,25 @@ def discretize_cell(alphas: Sequence[Any], ops: Sequence[str], k: int = 2,
         raise ValueError(f"search space {ops} has only zero ops: nothing to keep")
     num_inputs = np.asarray(alphas[0]).shape[0]
     if edge_weights is not None and len(edge_weights) != len(alphas):
-        raise ValueError(f"edge weights for {len(edge_weights)} nodes, alphas for "
-                         f"{len(alphas)}")
+        raise ValueError(f"edge weights for {len(edge_weights)} nodes, alphas for {len(alphas)}")
     nodes = []
     for j, node_alpha in enumerate(alphas):
         a = np.asarray(node_alpha, dtype=np.float64)
         if a.shape != (num_inputs + j, len(ops)):
-            raise ValueError(f"alphas of node {j} have shape {a.shape}; expected "
-                             f"{(num_inputs + j, len(ops))} for {len(ops)} ops")
+            raise ValueError(
+                f"alphas of node {j} have shape {a.shape}; expected "
+                f"{(num_inputs + j, len(ops))} for {len(ops)} ops"
+            )
         probs = _softmax(inverse_temperature * a)[:, real]
         best = probs.argmax(axis=1)
         strength = probs[np.arange(len(probs)), best]
         if edge_weights is not None:
             beta = np.asarray(edge_weights[j], dtype=np.float64)
             if beta.shape != (num_inputs + j,):
-                raise ValueError(f"edge weights of node {j} have shape {beta.shape}; "
-                                 f"expected {(num_inputs + j,)}")
+                raise ValueError(
+                    f"edge weights of node {j} have shape {beta.shape}; "
+                    f"expected {(num_inputs + j,)}"
+                )
             strength = strength * _softmax(beta)
         # Stable sort on -strength: equal strengths keep the lower input index.
         kept = sorted(np.argsort(-strength, kind="stable")[:k])
@@ -351,7 +405,10 @@ def discretize(alphas, ops: Sequence[str], k: int = 2, inverse_temperature: floa
     alphas, plus ``EDGE_WEIGHTS`` for PC-DARTS) -> NetworkGenotype."""
     if isinstance(alphas, Mapping):
         cells, edge_weights = split_alphas(alphas)
-        return NetworkGenotype({name: discretize_cell(a, ops, k, inverse_temperature,
-                                                      edge_weights.get(name))
-                                for name, a in cells.items()})
+        return NetworkGenotype(
+            {
+                name: discretize_cell(a, ops, k, inverse_temperature, edge_weights.get(name))
+                for name, a in cells.items()
+            }
+        )
     return discretize_cell(alphas, ops, k, inverse_temperature)

@@ -3,6 +3,7 @@
 Shared by the PPO and DQN learners. `atomic_write_text` / `atomic_write_json` are the single
 place in the project that implements atomic writes (temp file in the same dir, fsync, rename).
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,8 @@ import logging
 import math
 import os
 import tempfile
-from typing import Callable, Any
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +27,10 @@ def _not_an_optional_backend(record: logging.LogRecord) -> bool:
     # jax logs at INFO level, and only for backends it may skip ("fail quietly"), that a
     # backend could not start: every CPU-only run's "Unable to initialize backend 'tpu'".
     # A backend the user asked for (JAX_PLATFORMS) raises instead, so nothing real is lost.
-    return not (record.levelno <= logging.INFO
-                and str(record.msg).startswith("Unable to initialize backend"))
+    return not (
+        record.levelno <= logging.INFO
+        and str(record.msg).startswith("Unable to initialize backend")
+    )
 
 
 def quiet_library_logs() -> None:
@@ -46,10 +50,13 @@ def atomic_write(path, write: Callable[[Any], None], binary: bool = False) -> No
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
+    )
     try:
-        with (os.fdopen(fd, "wb") if binary else
-              os.fdopen(fd, "w", encoding="utf-8", newline="")) as f:
+        with (
+            os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")
+        ) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -110,8 +117,13 @@ class MetricsLogger:
     (logged after the checkpoint being resumed), and TensorBoard hides those steps as well.
     """
 
-    def __init__(self, workdir, resume: bool = False, resume_env_steps: int | None = None,
-                 tensorboard: bool = True):
+    def __init__(
+        self,
+        workdir,
+        resume: bool = False,
+        resume_env_steps: int | None = None,
+        tensorboard: bool = True,
+    ):
         self.workdir = os.fspath(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.path = os.path.join(self.workdir, METRICS_CSV)
@@ -132,7 +144,9 @@ class MetricsLogger:
             from tensorboardX import SummaryWriter
 
             # purge_step hides events at/after it from earlier event files (a killed run's tail).
-            purge = (resume_env_steps + 1 if resume_env_steps is not None else None) if resume else 0
+            purge = (
+                (resume_env_steps + 1 if resume_env_steps is not None else None) if resume else 0
+            )
             self._tb = SummaryWriter(os.path.join(self.workdir, TB_DIR), purge_step=purge)
 
     def _rewrite(self) -> None:
@@ -155,8 +169,9 @@ class MetricsLogger:
             self._rewrite()
             self._file = open(self.path, "a", newline="", encoding="utf-8")
         else:
-            csv.DictWriter(self._file, fieldnames=self._columns, restval="",
-                           lineterminator="\n").writerow(cells)
+            csv.DictWriter(
+                self._file, fieldnames=self._columns, restval="", lineterminator="\n"
+            ).writerow(cells)
             self._file.flush()
         if self._tb is not None:
             step = int(float(cells["env_steps"]))
@@ -188,7 +203,7 @@ class MetricsLogger:
             self._tb.close()
             self._tb = None
 
-    def __enter__(self) -> "MetricsLogger":
+    def __enter__(self) -> MetricsLogger:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -208,15 +223,21 @@ def _hms(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(round(seconds))))
 
 
-def format_progress(env_steps: int, total_env_steps: int, sps: float, episode_return: float | None,
-                    elapsed_s: float) -> str:
+def format_progress(
+    env_steps: int, total_env_steps: int, sps: float, episode_return: float | None, elapsed_s: float
+) -> str:
     """One terminal progress line, e.g.
     `[  12.3%] steps 123,456/1,000,000 | 1,234 sps | return 5.12 | ETA 0:12:03 | elapsed 0:01:40`.
     """
     env_steps, total = int(env_steps), int(total_env_steps)
     pct = 100.0 * env_steps / total if total > 0 else 0.0
-    ret = "n/a" if episode_return is None or not math.isfinite(float(episode_return)) \
+    ret = (
+        "n/a"
+        if episode_return is None or not math.isfinite(float(episode_return))
         else f"{float(episode_return):.2f}"
+    )
     eta = (total - env_steps) / sps if sps and sps > 0 else math.nan
-    return (f"[{pct:6.1f}%] steps {env_steps:,}/{total:,} | {int(round(sps or 0)):,} sps | "
-            f"return {ret} | ETA {_hms(max(eta, 0.0))} | elapsed {_hms(elapsed_s)}")
+    return (
+        f"[{pct:6.1f}%] steps {env_steps:,}/{total:,} | {int(round(sps or 0)):,} sps | "
+        f"return {ret} | ETA {_hms(max(eta, 0.0))} | elapsed {_hms(elapsed_s)}"
+    )

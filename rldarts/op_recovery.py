@@ -32,12 +32,13 @@ a skip from a node that is itself ``Relu(x)`` equals a ``Relu`` edge from the in
 Relu/skip on an already rectified node are nearly the same map, and one supernet edge
 may carry a mixture of two ops that discretization cuts to one.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -99,14 +100,17 @@ def _random_params(model, x, rng: np.random.Generator, *args):
     """Teacher weights: conv kernels N(0, 1/fan_in) (the scale of Flax's default
     init), everything else 0. Drawn with NumPy: compiling ``model.init`` takes seconds.
     (Only shapes are traced, with an ``'arch'`` stream for sampled students.)"""
+
     def draw(path, leaf):
         if getattr(path[-1], "key", None) == "kernel":
             fan_in = int(np.prod(leaf.shape[:-1]))
             return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(fan_in)
         return np.zeros(leaf.shape, leaf.dtype)
+
     key = jax.random.PRNGKey(0)
-    shapes = jax.eval_shape(lambda x, *args: model.init(
-        {"params": key, **arch.arch_rngs(key)}, x, *args), x, *args)
+    shapes = jax.eval_shape(
+        lambda x, *args: model.init({"params": key, **arch.arch_rngs(key)}, x, *args), x, *args
+    )
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
@@ -116,8 +120,7 @@ def make_data(teacher: CellGenotype, cfg: RecoveryConfig, seed: int) -> tuple:
     ``jax.random`` at this size compiles for seconds on a CPU."""
     model = cells_lib.FixedCell(cfg.channels, teacher, output_mode=cfg.output_mode)
     rng = np.random.default_rng([seed, 1])
-    shape = (2, cfg.num_batches, cfg.batch_size, cfg.image_size, cfg.image_size,
-             cfg.channels)
+    shape = (2, cfg.num_batches, cfg.batch_size, cfg.image_size, cfg.image_size, cfg.channels)
     x = rng.standard_normal(shape, np.float32)
     params = _random_params(model, x[0, 0], rng)
     y = jax.jit(jax.vmap(jax.vmap(lambda xb: model.apply(params, xb))))(x)
@@ -126,17 +129,29 @@ def make_data(teacher: CellGenotype, cfg: RecoveryConfig, seed: int) -> tuple:
 
 
 def _alpha_cfg(cfg: RecoveryConfig):
-    return SimpleNamespace(optimizer="adam", learning_rate=cfg.alpha_lr, b1=0.5, b2=0.999,
-                           weight_decay=cfg.alpha_weight_decay, method=cfg.method,
-                           inverse_temperature=cfg.inverse_temperature,
-                           final_inverse_temperature=cfg.final_inverse_temperature,
-                           gumbel_tau=cfg.gumbel_tau, final_gumbel_tau=cfg.final_gumbel_tau)
+    return SimpleNamespace(
+        optimizer="adam",
+        learning_rate=cfg.alpha_lr,
+        b1=0.5,
+        b2=0.999,
+        weight_decay=cfg.alpha_weight_decay,
+        method=cfg.method,
+        inverse_temperature=cfg.inverse_temperature,
+        final_inverse_temperature=cfg.final_inverse_temperature,
+        gumbel_tau=cfg.gumbel_tau,
+        final_gumbel_tau=cfg.final_gumbel_tau,
+    )
 
 
 def _student(cfg: RecoveryConfig):
-    return cells_lib.SearchCell(cfg.channels, cfg.ops, num_nodes=cfg.num_nodes,
-                                output_mode=cfg.output_mode, method=cfg.method,
-                                partial_channels_k=cfg.partial_channels_k)
+    return cells_lib.SearchCell(
+        cfg.channels,
+        cfg.ops,
+        num_nodes=cfg.num_nodes,
+        output_mode=cfg.output_mode,
+        method=cfg.method,
+        partial_channels_k=cfg.partial_channels_k,
+    )
 
 
 def init_alphas(cfg: RecoveryConfig) -> dict:
@@ -154,8 +169,7 @@ def _cell_alphas(alphas: dict) -> tuple:
 
 def _apply_student(model, params, x, alphas, inv_temp, key):
     cell_alphas, edge_weights = _cell_alphas(alphas)
-    return model.apply(params, x, cell_alphas, inv_temp, edge_weights,
-                       rngs=arch.arch_rngs(key))
+    return model.apply(params, x, cell_alphas, inv_temp, edge_weights, rngs=arch.arch_rngs(key))
 
 
 def make_trainer(cfg: RecoveryConfig):
@@ -173,24 +187,26 @@ def make_trainer(cfg: RecoveryConfig):
         loss = jnp.mean((_apply_student(model, params, x, alphas, inv_temp, key) - y) ** 2)
         return loss, {}
 
-    step = arch.make_arch_step(cfg.mode, loss_fn, weight_opt, alpha_opt,
-                               unrolled_lr=cfg.weight_lr)
+    step = arch.make_arch_step(cfg.mode, loss_fn, weight_opt, alpha_opt, unrolled_lr=cfg.weight_lr)
     warmup = arch.make_arch_step("frozen", loss_fn, weight_opt, alpha_opt)
 
     @jax.jit
     def train(params, train_pool, heldout_pool, key):
         alphas = init_alphas(cfg)
-        carry = arch.ArchState(params, alphas, weight_opt.init(params),
-                               alpha_opt.init(alphas))
+        carry = arch.ArchState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas))
         n = train_pool[0].shape[0]
 
         def loop(step_fn, carry, start, num):
             def body(carry, t):
                 inv_temp = arch.inverse_temperature(arch_cfg, (t - start) / cfg.steps)
-                pick = lambda pool: (*jax.tree.map(lambda a: a[t % n], pool),  # noqa: E731
-                                     inv_temp, jax.random.fold_in(key, t))
+                pick = lambda pool: (
+                    *jax.tree.map(lambda a: a[t % n], pool),  # noqa: E731
+                    inv_temp,
+                    jax.random.fold_in(key, t),
+                )
                 carry, metrics = step_fn(carry, pick(train_pool), pick(heldout_pool))
                 return carry, metrics["loss"]
+
             return jax.lax.scan(body, carry, start + jnp.arange(num))
 
         losses = []
@@ -208,8 +224,9 @@ def init_student(cfg: RecoveryConfig, seed: int):
     model = _student(cfg)
     x = np.zeros((cfg.batch_size, cfg.image_size, cfg.image_size, cfg.channels), np.float32)
     cell_alphas, edge_weights = _cell_alphas(init_alphas(cfg))
-    return _random_params(model, x, np.random.default_rng([seed, 2]), cell_alphas, 1.0,
-                          edge_weights)
+    return _random_params(
+        model, x, np.random.default_rng([seed, 2]), cell_alphas, 1.0, edge_weights
+    )
 
 
 def run_seed(seed: int, cfg: RecoveryConfig, train=None) -> dict:
@@ -217,16 +234,23 @@ def run_seed(seed: int, cfg: RecoveryConfig, train=None) -> dict:
     train = train or make_trainer(cfg)
     teacher = sample_cell_genotype(cfg.ops, cfg.num_nodes, cfg.k, sample_rng(0, seed))
     train_pool, heldout_pool = make_data(teacher, cfg, seed)
-    alphas, losses = train(init_student(cfg, seed), train_pool, heldout_pool,
-                           jax.random.PRNGKey(seed))
-    dist_temp = arch.distribution_inverse_temperature(_alpha_cfg(cfg),
-                                                      cfg.final_inverse_temperature)
+    alphas, losses = train(
+        init_student(cfg, seed), train_pool, heldout_pool, jax.random.PRNGKey(seed)
+    )
+    dist_temp = arch.distribution_inverse_temperature(
+        _alpha_cfg(cfg), cfg.final_inverse_temperature
+    )
     cell_alphas, edge_weights = _cell_alphas(alphas)
     found = cells_lib.discretize_cell(cell_alphas, cfg.ops, cfg.k, dist_temp, edge_weights)
     losses = np.asarray(losses)
-    return {"seed": seed, "share": edge_share(teacher, found),
-            "teacher": teacher.to_dict(), "found": found.to_dict(),
-            "first_loss": float(losses[0]), "final_loss": float(losses[-10:].mean())}
+    return {
+        "seed": seed,
+        "share": edge_share(teacher, found),
+        "teacher": teacher.to_dict(),
+        "found": found.to_dict(),
+        "first_loss": float(losses[0]),
+        "final_loss": float(losses[-10:].mean()),
+    }
 
 
 def run(seeds: Sequence[int], cfg: RecoveryConfig = RecoveryConfig()) -> dict:
@@ -235,7 +259,10 @@ def run(seeds: Sequence[int], cfg: RecoveryConfig = RecoveryConfig()) -> dict:
     train = make_trainer(cfg)
     per_seed = [run_seed(s, cfg, train) for s in seeds]
     shares = [r["share"] for r in per_seed]
-    return {"config": dataclasses.asdict(cfg), "per_seed": per_seed,
-            "mean_share": float(np.mean(shares)),
-            "chance": chance_share(cfg.num_nodes, cfg.k, len(real_ops(cfg.ops))),
-            "wall_s": round(time.time() - t0, 2)}
+    return {
+        "config": dataclasses.asdict(cfg),
+        "per_seed": per_seed,
+        "mean_share": float(np.mean(shares)),
+        "chance": chance_share(cfg.num_nodes, cfg.k, len(real_ops(cfg.ops))),
+        "wall_s": round(time.time() - t0, 2),
+    }

@@ -18,16 +18,18 @@ Two families live here:
 Convolutions and pools run through the back-end seams ``rldarts.conv`` and
 ``rldarts.pooling`` (same values as Flax's, gradients that are fast on XLA:CPU).
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from rldarts import conv as conv_lib
+
 # The pool kernels (a back-end seam, like conv_lib), re-exported as ops.max_pool /
 # ops.avg_pool; the ops look them up here, so rebinding these names swaps every pool.
 from rldarts.pooling import avg_pool, max_pool
@@ -57,11 +59,13 @@ def _check_width(name: str, x: jax.Array, channels: int) -> None:
     if x.shape[-1] != channels:
         raise ValueError(
             f"op {name} keeps the channel count: input has {x.shape[-1]} channels, "
-            f"op was built for {channels} (project the input with a 1x1 conv first)")
+            f"op was built for {channels} (project the input with a 1x1 conv first)"
+        )
 
 
 class Conv(nn.Module):
     """Plain (optionally dilated) convolution, optionally followed by ReLU."""
+
     channels: int
     stride: int = 1
     kernel: int = 3
@@ -70,13 +74,19 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        y = conv_lib.Conv(self.channels, (self.kernel, self.kernel), strides=self.stride,
-                    kernel_dilation=self.dilation, padding="SAME")(x)
+        y = conv_lib.Conv(
+            self.channels,
+            (self.kernel, self.kernel),
+            strides=self.stride,
+            kernel_dilation=self.dilation,
+            padding="SAME",
+        )(x)
         return nn.relu(y) if self.relu else y
 
 
 class DepthConv(nn.Module):
     """Depthwise convolution (one filter per channel), optionally + pointwise 1x1."""
+
     channels: int
     stride: int = 1
     kernel: int = 3
@@ -86,8 +96,13 @@ class DepthConv(nn.Module):
     @nn.compact
     def __call__(self, x):
         _check_width(type(self).__name__, x, self.channels)
-        y = conv_lib.Conv(self.channels, (self.kernel, self.kernel), strides=self.stride,
-                    padding="SAME", feature_group_count=self.channels)(x)
+        y = conv_lib.Conv(
+            self.channels,
+            (self.kernel, self.kernel),
+            strides=self.stride,
+            padding="SAME",
+            feature_group_count=self.channels,
+        )(x)
         if self.separable:
             y = conv_lib.Conv(self.channels, (1, 1))(y)
         return nn.relu(y) if self.relu else y
@@ -95,6 +110,7 @@ class DepthConv(nn.Module):
 
 class ParameterFree(nn.Module):
     """An elementwise function; strided: a 3x3 average pool with that stride first."""
+
     channels: int
     stride: int = 1
     fn: Callable[[jax.Array], jax.Array] = lambda x: x
@@ -109,6 +125,7 @@ class ParameterFree(nn.Module):
 
 class Pool(nn.Module):
     """Max or average pooling; the pool itself carries the stride."""
+
     channels: int
     stride: int = 1
     kind: str = "max"
@@ -124,12 +141,13 @@ class Pool(nn.Module):
 
 class Zero(nn.Module):
     """The 'no edge' op: zeros of the strided shape."""
+
     channels: int
     stride: int = 1
 
     @nn.compact
     def __call__(self, x):
-        return jnp.zeros_like(x[:, ::self.stride, ::self.stride, :self.channels])
+        return jnp.zeros_like(x[:, :: self.stride, :: self.stride, : self.channels])
 
 
 class ReLUConvBN(nn.Module):
@@ -137,6 +155,7 @@ class ReLUConvBN(nn.Module):
 
     With ``dilation=2`` this is ``dil_conv``; ``SepConv`` applies it twice.
     """
+
     channels: int
     stride: int = 1
     kernel: int = 3
@@ -145,15 +164,22 @@ class ReLUConvBN(nn.Module):
     @nn.compact
     def __call__(self, x):
         y = nn.relu(x)
-        y = conv_lib.Conv(x.shape[-1], (self.kernel, self.kernel), strides=self.stride,
-                    kernel_dilation=self.dilation, padding="SAME",
-                    feature_group_count=x.shape[-1], use_bias=False)(y)
+        y = conv_lib.Conv(
+            x.shape[-1],
+            (self.kernel, self.kernel),
+            strides=self.stride,
+            kernel_dilation=self.dilation,
+            padding="SAME",
+            feature_group_count=x.shape[-1],
+            use_bias=False,
+        )(y)
         y = conv_lib.Conv(self.channels, (1, 1), use_bias=False)(y)
         return batch_norm(y)
 
 
 class SepConv(nn.Module):
     """Classic DARTS separable conv: the ReLU-dw-pw-BN block applied twice."""
+
     channels: int
     stride: int = 1
     kernel: int = 3
@@ -166,6 +192,7 @@ class SepConv(nn.Module):
 
 class FactorizedReduce(nn.Module):
     """Classic DARTS strided skip: two offset 1x1 stride-2 convs, concatenated, BN."""
+
     channels: int
     stride: int = 2
 
@@ -189,8 +216,13 @@ def _classic_skip(channels: int, stride: int) -> nn.Module:
 
 
 _ACTIVATIONS = {
-    "Relu": nn.relu, "Tanh": jnp.tanh, "Sigmoid": nn.sigmoid, "Elu": nn.elu,
-    "Gelu": nn.gelu, "Selu": nn.selu, "Silu": nn.silu,
+    "Relu": nn.relu,
+    "Tanh": jnp.tanh,
+    "Sigmoid": nn.sigmoid,
+    "Elu": nn.elu,
+    "Gelu": nn.gelu,
+    "Selu": nn.selu,
+    "Silu": nn.silu,
 }
 
 OpFactory = Callable[[int, int], nn.Module]
@@ -199,11 +231,12 @@ for _k in (3, 5):
     for _relu, _suffix in ((False, ""), (True, "Relu")):
         OPS[f"Conv{_k}x{_k}{_suffix}"] = functools.partial(Conv, kernel=_k, relu=_relu)
         OPS[f"DilConv{_k}x{_k}{_suffix}"] = functools.partial(
-            Conv, kernel=_k, dilation=2, relu=_relu)
-        OPS[f"DepthConv{_k}x{_k}{_suffix}"] = functools.partial(
-            DepthConv, kernel=_k, relu=_relu)
+            Conv, kernel=_k, dilation=2, relu=_relu
+        )
+        OPS[f"DepthConv{_k}x{_k}{_suffix}"] = functools.partial(DepthConv, kernel=_k, relu=_relu)
         OPS[f"DepthSepConv{_k}x{_k}{_suffix}"] = functools.partial(
-            DepthConv, kernel=_k, separable=True, relu=_relu)
+            DepthConv, kernel=_k, separable=True, relu=_relu
+        )
 for _name, _fn in _ACTIVATIONS.items():
     OPS[_name] = functools.partial(ParameterFree, fn=_fn)
 for _k in (2, 3, 4, 5):
@@ -225,19 +258,35 @@ OPS["none"] = Zero
 ZERO_OPS = frozenset({"Zero", "none"})
 # Ops without weights: their share of the mixture warns of skip collapse.
 PARAMETER_FREE_OPS = frozenset(
-    set(_ACTIVATIONS) | {"SkipConnection", "skip_connect"} | ZERO_OPS
-    | {n for n in OPS if "Pool" in n or "pool" in n})
+    set(_ACTIVATIONS)
+    | {"SkipConnection", "skip_connect"}
+    | ZERO_OPS
+    | {n for n in OPS if "Pool" in n or "pool" in n}
+)
 
 SEARCH_SPACES: dict[str, tuple[str, ...]] = {
     "rl_darts_default": ("Conv3x3", "Relu", "Tanh", "SkipConnection", "Zero"),
-    "rl_darts_conv": ("Conv3x3Relu", "DilConv3x3Relu", "Conv5x5Relu", "DilConv5x5Relu",
-                      "SkipConnection", "Zero"),
-    "darts_classic": ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
-                      "max_pool_3x3", "avg_pool_3x3", "skip_connect", "none"),
+    "rl_darts_conv": (
+        "Conv3x3Relu",
+        "DilConv3x3Relu",
+        "Conv5x5Relu",
+        "DilConv5x5Relu",
+        "SkipConnection",
+        "Zero",
+    ),
+    "darts_classic": (
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "none",
+    ),
     # Small spaces for debugging and CPU demos.
     "conv3x3_only": ("Conv3x3Relu", "SkipConnection", "Zero"),
-    "activations": ("Relu", "Tanh", "Sigmoid", "Elu", "Gelu", "Silu", "SkipConnection",
-                    "Zero"),
+    "activations": ("Relu", "Tanh", "Sigmoid", "Elu", "Gelu", "Silu", "SkipConnection", "Zero"),
 }
 
 
@@ -265,8 +314,10 @@ def resolve_search_space(space: str | tuple[str, ...] | list[str]) -> tuple[str,
     if isinstance(space, str):
         if space in SEARCH_SPACES:
             return SEARCH_SPACES[space]
-        raise ValueError(f"unknown search space {space!r}; valid search spaces: "
-                         f"{', '.join(SEARCH_SPACES)} (or a tuple of op names)")
+        raise ValueError(
+            f"unknown search space {space!r}; valid search spaces: "
+            f"{', '.join(SEARCH_SPACES)} (or a tuple of op names)"
+        )
     ops = tuple(check_op(op) for op in space)
     if not ops:
         raise ValueError("a search space needs at least one op")

@@ -20,11 +20,12 @@ agent:
 On one device and one process every placement below is the identity, so single-device
 runs are the programs they were before this module existed.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
@@ -48,13 +49,16 @@ def initialize(parallel_cfg) -> None:
         jax.distributed.initialize()
         return
     jax.distributed.initialize(
-        coordinator_address=address, num_processes=parallel_cfg.num_processes,
-        process_id=parallel_cfg.process_id)
+        coordinator_address=address,
+        num_processes=parallel_cfg.num_processes,
+        process_id=parallel_cfg.process_id,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
     """The learner mesh (global over processes) and the actor's local mesh."""
+
     mesh: Mesh
     actor_mesh: Mesh
 
@@ -79,8 +83,11 @@ class Topology:
     @property
     def trivial(self) -> bool:
         """One learner device, one process, acting on that device: nothing to place."""
-        return (self.num_learner_devices == 1 and self.process_count == 1
-                and self.actor_mesh.devices.flat[0] == self.mesh.devices.flat[0])
+        return (
+            self.num_learner_devices == 1
+            and self.process_count == 1
+            and self.actor_mesh.devices.flat[0] == self.mesh.devices.flat[0]
+        )
 
     def local_share(self, n: int) -> int:
         """This process's share of ``n`` envs / batch rows (validated divisible)."""
@@ -101,7 +108,8 @@ class Topology:
         if self.process_count == 1:
             return jax.device_put(tree, sharding)
         return jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+        )
 
     def shard_batch(self, tree, axis: int = 0):
         """This process's rows of a batch (host arrays) -> the global batch, sharded
@@ -112,7 +120,8 @@ class Topology:
         if self.process_count == 1:
             return jax.device_put(tree, sharding)
         return jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+        )
 
     def constrain_batch(self, tree, axis: int = 0):
         """Inside ``jit``: lay a batch out along the data axis (the data-parallel step)."""
@@ -140,8 +149,9 @@ class Topology:
         """Replicated outputs (metrics, params) -> NumPy on every process."""
         if self.process_count == 1:
             return jax.device_get(tree)
-        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
-                            if isinstance(x, jax.Array) else x, tree)
+        return jax.tree.map(
+            lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree
+        )
 
     # -------------------------------------------------------------- actor side
     def actor_batch_sharding(self) -> NamedSharding:
@@ -153,8 +163,11 @@ class Topology:
         if self.trivial:
             return tree
         sharding = NamedSharding(self.actor_mesh, PartitionSpec())
-        if self.process_count == 1 and self.actor_mesh.devices.shape == self.mesh.devices.shape \
-                and (self.actor_mesh.devices == self.mesh.devices).all():
+        if (
+            self.process_count == 1
+            and self.actor_mesh.devices.shape == self.mesh.devices.shape
+            and (self.actor_mesh.devices == self.mesh.devices).all()
+        ):
             return tree
         local = lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x  # noqa: E731
         return jax.device_put(jax.tree.map(local, tree), sharding)
@@ -174,7 +187,7 @@ class Topology:
         raw = np.frombuffer(json.dumps(value).encode(), np.uint8)
         n = int(np.max(multihost_utils.process_allgather(np.int64(raw.size))))
         padded = np.zeros(n, np.uint8)
-        padded[:raw.size] = raw
+        padded[: raw.size] = raw
         rows = multihost_utils.process_allgather(padded)
         return [json.loads(bytes(r).rstrip(b"\0").decode()) for r in rows]
 
@@ -183,9 +196,17 @@ class Topology:
             multihost_utils.sync_global_devices(name)
 
 
-def check(parallel_cfg, *, num_envs: int, num_heldout: int, minibatches: Sequence[int] = (),
-          batch_sizes: Sequence[int] = (), device_count: int | None = None,
-          process_count: int = 1, rollout_sharded: bool = False) -> None:
+def check(
+    parallel_cfg,
+    *,
+    num_envs: int,
+    num_heldout: int,
+    minibatches: Sequence[int] = (),
+    batch_sizes: Sequence[int] = (),
+    device_count: int | None = None,
+    process_count: int = 1,
+    rollout_sharded: bool = False,
+) -> None:
     """Bad settings -> one ValueError line naming the numbers (before anything is
     written). ``minibatches``: PPO's training and held-out minibatch sizes;
     ``batch_sizes``: DQN's batch size; ``rollout_sharded``: PPO lays each env group of
@@ -194,43 +215,57 @@ def check(parallel_cfg, *, num_envs: int, num_heldout: int, minibatches: Sequenc
     ids = [int(i) for i in parallel_cfg.actor_devices] if parallel_cfg.async_actor else []
     bad = [i for i in ids if not 0 <= i < device_count]
     if bad:
-        raise ValueError(f"config parallel.actor_devices={ids} names devices that do not "
-                         f"exist: {bad}; this process has {device_count} device(s), ids "
-                         f"0..{device_count - 1}")
+        raise ValueError(
+            f"config parallel.actor_devices={ids} names devices that do not "
+            f"exist: {bad}; this process has {device_count} device(s), ids "
+            f"0..{device_count - 1}"
+        )
     if len(set(ids)) != len(ids):
         raise ValueError(f"config parallel.actor_devices={ids} repeats a device")
     n = parallel_cfg.learner_devices
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"config parallel.learner_devices={n!r} must be an int >= 0 "
-                         "(0 = all local devices)")
+        raise ValueError(
+            f"config parallel.learner_devices={n!r} must be an int >= 0 (0 = all local devices)"
+        )
     free = device_count - len(ids) if len(ids) < device_count else device_count
     if n > free:
-        raise ValueError(f"config parallel.learner_devices={n} but only {free} of this "
-                         f"process's {device_count} device(s) are free for the learner"
-                         + (f" (parallel.actor_devices={ids})" if ids else ""))
+        raise ValueError(
+            f"config parallel.learner_devices={n} but only {free} of this "
+            f"process's {device_count} device(s) are free for the learner"
+            + (f" (parallel.actor_devices={ids})" if ids else "")
+        )
     learners = (n or free) * process_count  # over every process
     actors = len(ids) or (n or free)  # per process
-    groups = [("envs", num_envs - num_heldout)] + ([("held-out envs", num_heldout)]
-                                                   if num_heldout else [])
+    groups = [("envs", num_envs - num_heldout)] + (
+        [("held-out envs", num_heldout)] if num_heldout else []
+    )
     for what, count in groups:
         per_process = count // process_count
         if count % process_count or per_process % actors:
-            raise ValueError(f"{count} {what} do not divide over {process_count} "
-                             f"process(es) x {actors} acting device(s); use a multiple of "
-                             f"{process_count * actors} (ppo/dqn.num_envs, "
-                             "arch.heldout_fraction) or change parallel.learner_devices")
+            raise ValueError(
+                f"{count} {what} do not divide over {process_count} "
+                f"process(es) x {actors} acting device(s); use a multiple of "
+                f"{process_count * actors} (ppo/dqn.num_envs, "
+                "arch.heldout_fraction) or change parallel.learner_devices"
+            )
         if rollout_sharded and count % learners:
-            raise ValueError(f"{count} {what} do not divide over {learners} learner "
-                             f"devices; use a multiple of {learners}")
+            raise ValueError(
+                f"{count} {what} do not divide over {learners} learner "
+                f"devices; use a multiple of {learners}"
+            )
     for size in [m for m in minibatches if m]:
         if size % learners:
-            raise ValueError(f"a PPO minibatch of {size} samples does not divide over "
-                             f"{learners} learner devices; change ppo.num_minibatches, "
-                             "ppo.num_envs or parallel.learner_devices")
+            raise ValueError(
+                f"a PPO minibatch of {size} samples does not divide over "
+                f"{learners} learner devices; change ppo.num_minibatches, "
+                "ppo.num_envs or parallel.learner_devices"
+            )
     for size in batch_sizes:
         if size % learners:
-            raise ValueError(f"config dqn.batch_size={size} does not divide over "
-                             f"{learners} learner devices; use a multiple of {learners}")
+            raise ValueError(
+                f"config dqn.batch_size={size} does not divide over "
+                f"{learners} learner devices; use a multiple of {learners}"
+            )
 
 
 def make_topology(parallel_cfg) -> Topology:
@@ -245,16 +280,14 @@ def make_topology(parallel_cfg) -> Topology:
         learner = learner_local
     else:
         # Every process contributes its first n free devices, in process order.
-        learner = [d for p in range(jax.process_count())
-                   for d in _free_devices_of(p, ids)[:n]]
+        learner = [d for p in range(jax.process_count()) for d in _free_devices_of(p, ids)[:n]]
     mesh = Mesh(np.array(learner), (DATA,))
     actor_mesh = Mesh(np.array(actor_local or learner_local), (DATA,))
     return Topology(mesh, actor_mesh)
 
 
 def _free_devices_of(process: int, actor_ids: Sequence[int]):
-    devices = sorted((d for d in jax.devices() if d.process_index == process),
-                     key=lambda d: d.id)
+    devices = sorted((d for d in jax.devices() if d.process_index == process), key=lambda d: d.id)
     actor = {devices[i] for i in actor_ids}
     return [d for d in devices if d not in actor] or devices
 

@@ -16,10 +16,11 @@ each window in row-major order, as select-and-scatter and PyTorch) and ``nn.avg_
 (average over the real pixels only); tests compare them with Flax and NumPy. Profiles
 and measured speedups: benchmarks/results/README.md and benchmarks/pool_formulations.py.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -44,11 +45,11 @@ def max_pool(x: jax.Array, size: int = 3, stride: int = 2) -> jax.Array:
         return _max_pool_fwd(x, size, stride)[0]
 
     def bwd(winner, g):
-        return (_scatter_views(shape, size, stride,
-                               lambda k: jnp.where(winner == k, g, 0)),)
+        return (_scatter_views(shape, size, stride, lambda k: jnp.where(winner == k, g, 0)),)
 
-    pool.defvjp(lambda x: _materialized(functools.partial(_max_pool_fwd, size=size,
-                                                          stride=stride), x), bwd)
+    pool.defvjp(
+        lambda x: _materialized(functools.partial(_max_pool_fwd, size=size, stride=stride), x), bwd
+    )
     return pool(x)
 
 
@@ -70,9 +71,15 @@ def _materialized(fn, x: jax.Array):
     shapes = jax.eval_shape(fn, x)
 
     def poisoned(x):
-        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype)
-                            if jnp.issubdtype(s.dtype, jnp.floating)
-                            else jnp.zeros(s.shape, s.dtype), shapes)
+        return jax.tree.map(
+            lambda s: (
+                jnp.full(s.shape, jnp.nan, s.dtype)
+                if jnp.issubdtype(s.dtype, jnp.floating)
+                else jnp.zeros(s.shape, s.dtype)
+            ),
+            shapes,
+        )
+
     return jax.lax.cond(jnp.isnan(x.reshape(-1)[0]), poisoned, fn, x)
 
 
@@ -110,10 +117,12 @@ def _pool_geometry(n: int, size: int, stride: int):
 
 def _inverse_window_counts(h: int, w: int, size: int, stride: int) -> np.ndarray:
     """1 / (real pixels under each 'SAME' window), shape (out_h, out_w, 1)."""
+
     def counts(n):
         out, top, _, _ = _pool_geometry(n, size, stride)
         starts = np.arange(out) * stride - top
         return np.minimum(starts + size, n) - np.maximum(starts, 0)
+
     return (1.0 / np.outer(counts(h), counts(w)))[:, :, None].astype(np.float32)
 
 
@@ -121,14 +130,18 @@ def _pool_views(x: jax.Array, size: int, stride: int, pad_value: float) -> list[
     """The ``size**2`` strided views of the padded input whose max / sum is the pool;
     view ``k = i * size + j`` starts at row ``i``, column ``j`` of the padded input."""
     b, h, w, c = x.shape
-    (oh, top, bottom, _), (ow, left, right, _) = (_pool_geometry(n, size, stride)
-                                                  for n in (h, w))
-    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)),
-                 constant_values=pad_value)
-    return [jax.lax.slice(xp, (0, i, j, 0),
-                          (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
-                          (1, stride, stride, 1))
-            for i in range(size) for j in range(size)]
+    (oh, top, bottom, _), (ow, left, right, _) = (_pool_geometry(n, size, stride) for n in (h, w))
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=pad_value)
+    return [
+        jax.lax.slice(
+            xp,
+            (0, i, j, 0),
+            (b, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
+            (1, stride, stride, 1),
+        )
+        for i in range(size)
+        for j in range(size)
+    ]
 
 
 def _max_pool_fwd(x, size: int, stride: int):
@@ -153,12 +166,18 @@ def _scatter_views(shape, size: int, stride: int, share: Callable[[int], jax.Arr
     for i in range(size):
         for j in range(size):
             di, dj = i // stride, j // stride  # view (i, j)'s shift inside its phase grid
-            part = jnp.pad(share(i * size + j),
-                           ((0, 0), (di, gh - oh - di), (dj, gw - ow - dj), (0, 0)))
+            part = jnp.pad(
+                share(i * size + j), ((0, 0), (di, gh - oh - di), (dj, gw - ow - dj), (0, 0))
+            )
             key = (i % stride, j % stride)
             phases[key] = part if key not in phases else phases[key] + part
     zero = jnp.zeros((b, gh, gw, c), phases[0, 0].dtype)
-    grid = jnp.stack([jnp.stack([phases.get((p, q), zero) for q in range(stride)], axis=3)
-                      for p in range(stride)], axis=2)     # (b, gh, stride, gw, stride, c)
+    grid = jnp.stack(
+        [
+            jnp.stack([phases.get((p, q), zero) for q in range(stride)], axis=3)
+            for p in range(stride)
+        ],
+        axis=2,
+    )  # (b, gh, stride, gw, stride, c)
     padded = grid.reshape(b, gh * stride, gw * stride, c)
-    return padded[:, top:top + h, left:left + w, :]
+    return padded[:, top : top + h, left : left + w, :]

@@ -4,6 +4,7 @@ From the Procgen paper's easy-mode table (Cobbe et al. 2020); jumper and leaper 
 [3, 10] there (the train-procgen code uses jumper [1, 10], leaper [1.5, 10]). Published
 scores: OpenAI PPO + IMPALA-CNN, 25M steps, 200 training levels, 3 seeds.
 """
+
 from __future__ import annotations
 
 import csv

@@ -9,11 +9,12 @@ Samples form a seeded stream: sample ``index`` of seed ``seed`` uses the generat
 ``np.random.default_rng([seed, index])``, so the same N genotypes come back whatever
 order (or subset) they are asked for in.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,12 +35,15 @@ def real_ops(ops: Sequence[str] | str) -> tuple[str, ...]:
     return real
 
 
-def sample_cell_genotype(ops: Sequence[str] | str, num_nodes: int, k: int,
-                         rng: np.random.Generator, num_inputs: int = 1) -> CellGenotype:
+def sample_cell_genotype(
+    ops: Sequence[str] | str, num_nodes: int, k: int, rng: np.random.Generator, num_inputs: int = 1
+) -> CellGenotype:
     """One cell drawn uniformly among the cells ``discretize(alphas, ops, k)`` can return."""
     if num_nodes <= 0 or k <= 0 or num_inputs <= 0:
-        raise ValueError(f"num_nodes, k and num_inputs must be positive, got "
-                         f"num_nodes={num_nodes}, k={k}, num_inputs={num_inputs}")
+        raise ValueError(
+            f"num_nodes, k and num_inputs must be positive, got "
+            f"num_nodes={num_nodes}, k={k}, num_inputs={num_inputs}"
+        )
     real = real_ops(ops)
     nodes = []
     for i in range(num_nodes):
@@ -52,31 +56,44 @@ def sample_cell_genotype(ops: Sequence[str] | str, num_nodes: int, k: int,
 def sample_rng(seed: int, index: int) -> np.random.Generator:
     """The generator of sample ``index`` in the stream of ``seed``."""
     if seed < 0 or index < 0:
-        raise ValueError(f"seed and index must be non-negative, got seed={seed}, "
-                         f"index={index}")
+        raise ValueError(f"seed and index must be non-negative, got seed={seed}, index={index}")
     return np.random.default_rng([int(seed), int(index)])
 
 
-def sample_network_genotype(cell_types: Sequence[str], ops: Sequence[str] | str,
-                            num_nodes: int, k: int, seed: int, index: int) -> NetworkGenotype:
+def sample_network_genotype(
+    cell_types: Sequence[str],
+    ops: Sequence[str] | str,
+    num_nodes: int,
+    k: int,
+    seed: int,
+    index: int,
+) -> NetworkGenotype:
     """The ``index``-th genotype of the stream ``seed``: one random cell per cell type
     (drawn in the order of ``cell_types``)."""
     if not cell_types:
         raise ValueError("need at least one cell type")
     rng = sample_rng(seed, index)
-    return NetworkGenotype({t: sample_cell_genotype(ops, num_nodes, k, rng)
-                            for t in cell_types})
+    return NetworkGenotype({t: sample_cell_genotype(ops, num_nodes, k, rng) for t in cell_types})
 
 
 def sample_dir(out_dir: str, index: int) -> str:
     return os.path.join(out_dir, f"random_{index:03d}")
 
 
-def write_random_genotypes(out_dir: str, n: int, seed: int, network: str,
-                           search_space: Sequence[str] | str, num_nodes: int,
-                           k: int, *, depths: Sequence[int] | None = None,
-                           dense: int | None = None, output_mode: str | None = None,
-                           first_conv: bool | None = None) -> list[str]:
+def write_random_genotypes(
+    out_dir: str,
+    n: int,
+    seed: int,
+    network: str,
+    search_space: Sequence[str] | str,
+    num_nodes: int,
+    k: int,
+    *,
+    depths: Sequence[int] | None = None,
+    dense: int | None = None,
+    output_mode: str | None = None,
+    first_conv: bool | None = None,
+) -> list[str]:
     """Writes samples 0..n-1 as ``out_dir/random_{i:03d}/genotype.json`` (what
     ``--config.genotype`` reads) plus ``random_search.json`` (sample index, seed,
     genotype); returns the genotype paths. Atomic, and idempotent for a fixed seed.
@@ -87,25 +104,40 @@ def write_random_genotypes(out_dir: str, n: int, seed: int, network: str,
     from rldarts.networks import CELL_TYPES  # flax/jax import only when writing
 
     if network not in CELL_TYPES:
-        raise ValueError(f"network {network!r} has no cells; DARTS networks: "
-                         f"{', '.join(CELL_TYPES)}")
+        raise ValueError(
+            f"network {network!r} has no cells; DARTS networks: {', '.join(CELL_TYPES)}"
+        )
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
     net = (depths, dense, output_mode, first_conv)
-    found_with = None if any(v is None for v in net) else Provenance(
-        "random", network, search_space, num_nodes, output_mode, first_conv, depths, dense)
+    found_with = (
+        None
+        if any(v is None for v in net)
+        else Provenance(
+            "random", network, search_space, num_nodes, output_mode, first_conv, depths, dense
+        )
+    )
     paths = []
     for i in range(n):
-        genotype = sample_network_genotype(CELL_TYPES[network], search_space, num_nodes,
-                                           k, seed, i).with_provenance(found_with)
+        genotype = sample_network_genotype(
+            CELL_TYPES[network], search_space, num_nodes, k, seed, i
+        ).with_provenance(found_with)
         d = sample_dir(out_dir, i)
         path = os.path.join(d, GENOTYPE_FILE)
         atomic_write_text(path, genotype.to_json())
-        atomic_write_json(os.path.join(d, INFO_FILE), {
-            "sample_index": i, "seed": int(seed), "network": network,
-            "search_space": (search_space if isinstance(search_space, str)
-                             else list(search_space)),
-            "num_nodes": int(num_nodes), "k": int(k),
-            "genotype": json.loads(genotype.to_json())})
+        atomic_write_json(
+            os.path.join(d, INFO_FILE),
+            {
+                "sample_index": i,
+                "seed": int(seed),
+                "network": network,
+                "search_space": (
+                    search_space if isinstance(search_space, str) else list(search_space)
+                ),
+                "num_nodes": int(num_nodes),
+                "k": int(k),
+                "genotype": json.loads(genotype.to_json()),
+            },
+        )
         paths.append(path)
     return paths

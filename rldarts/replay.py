@@ -15,6 +15,7 @@ done may hold stale data but are masked out of the return and never read as next
 
 Steady state: the newest n rows are incomplete, so size is about (rows - n) * N.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ import numpy as np
 
 from rldarts.logger import atomic_write
 
-_CONFIG_KEYS = ("capacity", "num_envs", "obs_shape", "obs_dtype", "n_step", "gamma",
-                "priority_exponent")
+_CONFIG_KEYS = (
+    "capacity",
+    "num_envs",
+    "obs_shape",
+    "obs_dtype",
+    "n_step",
+    "gamma",
+    "priority_exponent",
+)
 
 
 def _tree_leaves(num: int) -> int:
@@ -38,16 +46,28 @@ class PrioritizedReplay:
     `update_priorities`.
     """
 
-    def __init__(self, capacity, num_envs, obs_shape, obs_dtype=np.uint8, n_step=7,
-                 gamma=0.99, priority_exponent=0.8, importance_exponent=0.2, *,
-                 priority_epsilon=1e-6):
+    def __init__(
+        self,
+        capacity,
+        num_envs,
+        obs_shape,
+        obs_dtype=np.uint8,
+        n_step=7,
+        gamma=0.99,
+        priority_exponent=0.8,
+        importance_exponent=0.2,
+        *,
+        priority_epsilon=1e-6,
+    ):
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if int(n_step) != n_step or n_step < 1:
             raise ValueError(f"n_step must be a positive integer, got {n_step!r}")
         if int(capacity) != capacity or capacity // num_envs < n_step + 1:
-            raise ValueError(f"capacity={capacity!r} must give capacity // num_envs > "
-                             f"n_step={n_step} rows (num_envs={num_envs})")
+            raise ValueError(
+                f"capacity={capacity!r} must give capacity // num_envs > "
+                f"n_step={n_step} rows (num_envs={num_envs})"
+            )
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
         if not priority_exponent >= 0.0:
@@ -78,8 +98,8 @@ class PrioritizedReplay:
         self._tree = np.zeros(2 * self._leaves, np.float64)
         # Per env, the newest step whose transition was already activated (-1: none).
         self._activated = np.full(self.num_envs, -1, np.int64)
-        self._num_steps = 0     # calls to add() so far
-        self._size = 0          # leaves with positive priority
+        self._num_steps = 0  # calls to add() so far
+        self._size = 0  # leaves with positive priority
         self._max_priority = 1.0  # raw priority (before alpha) given to new transitions
 
     # ------------------------------------------------------------------ memory
@@ -93,8 +113,17 @@ class PrioritizedReplay:
         return cap * per_step + 2 * _tree_leaves(cap) * 8 + int(num_envs) * 8
 
     def memory_bytes(self) -> int:
-        return sum(a.nbytes for a in (self._obs, self._actions, self._rewards, self._dones,
-                                      self._tree, self._activated))
+        return sum(
+            a.nbytes
+            for a in (
+                self._obs,
+                self._actions,
+                self._rewards,
+                self._dones,
+                self._tree,
+                self._activated,
+            )
+        )
 
     @property
     def bytes_per_transition(self) -> float:
@@ -156,7 +185,7 @@ class PrioritizedReplay:
         env_ids = np.broadcast_to(np.arange(n)[:, None], steps.shape)
         new = (steps[mask] % self.rows) * n + env_ids[mask]
         if new.size:
-            self._set(new, self._max_priority ** self.priority_exponent)
+            self._set(new, self._max_priority**self.priority_exponent)
             self._size += int(new.size)
         self._activated = np.maximum(self._activated, hi)
         self._num_steps = t + 1
@@ -186,7 +215,7 @@ class PrioritizedReplay:
             return
         p = p[live] + self.priority_epsilon
         self._max_priority = max(self._max_priority, float(p.max()))
-        self._set(indices[live], p ** self.priority_exponent)
+        self._set(indices[live], p**self.priority_exponent)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict:
@@ -235,16 +264,21 @@ class PrioritizedReplay:
             "obs": self._obs[row, env],
             "actions": self._actions[row, env],
             "rewards": ret.astype(np.float32),
-            "discounts": np.where(terminal, 0.0, self.gamma ** self.n_step).astype(np.float32),
+            "discounts": np.where(terminal, 0.0, self.gamma**self.n_step).astype(np.float32),
             "next_obs": self._obs[next_row, env],
         }
 
     # ------------------------------------------------------------------ checkpointing
     def _config(self):
-        return {"capacity": self.capacity, "num_envs": self.num_envs,
-                "obs_shape": self.obs_shape, "obs_dtype": self.obs_dtype.str,
-                "n_step": self.n_step, "gamma": self.gamma,
-                "priority_exponent": self.priority_exponent}
+        return {
+            "capacity": self.capacity,
+            "num_envs": self.num_envs,
+            "obs_shape": self.obs_shape,
+            "obs_dtype": self.obs_dtype.str,
+            "n_step": self.n_step,
+            "gamma": self.gamma,
+            "priority_exponent": self.priority_exponent,
+        }
 
     def save(self, path):
         """Atomically write the full state to one .npz (tmp file in the same dir, then
@@ -252,10 +286,17 @@ class PrioritizedReplay:
         path = os.fspath(path)
         cfg = self._config()
         arrays = {f"cfg_{k}": np.asarray(v) for k, v in cfg.items()}
-        arrays.update(obs=self._obs, actions=self._actions, rewards=self._rewards,
-                      dones=self._dones, tree=self._tree, activated=self._activated,
-                      num_steps=np.int64(self._num_steps), size=np.int64(self._size),
-                      max_priority=np.float64(self._max_priority))
+        arrays.update(
+            obs=self._obs,
+            actions=self._actions,
+            rewards=self._rewards,
+            dones=self._dones,
+            tree=self._tree,
+            activated=self._activated,
+            num_steps=np.int64(self._num_steps),
+            size=np.int64(self._size),
+            max_priority=np.float64(self._max_priority),
+        )
         atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
     def load(self, path):
@@ -266,8 +307,10 @@ class PrioritizedReplay:
                 v = z[f"cfg_{k}"]
                 theirs = tuple(int(x) for x in v) if k == "obs_shape" else v.item()
                 if theirs != mine[k]:
-                    raise ValueError(f"replay checkpoint {path}: {k}={theirs!r} but this "
-                                     f"buffer has {k}={mine[k]!r}")
+                    raise ValueError(
+                        f"replay checkpoint {path}: {k}={theirs!r} but this "
+                        f"buffer has {k}={mine[k]!r}"
+                    )
             self._obs[...] = z["obs"]
             self._actions[...] = z["actions"]
             self._rewards[...] = z["rewards"]

@@ -12,6 +12,7 @@ env_steps < total_env_steps. Every section (`SECTIONS`) is written even when it 
 nothing to show, saying why. Sections 6 and 7 live in report_random.py and
 report_milestones.py.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,9 +30,15 @@ from rldarts import analysis, ops, procgen_scores, visualize
 from rldarts.genotypes import NetworkGenotype
 from rldarts.logger import atomic_write_text, read_metrics
 
-SECTIONS = ("1. Budgets actually used", "2. Alpha evolution of the search runs",
-            "3. Final cells", "4. Learning curves", "5. Final returns and normalised scores",
-            "6. DARTS vs random search", "7. Cells along the search")
+SECTIONS = (
+    "1. Budgets actually used",
+    "2. Alpha evolution of the search runs",
+    "3. Final cells",
+    "4. Learning curves",
+    "5. Final returns and normalised scores",
+    "6. DARTS vs random search",
+    "7. Cells along the search",
+)
 PAPER_STEPS = 25_000_000
 FAR_BELOW = 0.5  # a run below this share of the paper's budget triggers the bold warning
 LAST_EVALS = 3
@@ -59,8 +66,9 @@ class Run:
     fraction = property(lambda self: float((self.milestone or {}).get("fraction", "nan")))
     label = property(lambda self: f"{self.method}{self.at} ({self.agent})")
     at = property(lambda self: f" @{self.fraction:g}" if self.milestone else "")
-    reached = property(lambda self: int(max([r.get("env_steps") or 0 for r in self.rows],
-                                            default=0)))
+    reached = property(
+        lambda self: int(max([r.get("env_steps") or 0 for r in self.rows], default=0))
+    )
     partial = property(lambda self: self.reached < self.total)
     eval_rows = property(lambda self: [r for r in self.rows if _num(r.get(KEYS[1])) is not None])
     sample_index = property(lambda self: (self.random_search or {}).get("sample_index", 0))
@@ -90,14 +98,20 @@ def find_workdirs(root: str, max_depth: int = MAX_DEPTH) -> list[str]:
     """`root` itself if it is a workdir, else its workdir subfolders up to `max_depth`."""
     if not os.path.isdir(root):
         raise ValueError(f"--runs: {root} is not a directory")
-    is_workdir = lambda p: all(os.path.isfile(os.path.join(p, f))  # noqa: E731
-                               for f in ("config.json", "metrics.csv"))
+    is_workdir = lambda p: all(
+        os.path.isfile(os.path.join(p, f))  # noqa: E731
+        for f in ("config.json", "metrics.csv")
+    )
     if is_workdir(root):
         return [root]
     found, level = [], [root]
     for _ in range(max_depth):  # breadth first; a workdir's own subfolders are not searched
-        subs = [e.path for d in level for e in sorted(os.scandir(d), key=lambda e: e.name)
-                if e.is_dir() and not e.name.startswith(".")]
+        subs = [
+            e.path
+            for d in level
+            for e in sorted(os.scandir(d), key=lambda e: e.name)
+            if e.is_dir() and not e.name.startswith(".")
+        ]
         found += [p for p in subs if is_workdir(p)]
         level = [p for p in subs if not is_workdir(p)]
     return sorted(found)
@@ -127,11 +141,11 @@ def _marker(path: str, config, name: str) -> dict | None:
     ``milestone.json``: a cell along the search) in the workdir, or beside the genotype
     file it trained (launch/sweep.py writes each such genotype once, with its marker, and
     points every run of it there); None without one."""
-    genotype = _genotype_file(config.get("genotype") if isinstance(config, dict) else None,
-                              path)
+    genotype = _genotype_file(config.get("genotype") if isinstance(config, dict) else None, path)
     places = [path] + ([os.path.dirname(genotype)] if genotype else [])
-    found = next((os.path.join(d, name) for d in places
-                  if os.path.isfile(os.path.join(d, name))), None)
+    found = next(
+        (os.path.join(d, name) for d in places if os.path.isfile(os.path.join(d, name))), None
+    )
     if found is None:
         return None
     with open(found) as f:
@@ -161,13 +175,24 @@ def load_run(path: str, name: str) -> Run:
     except (OSError, ValueError) as e:
         raise ValueError(f"unreadable run files: {e}") from None
     network, geno_cfg = str(config.get("network", "")), config.get("genotype") or ""
-    method = ("random cell" if marker is not None else "milestone cell" if milestone
-              else "impala" if network == "impala"
-              else "darts cell" if geno_cfg else "search" if network.startswith("darts")
-              else network or "unknown")
-    genotype = (_load_genotype((marker or milestone or {}).get("genotype"), path) or
-                _load_genotype(geno_cfg, path) or
-                _load_genotype(os.path.join(path, "genotype.json"), path))
+    method = (
+        "random cell"
+        if marker is not None
+        else "milestone cell"
+        if milestone
+        else "impala"
+        if network == "impala"
+        else "darts cell"
+        if geno_cfg
+        else "search"
+        if network.startswith("darts")
+        else network or "unknown"
+    )
+    genotype = (
+        _load_genotype((marker or milestone or {}).get("genotype"), path)
+        or _load_genotype(geno_cfg, path)
+        or _load_genotype(os.path.join(path, "genotype.json"), path)
+    )
     return Run(path, name, config, rows, method, genotype, marker, history, milestone)
 
 
@@ -179,8 +204,9 @@ def discover_runs(run_dirs: Sequence[str]) -> tuple[list[Run], list[str]]:
             if os.path.realpath(path) in seen:
                 continue
             seen.add(os.path.realpath(path))
-            name = os.path.normpath(os.path.join(os.path.basename(os.path.normpath(root)),
-                                                 os.path.relpath(path, root)))
+            name = os.path.normpath(
+                os.path.join(os.path.basename(os.path.normpath(root)), os.path.relpath(path, root))
+            )
             try:
                 runs.append(load_run(path, name))
             except ValueError as e:
@@ -195,8 +221,10 @@ def infer_preset(config: dict, presets: dict) -> str:
     names, sizes = [n for n, p in presets.items() if widths(p) == widths(config)], widths(config)
     ppo = lambda c: tuple(c.get("ppo", {}).get(k) for k in ("num_steps", "update_epochs"))
     names = [n for n in names if ppo(presets[n]) == ppo(config)] or names
-    return (f"{'/'.join(names) if names else 'custom'} "
-            f"({'/'.join(map(str, sizes[0]))}, dense {sizes[1]})")
+    return (
+        f"{'/'.join(names) if names else 'custom'} "
+        f"({'/'.join(map(str, sizes[0]))}, dense {sizes[1]})"
+    )
 
 
 def final_return(run: Run, key: str) -> float:
@@ -219,48 +247,80 @@ def _panels(path: str, game: str, xlabel: str, ylabel: str, draw) -> None:
 
 def _budgets(runs, skipped, presets) -> list[str]:
     out = [] if runs else ["No runs found (a workdir holds config.json and metrics.csv)."]
-    small = [max(r.total, r.reached) for r in runs
-             if max(r.total, r.reached) < FAR_BELOW * PAPER_STEPS]
+    small = [
+        max(r.total, r.reached) for r in runs if max(r.total, r.reached) < FAR_BELOW * PAPER_STEPS
+    ]
     if small:
-        out += [f"**WARNING: {len(small)} of {len(runs)} runs used at most {_steps(max(small))} "
-                f"env steps, far below the paper protocol ({_steps(PAPER_STEPS)} env steps per "
-                "game, 3+ seeds). These numbers demonstrate the pipeline; they are NOT a "
-                "reproduction of the paper's results.**", ""]
+        out += [
+            f"**WARNING: {len(small)} of {len(runs)} runs used at most {_steps(max(small))} "
+            f"env steps, far below the paper protocol ({_steps(PAPER_STEPS)} env steps per "
+            "game, 3+ seeds). These numbers demonstrate the pipeline; they are NOT a "
+            "reproduction of the paper's results.**",
+            "",
+        ]
     if any(r.partial for r in runs):
-        out += [f"**{sum(r.partial for r in runs)} partial run(s)** (stopped before "
-                "total_env_steps): their curves end early and their final scores use the "
-                "last evaluations they reached.", ""]
+        out += [
+            f"**{sum(r.partial for r in runs)} partial run(s)** (stopped before "
+            "total_env_steps): their curves end early and their final scores use the "
+            "last evaluations they reached.",
+            "",
+        ]
     if runs:
-        out += ["| run | method | game | seed | env steps reached / configured | status | "
-                "preset (net widths) | levels | mode |", "|---|---|---|---|---|---|---|---|---|"]
-        out += [f"| {r.name} | {r.label} | {r.game} | {r.seed} | {_steps(r.reached)} / "
-                f"{_steps(r.total)} | {'**partial**' if r.partial else 'complete'} | "
-                f"{infer_preset(r.config, presets)} | {r.config.get('num_levels', '?')} | "
-                f"{r.config.get('distribution_mode', '?')} |" for r in runs]
-        out += ["", "Games: " + ", ".join(sorted({r.game for r in runs})) + ". Seeds per "
-                "method: " + "; ".join(f"{lab}: {sorted({r.seed for r in rs})}" for lab, rs
-                                       in _group(runs, lambda r: r.label).items()) + "."]
+        out += [
+            "| run | method | game | seed | env steps reached / configured | status | "
+            "preset (net widths) | levels | mode |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {r.name} | {r.label} | {r.game} | {r.seed} | {_steps(r.reached)} / "
+            f"{_steps(r.total)} | {'**partial**' if r.partial else 'complete'} | "
+            f"{infer_preset(r.config, presets)} | {r.config.get('num_levels', '?')} | "
+            f"{r.config.get('distribution_mode', '?')} |"
+            for r in runs
+        ]
+        out += [
+            "",
+            "Games: " + ", ".join(sorted({r.game for r in runs})) + ". Seeds per "
+            "method: "
+            + "; ".join(
+                f"{lab}: {sorted({r.seed for r in rs})}"
+                for lab, rs in _group(runs, lambda r: r.label).items()
+            )
+            + ".",
+        ]
     return out + (["", "Skipped workdirs:"] + [f"- {s}" for s in skipped] if skipped else [])
 
 
 def _alphas(runs, out_dir) -> list[str]:
     out = []
     for r in (r for r in runs if r.method == "search"):
-        out += [f"### {r.name} ({r.game}, {r.agent}, seed {r.seed}, arch.mode "
-                f"{r.config.get('arch', {}).get('mode', '?')})", ""]
-        ent = {k[14:]: v for row in r.rows for k, v in row.items()
-               if k.startswith("alpha_entropy_") and _num(v) is not None}  # last values
-        out += ["Final mean alpha entropy: " + ", ".join(f"{k} {_fmt(v)}" for k, v in
-                                                         ent.items()), ""] if ent else []
+        out += [
+            f"### {r.name} ({r.game}, {r.agent}, seed {r.seed}, arch.mode "
+            f"{r.config.get('arch', {}).get('mode', '?')})",
+            "",
+        ]
+        ent = {
+            k[14:]: v
+            for row in r.rows
+            for k, v in row.items()
+            if k.startswith("alpha_entropy_") and _num(v) is not None
+        }  # last values
+        out += (
+            ["Final mean alpha entropy: " + ", ".join(f"{k} {_fmt(v)}" for k, v in ent.items()), ""]
+            if ent
+            else []
+        )
         if not r.alpha_history:
             out += ["alpha_history.jsonl missing or empty: no alpha plot.", ""]
             continue
         try:
             png = f"alphas_{_slug(r.name)}.png"
             visualize.plot_alpha_history(
-                r.alpha_history, ops.resolve_search_space(r.config["net"]["search_space"]),
+                r.alpha_history,
+                ops.resolve_search_space(r.config["net"]["search_space"]),
                 os.path.join(out_dir, png),
-                float(r.config.get("arch", {}).get("final_inverse_temperature", 1.0)))
+                float(r.config.get("arch", {}).get("final_inverse_temperature", 1.0)),
+            )
             out += [f"![alpha evolution of {r.name}]({png})", ""]
         except (ValueError, KeyError, TypeError) as e:
             out += [f"Alpha plot failed: {e}", ""]
@@ -277,32 +337,50 @@ def _cells(runs, out_dir) -> list[str]:
             png = f"cell{k + 1}_{ct}.png"
             visualize.draw_genotype(cell, os.path.join(out_dir, png), f"cell {k + 1}: {ct}")
             out += [f"![{ct} cell {k + 1}]({png})", ""]
-    randoms = sorted((r for r in runs if r.method == "random cell" and r.genotype is not None),
-                     key=lambda r: (r.sample_index, r.name))
+    randoms = sorted(
+        (r for r in runs if r.method == "random cell" and r.genotype is not None),
+        key=lambda r: (r.sample_index, r.name),
+    )
     out += ["Random-search cells (text):", ""] if randoms else []
-    out += [f"- sample {r.sample_index} ({r.name}): " + "; ".join(
-        f"{ct}: " + ", ".join(f"n{j}<-{i}:{op}" for j, node in enumerate(c.nodes)
-                              for i, op in node) for ct, c in r.genotype.cells.items())
-        for r in randoms]
+    out += [
+        f"- sample {r.sample_index} ({r.name}): "
+        + "; ".join(
+            f"{ct}: "
+            + ", ".join(f"n{j}<-{i}:{op}" for j, node in enumerate(c.nodes) for i, op in node)
+            for ct, c in r.genotype.cells.items()
+        )
+        for r in randoms
+    ]
     return out or ["No final cells found (no readable genotype in any search or cell run)."]
 
 
 def _learning_curves(runs, out_dir) -> list[str]:
     if not any(r.rows for r in runs):
         return ["No metrics rows in any run: nothing to plot."]
-    out = ["Mean over seeds; band: 95% normal CI (mean +- 1.96 SE) with 3+ seeds, min-max "
-           "with fewer. Train: `episode_return_train` (training-level rollouts, every "
-           "iteration); test: `episode_return_test` (evaluation on all levels). Search runs "
-           "show the supernet acting.", ""]
+    out = [
+        "Mean over seeds; band: 95% normal CI (mean +- 1.96 SE) with 3+ seeds, min-max "
+        "with fewer. Train: `episode_return_train` (training-level rollouts, every "
+        "iteration); test: `episode_return_test` (evaluation on all levels). Search runs "
+        "show the supernet acting.",
+        "",
+    ]
     for game, rs in _group(runs, lambda r: r.game).items():
+
         def draw(ax, key, rs=rs):
             for c, (label, group) in enumerate(_group(rs, lambda r: r.label).items()):
-                x, m, lo, hi = analysis.mean_and_band([([row["env_steps"] for row in r.rows],
-                                                        [_num(row.get(key), np.nan)
-                                                         for row in r.rows]) for r in group])
+                x, m, lo, hi = analysis.mean_and_band(
+                    [
+                        (
+                            [row["env_steps"] for row in r.rows],
+                            [_num(row.get(key), np.nan) for row in r.rows],
+                        )
+                        for r in group
+                    ]
+                )
                 if x.size:
                     ax.plot(x, m, color=f"C{c % 10}", label=f"{label}, n={len(group)}")
                     ax.fill_between(x, lo, hi, color=f"C{c % 10}", alpha=0.2, lw=0)
+
         png = f"curves_{_slug(game)}.png"
         _panels(os.path.join(out_dir, png), game, "env steps", "episode return", draw)
         out += [f"### {game}", "", f"![learning curves {game}]({png})", ""]
@@ -312,46 +390,85 @@ def _learning_curves(runs, out_dir) -> list[str]:
 def _scores(runs) -> list[str]:
     if not runs:
         return ["No runs: no scores."]
-    out = [f"Final return of a run = mean of its last {LAST_EVALS} evaluation rows (rows "
-           "with `episode_return_test`; train = `episode_return_train` on those rows), then "
-           "the mean over seeds. Normalised = (R - Rmin) / (Rmax - Rmin), constant table: "
-           f"{procgen_scores.CONSTANT_TABLE}. Published: OpenAI PPO + IMPALA-CNN, 25M steps, "
-           "200 levels, 3 seeds (mean +- std).", ""]
+    out = [
+        f"Final return of a run = mean of its last {LAST_EVALS} evaluation rows (rows "
+        "with `episode_return_test`; train = `episode_return_train` on those rows), then "
+        "the mean over seeds. Normalised = (R - Rmin) / (Rmax - Rmin), constant table: "
+        f"{procgen_scores.CONSTANT_TABLE}. Published: OpenAI PPO + IMPALA-CNN, 25M steps, "
+        "200 levels, 3 seeds (mean +- std).",
+        "",
+    ]
     table, per_label = procgen_scores.load(), {}
     for game, rs in _group(runs, lambda r: r.game).items():
-        out += [f"### {game}", "", "| method | runs | partial | train return | test return | "
-                "train normalised | test normalised |", "|---|---|---|---|---|---|---|"]
+        out += [
+            f"### {game}",
+            "",
+            "| method | runs | partial | train return | test return | "
+            "train normalised | test normalised |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for label, group in _group(rs, lambda r: r.label).items():
             finals = np.array([[final_return(r, k) for r in group] for k in KEYS])
-            means = [float(np.mean(f[np.isfinite(f)])) if np.isfinite(f).any()
-                     else float("nan") for f in finals]
+            means = [
+                float(np.mean(f[np.isfinite(f)])) if np.isfinite(f).any() else float("nan")
+                for f in finals
+            ]
             norm = analysis.normalized_scores(game, means)
             for k, f in zip(KEYS, finals):
                 per_label.setdefault((label, k), []).extend(analysis.normalized_scores(game, f))
-            out.append(f"| {label} | {int(np.isfinite(finals[1]).sum())} of {len(group)} | "
-                       f"{sum(r.partial for r in group)} | {_fmt(means[0], 2)} | "
-                       f"{_fmt(means[1], 2)} | {_fmt(norm[0])} | {_fmt(norm[1])} |")
-        pub = [(table[game][_PUBLISHED.format(s, "mean")], table[game][_PUBLISHED.format(
-            s, "std")]) for s in ("train200", "test")] if game in table else []
-        out += ["| published PPO + IMPALA-CNN | 3 | 0 | " + " | ".join(
-            f"{m:.2f} +- {s:.2f}" for m, s in pub) + " | " + " | ".join(
-            _fmt(procgen_scores.normalized_score(game, m)) for m, _ in pub) + " |" if pub else
-            "| (no Procgen constants for this game: no normalisation) | | | | | | |", ""]
-    out += ["### Aggregate across games", "", "Normalised final scores of all (game, seed) "
-            "runs pooled per method; 95% percentile-bootstrap CIs (2000 resamples, seed 0); "
-            "IQM with fractional weights at the quartiles (`rldarts.analysis`).", "",
-            "| method | levels | n | mean [95% CI] | IQM [95% CI] |", "|---|---|---|---|---|"]
+            out.append(
+                f"| {label} | {int(np.isfinite(finals[1]).sum())} of {len(group)} | "
+                f"{sum(r.partial for r in group)} | {_fmt(means[0], 2)} | "
+                f"{_fmt(means[1], 2)} | {_fmt(norm[0])} | {_fmt(norm[1])} |"
+            )
+        pub = (
+            [
+                (
+                    table[game][_PUBLISHED.format(s, "mean")],
+                    table[game][_PUBLISHED.format(s, "std")],
+                )
+                for s in ("train200", "test")
+            ]
+            if game in table
+            else []
+        )
+        out += [
+            "| published PPO + IMPALA-CNN | 3 | 0 | "
+            + " | ".join(f"{m:.2f} +- {s:.2f}" for m, s in pub)
+            + " | "
+            + " | ".join(_fmt(procgen_scores.normalized_score(game, m)) for m, _ in pub)
+            + " |"
+            if pub
+            else "| (no Procgen constants for this game: no normalisation) | | | | | | |",
+            "",
+        ]
+    out += [
+        "### Aggregate across games",
+        "",
+        "Normalised final scores of all (game, seed) "
+        "runs pooled per method; 95% percentile-bootstrap CIs (2000 resamples, seed 0); "
+        "IQM with fractional weights at the quartiles (`rldarts.analysis`).",
+        "",
+        "| method | levels | n | mean [95% CI] | IQM [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     ci = lambda lo_hi: f"[{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]"  # noqa: E731
     for (label, key), scores in sorted(per_label.items()):
         a = analysis.aggregate(scores)
-        out.append(f"| {label} | {key.split('_')[-1]} | {a['n']} | {_fmt(a['mean'])} "
-                   f"{ci(a['mean_ci'])} | {_fmt(a['iqm'])} {ci(a['iqm_ci'])} |")
+        out.append(
+            f"| {label} | {key.split('_')[-1]} | {a['n']} | {_fmt(a['mean'])} "
+            f"{ci(a['mean_ci'])} | {_fmt(a['iqm'])} {ci(a['iqm_ci'])} |"
+        )
     games = sorted({r.game for r in runs} & set(table))
     for split, s in (("train", "train200"), ("test", "test")) if games else ():
-        pub = [procgen_scores.normalized_score(g, table[g][_PUBLISHED.format(s, "mean")])
-               for g in games]
-        out.append(f"| published PPO + IMPALA-CNN (same games) | {split} | {len(pub)} | "
-                   f"{_fmt(float(np.mean(pub)))} | {_fmt(analysis.interquartile_mean(pub))} |")
+        pub = [
+            procgen_scores.normalized_score(g, table[g][_PUBLISHED.format(s, "mean")])
+            for g in games
+        ]
+        out.append(
+            f"| published PPO + IMPALA-CNN (same games) | {split} | {len(pub)} | "
+            f"{_fmt(float(np.mean(pub)))} | {_fmt(analysis.interquartile_mean(pub))} |"
+        )
     return out
 
 
@@ -363,20 +480,32 @@ def write_report(run_dirs: Sequence[str], out_dir: str, presets: dict | None = N
     if presets is None:
         try:
             from experiments.configs import base
+
             presets = {n: f(base.get_base_config()).to_dict() for n, f in base.PRESETS.items()}
         except ImportError:
             presets = {}
     from rldarts import report_milestones, report_random  # they import this module
 
-    body = [_budgets(runs, skipped, presets), _alphas(runs, out_dir), _cells(runs, out_dir),
-            _learning_curves(runs, out_dir), _scores(runs), report_random.section(runs, out_dir),
-            report_milestones.section(runs, out_dir)]
+    body = [
+        _budgets(runs, skipped, presets),
+        _alphas(runs, out_dir),
+        _cells(runs, out_dir),
+        _learning_curves(runs, out_dir),
+        _scores(runs),
+        report_random.section(runs, out_dir),
+        report_milestones.section(runs, out_dir),
+    ]
     # Paths relative to the report, so it reads the same wherever it is copied.
-    where = ", ".join(os.path.relpath(os.path.abspath(d), os.path.abspath(out_dir))
-                      for d in run_dirs)
-    lines = ["# RL-DARTS evaluation report", "",
-             f"Runs from: {where} ({len(runs)} workdirs, paths relative to this report). "
-             f"Normalisation constants: {procgen_scores.CONSTANT_TABLE}.", ""]
+    where = ", ".join(
+        os.path.relpath(os.path.abspath(d), os.path.abspath(out_dir)) for d in run_dirs
+    )
+    lines = [
+        "# RL-DARTS evaluation report",
+        "",
+        f"Runs from: {where} ({len(runs)} workdirs, paths relative to this report). "
+        f"Normalisation constants: {procgen_scores.CONSTANT_TABLE}.",
+        "",
+    ]
     for title, section in zip(SECTIONS, body):
         lines += [f"## {title}", ""] + section + [""]
     path = os.path.join(out_dir, "report.md")

@@ -3,6 +3,7 @@ a fraction of its budget (launch/milestones.py), retrained from scratch, against
 progress; per game and agent, then pooled over games, with the search's final retrain
 (``darts cell``) and IMPALA as reference lines.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,11 @@ REFERENCES = (("DARTS final retrain", "darts cell"), ("IMPALA", "impala"))
 
 def _ci_cell(a: dict, digits: int) -> str:
     lo, hi = a["mean_ci"]
-    return (f"{rep._fmt(a['mean'], digits)} [{rep._fmt(lo, digits)}, {rep._fmt(hi, digits)}]"
-            if a["n"] else "n/a")
+    return (
+        f"{rep._fmt(a['mean'], digits)} [{rep._fmt(lo, digits)}, {rep._fmt(hi, digits)}]"
+        if a["n"]
+        else "n/a"
+    )
 
 
 def _stats(runs, game: str) -> dict:
@@ -26,8 +30,10 @@ def _stats(runs, game: str) -> dict:
     out = {}
     for key in rep.KEYS:
         finals = [rep.final_return(r, key) for r in runs]
-        out[key] = (analysis.aggregate(finals),
-                    analysis.aggregate(analysis.normalized_scores(game, finals)))
+        out[key] = (
+            analysis.aggregate(finals),
+            analysis.aggregate(analysis.normalized_scores(game, finals)),
+        )
     return out
 
 
@@ -39,13 +45,21 @@ def _row(name: str, steps: str, runs, stats: dict) -> str:
 def _figure(path: str, title: str, points: dict, refs: dict, ylabel: str):
     """points: key -> [(fraction, aggregate)]; refs: label -> key -> aggregate. Milestone
     means with their 95% CIs as error bars; references as lines with CI bands."""
+
     def draw(ax, key):
         xs = [x for x, _ in points[key]]
         means = np.array([a["mean"] for _, a in points[key]], dtype=float)
         cis = np.array([a["mean_ci"] for _, a in points[key]], dtype=float).reshape(-1, 2)
         err = np.abs(np.stack([means - cis[:, 0], cis[:, 1] - means]))
-        ax.errorbar(xs, means, yerr=np.nan_to_num(err), marker="o", capsize=3, color="C0",
-                    label="milestone cell retrained")
+        ax.errorbar(
+            xs,
+            means,
+            yerr=np.nan_to_num(err),
+            marker="o",
+            capsize=3,
+            color="C0",
+            label="milestone cell retrained",
+        )
         for c, (label, by_key) in enumerate(refs.items(), start=1):
             a = by_key[key]
             if a["n"] and np.isfinite(a["mean"]):
@@ -53,6 +67,7 @@ def _figure(path: str, title: str, points: dict, refs: dict, ylabel: str):
                 lo, hi = a["mean_ci"]
                 ax.axhspan(lo, hi, color=f"C{c}", alpha=0.12, lw=0)
         ax.set_xlim(0, 1.05)
+
     rep._panels(path, title, "search progress (fraction of the search budget)", ylabel, draw)
 
 
@@ -60,42 +75,53 @@ def _cells_text(rs) -> list[str]:
     """Which milestones share a cell: letters name the distinct genotypes of a game."""
     names: dict = {}
     letter = lambda g: names.setdefault(  # noqa: E731
-        None if g is None else g.to_json(), chr(ord("A") + len(names)))
-    return [f"- seed {seed}: " + ", ".join(f"@{r.fraction:g} cell {letter(r.genotype)}"
-                                           for r in sorted(g, key=lambda r: r.fraction))
-            for seed, g in rep._group(rs, lambda r: r.seed).items()]
+        None if g is None else g.to_json(), chr(ord("A") + len(names))
+    )
+    return [
+        f"- seed {seed}: "
+        + ", ".join(
+            f"@{r.fraction:g} cell {letter(r.genotype)}"
+            for r in sorted(g, key=lambda r: r.fraction)
+        )
+        for seed, g in rep._group(rs, lambda r: r.seed).items()
+    ]
 
 
 def section(runs, out_dir: str) -> list[str]:
     ms = [r for r in runs if r.method == "milestone cell"]
     if not ms:
-        return ["No milestone runs found (no workdir whose genotype has a milestone.json "
-                "beside it; sweep a protocol with milestones, e.g. --protocol=smoke)."]
-    out = ["Each search's genotype at a fraction of its budget (the last genotype.json write "
-           "at or before it), retrained from scratch with the retrain settings. Final return "
-           f"as in section 5 (mean of the last {rep.LAST_EVALS} evaluations); mean over seeds "
-           "with a 95% percentile-bootstrap CI (2000 resamples, seed 0; a single run gives a "
-           "point). References: the search's final retrain (`darts cell`) and IMPALA, same "
-           "game and agent.", ""]
+        return [
+            "No milestone runs found (no workdir whose genotype has a milestone.json "
+            "beside it; sweep a protocol with milestones, e.g. --protocol=smoke)."
+        ]
+    out = [
+        "Each search's genotype at a fraction of its budget (the last genotype.json write "
+        "at or before it), retrained from scratch with the retrain settings. Final return "
+        f"as in section 5 (mean of the last {rep.LAST_EVALS} evaluations); mean over seeds "
+        "with a 95% percentile-bootstrap CI (2000 resamples, seed 0; a single run gives a "
+        "point). References: the search's final retrain (`darts cell`) and IMPALA, same "
+        "game and agent.",
+        "",
+    ]
     pooled = {}  # (agent, cell name) -> key -> normalised final scores of every game
-    head = ["| cell | genotype at env steps | runs | test return [95% CI] | test normalised "
-            "[95% CI] | train return [95% CI] | train normalised [95% CI] |",
-            "|---|---|---|---|---|---|---|"]
+    head = [
+        "| cell | genotype at env steps | runs | test return [95% CI] | test normalised "
+        "[95% CI] | train return [95% CI] | train normalised [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (game, agent), rs in rep._group(ms, lambda r: (r.game, r.agent)).items():
         out += [f"### {game} ({agent})", ""] + head
         points = {k: [] for k in rep.KEYS}
         for frac, group in rep._group(rs, lambda r: r.fraction).items():
             stats = _stats(group, game)
-            steps = ", ".join(sorted({f"{int(r.milestone.get('env_steps', 0)):,}"
-                                      for r in group}))
+            steps = ", ".join(sorted({f"{int(r.milestone.get('env_steps', 0)):,}" for r in group}))
             out.append(_row(f"milestone @{frac:g}", steps, group, stats))
             for k in rep.KEYS:
                 points[k].append((frac, stats[k][0]))
             _pool(pooled, (agent, frac), game, group)
         refs, norm = {}, {}
         for (label, method), steps in zip(REFERENCES, ("end of search", "-")):
-            group = [r for r in runs if r.method == method and r.game == game
-                     and r.agent == agent]
+            group = [r for r in runs if r.method == method and r.game == game and r.agent == agent]
             stats = _stats(group, game)
             refs[label] = {k: stats[k][0] for k in rep.KEYS}
             norm[label] = stats[rep.KEYS[1]][1]["mean"]
@@ -111,23 +137,35 @@ def section(runs, out_dir: str) -> list[str]:
 
 def _versus(darts: float, impala: float) -> str:
     """The line the milestones are read against: final retrain minus IMPALA."""
-    return (f"DARTS final retrain vs IMPALA, normalised test score (mean): {rep._fmt(darts)} "
-            f"vs {rep._fmt(impala)}, difference {rep._fmt(darts - impala)}.")
+    return (
+        f"DARTS final retrain vs IMPALA, normalised test score (mean): {rep._fmt(darts)} "
+        f"vs {rep._fmt(impala)}, difference {rep._fmt(darts - impala)}."
+    )
 
 
 def _pool(pooled: dict, name: tuple, game: str, runs) -> None:
     for k in rep.KEYS:
         pooled.setdefault(name, {}).setdefault(k, []).extend(
-            analysis.normalized_scores(game, [rep.final_return(r, k) for r in runs]))
+            analysis.normalized_scores(game, [rep.final_return(r, k) for r in runs])
+        )
 
 
 def _pooled(pooled: dict, out_dir: str) -> list[str]:
-    out = ["### Pooled across games", "", "Normalised final scores of all (game, seed) "
-           "runs per milestone, pooled; mean and IQM with 95% bootstrap CIs. Reference rows "
-           "pool the same games.", ""]
+    out = [
+        "### Pooled across games",
+        "",
+        "Normalised final scores of all (game, seed) "
+        "runs per milestone, pooled; mean and IQM with 95% bootstrap CIs. Reference rows "
+        "pool the same games.",
+        "",
+    ]
     for agent in sorted({a for a, _ in pooled}):
-        out += [f"#### {agent}", "", "| cell | levels | n | mean [95% CI] | IQM [95% CI] |",
-                "|---|---|---|---|---|"]
+        out += [
+            f"#### {agent}",
+            "",
+            "| cell | levels | n | mean [95% CI] | IQM [95% CI] |",
+            "|---|---|---|---|---|",
+        ]
         fracs = sorted(f for a, f in pooled if a == agent and not isinstance(f, str))
         points = {k: [] for k in rep.KEYS}
         refs, ref_means = {label: {} for label, _ in REFERENCES}, {}
@@ -137,16 +175,23 @@ def _pooled(pooled: dict, out_dir: str) -> list[str]:
                 if k == rep.KEYS[1] and name in refs:
                     ref_means[name] = a["mean"]
                 lo, hi = a["iqm_ci"]
-                out.append(f"| {f'milestone @{name:g}' if name in fracs else name} | "
-                           f"{k.split('_')[-1]} | {a['n']} | {_ci_cell(a, 3)} | "
-                           f"{rep._fmt(a['iqm'])} [{rep._fmt(lo)}, {rep._fmt(hi)}] |")
+                out.append(
+                    f"| {f'milestone @{name:g}' if name in fracs else name} | "
+                    f"{k.split('_')[-1]} | {a['n']} | {_ci_cell(a, 3)} | "
+                    f"{rep._fmt(a['iqm'])} [{rep._fmt(lo)}, {rep._fmt(hi)}] |"
+                )
                 if name in fracs:
                     points[k].append((name, a))
                 else:
                     refs[name][k] = a
         out += ["", _versus(*(ref_means[label] for label, _ in REFERENCES))]
         png = f"milestones_pooled_{rep._slug(agent)}.png"
-        _figure(os.path.join(out_dir, png), f"all games ({agent})", points, refs,
-                "normalised final score")
+        _figure(
+            os.path.join(out_dir, png),
+            f"all games ({agent})",
+            points,
+            refs,
+            "normalised final score",
+        )
         out += ["", f"![cells along the search, pooled, {agent}]({png})", ""]
     return out

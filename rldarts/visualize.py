@@ -8,9 +8,11 @@ are a list with one ``(num_inputs + i, num_ops)`` array per node i.
 PNG writers build ``matplotlib.figure.Figure`` objects on an explicit Agg canvas (never pyplot, so
 no global figure state and no display needed), create parent dirs and write atomically.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -25,8 +27,12 @@ from rldarts.genotypes import EDGE_WEIGHTS, split_alphas
 from rldarts.logger import atomic_write
 
 FAMILY_COLORS = {
-    "conv": "#1f5fa8", "pooling": "#2e8b3a", "skip": "#e07b00",
-    "activation": "#b3243a", "zero": "#9a9a9a", "other": "#7b4fa0",
+    "conv": "#1f5fa8",
+    "pooling": "#2e8b3a",
+    "skip": "#e07b00",
+    "activation": "#b3243a",
+    "zero": "#9a9a9a",
+    "other": "#7b4fa0",
 }
 _ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish", "silu", "softplus", "mish")
 _OUT_EDGE_COLOR = "#a0a0a0"
@@ -68,8 +74,9 @@ def _validate_genotype(genotype: Any) -> tuple[int, list[list[tuple[int, str]]]]
     return num_inputs, nodes
 
 
-def alpha_probabilities(alphas: Sequence[Any], op_names: Sequence[str],
-                        inverse_temperature: float = 1.0) -> tuple[int, list[np.ndarray]]:
+def alpha_probabilities(
+    alphas: Sequence[Any], op_names: Sequence[str], inverse_temperature: float = 1.0
+) -> tuple[int, list[np.ndarray]]:
     """Validates alphas and returns (num_inputs, per-node softmax probabilities)."""
     arrays = [np.asarray(a, dtype=np.float64) for a in alphas]
     if not arrays:
@@ -77,13 +84,17 @@ def alpha_probabilities(alphas: Sequence[Any], op_names: Sequence[str],
     num_inputs = arrays[0].shape[0]
     for i, a in enumerate(arrays):
         if a.shape != (num_inputs + i, len(op_names)):
-            raise ValueError(f"alphas[{i}] has shape {a.shape}, expected "
-                             f"{(num_inputs + i, len(op_names))} (num_ops = len(op_names))")
+            raise ValueError(
+                f"alphas[{i}] has shape {a.shape}, expected "
+                f"{(num_inputs + i, len(op_names))} (num_ops = len(op_names))"
+            )
     return num_inputs, [_softmax(inverse_temperature * a) for a in arrays]
 
 
 def _edge_rows(num_inputs: int, probs: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
-    names = [f"{_src_name(s, num_inputs)}->n{i}" for i, p in enumerate(probs) for s in range(len(p))]
+    names = [
+        f"{_src_name(s, num_inputs)}->n{i}" for i, p in enumerate(probs) for s in range(len(p))
+    ]
     return names, np.concatenate(probs, axis=0)
 
 
@@ -92,13 +103,17 @@ def _quote(s: str) -> str:
 
 
 def _dot_header(title: str, num_inputs: int, num_nodes: int) -> list[str]:
-    lines = [f"digraph {_quote(title or 'cell')} {{", "  rankdir=LR;",
-             '  node [fontname="Helvetica"]; edge [fontname="Helvetica", fontsize=10];']
+    lines = [
+        f"digraph {_quote(title or 'cell')} {{",
+        "  rankdir=LR;",
+        '  node [fontname="Helvetica"]; edge [fontname="Helvetica", fontsize=10];',
+    ]
     if title:
         lines.append(f"  label={_quote(title)}; labelloc=t;")
     for k in range(num_inputs):
-        lines.append(f'  "in_{k}" [label="in_{k}", shape=box, style="rounded,filled", '
-                     'fillcolor="#d9d9d9"];')
+        lines.append(
+            f'  "in_{k}" [label="in_{k}", shape=box, style="rounded,filled", fillcolor="#d9d9d9"];'
+        )
     for j in range(num_nodes):
         lines.append(f'  "n{j}" [label="{j}", shape=circle, style=filled, fillcolor="#cfe2f3"];')
     lines.append('  "out" [label="out", shape=box, style="rounded,filled", fillcolor="#d9ead3"];')
@@ -106,7 +121,9 @@ def _dot_header(title: str, num_inputs: int, num_nodes: int) -> list[str]:
 
 
 def _dot_footer(num_nodes: int) -> list[str]:
-    out = [f'  "n{j}" -> "out" [style=dashed, color="{_OUT_EDGE_COLOR}"];' for j in range(num_nodes)]
+    out = [
+        f'  "n{j}" -> "out" [style=dashed, color="{_OUT_EDGE_COLOR}"];' for j in range(num_nodes)
+    ]
     return out + ["}"]
 
 
@@ -117,13 +134,20 @@ def genotype_to_dot(genotype: Any, title: str = "") -> str:
     for i, node in enumerate(nodes):
         for src, op in node:
             color = FAMILY_COLORS[op_family(op)]
-            lines.append(f'  "{_src_name(src, num_inputs)}" -> "n{i}" [label={_quote(op)}, '
-                         f'color="{color}", fontcolor="{color}"];')
+            lines.append(
+                f'  "{_src_name(src, num_inputs)}" -> "n{i}" [label={_quote(op)}, '
+                f'color="{color}", fontcolor="{color}"];'
+            )
     return "\n".join(lines + _dot_footer(len(nodes))) + "\n"
 
 
-def alphas_to_dot(alphas: Sequence[Any], op_names: Sequence[str], inverse_temperature: float = 1.0,
-                  top: int = 2, title: str = "") -> str:
+def alphas_to_dot(
+    alphas: Sequence[Any],
+    op_names: Sequence[str],
+    inverse_temperature: float = 1.0,
+    top: int = 2,
+    title: str = "",
+) -> str:
     """DOT text of a supernet cell; each edge is labelled with its `top` ops, e.g. `Relu 0.41`."""
     num_inputs, probs = alpha_probabilities(alphas, op_names, inverse_temperature)
     top = max(1, min(int(top), len(op_names)))
@@ -133,8 +157,10 @@ def alphas_to_dot(alphas: Sequence[Any], op_names: Sequence[str], inverse_temper
             order = np.argsort(-row, kind="stable")[:top]
             label = "\\n".join(f"{op_names[k]} {row[k]:.2f}" for k in order)
             color = FAMILY_COLORS[op_family(op_names[order[0]])]
-            lines.append(f'  "{_src_name(src, num_inputs)}" -> "n{i}" [label="{label}", '
-                         f'color="{color}", penwidth={1.0 + 3.0 * row[order[0]]:.2f}];')
+            lines.append(
+                f'  "{_src_name(src, num_inputs)}" -> "n{i}" [label="{label}", '
+                f'color="{color}", penwidth={1.0 + 3.0 * row[order[0]]:.2f}];'
+            )
     return "\n".join(lines + _dot_footer(len(probs))) + "\n"
 
 
@@ -142,23 +168,24 @@ def _save_figure(fig: Figure, path: Any, dpi: int) -> None:
     """Renders `fig` with Agg and writes the PNG atomically."""
     FigureCanvasAgg(fig)
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi,
-                                                 facecolor="white"), binary=True)
+        atomic_write(
+            path, lambda f: fig.savefig(f, format="png", dpi=dpi, facecolor="white"), binary=True
+        )
     finally:
         fig.clear()
 
 
 # ------------------------------------------------------------------ genotype drawing (layout)
-_DX = 1.6            # data units between columns
-_R = 0.24            # node circle radius
+_DX = 1.6  # data units between columns
+_R = 0.24  # node circle radius
 _BOX = (0.34, 0.21)  # half width / half height of in/out boxes
-_SCALE = 1.3         # inches per data unit (uniform, so the geometry below is exact)
-_FONT = 9.0          # label font size (points)
+_SCALE = 1.3  # inches per data unit (uniform, so the geometry below is exact)
+_FONT = 9.0  # label font size (points)
 
 
 def _bezier(p0, c, p2, t):
     t = np.asarray(t, dtype=float)[:, None]
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * c + t ** 2 * p2
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * c + t**2 * p2
 
 
 def _inside(pts: np.ndarray, shape: tuple, pad: float = 0.03) -> np.ndarray:
@@ -178,10 +205,14 @@ def _layout_genotype(genotype: Any) -> dict:
     """Positions, edge polylines and non-overlapping label boxes (data units)."""
     num_inputs, nodes = _validate_genotype(genotype)
     n = len(nodes)
-    shapes = {f"in_{k}": ("box", (0.0, ((num_inputs - 1) / 2 - k) * 0.8)) for k in range(num_inputs)}
+    shapes = {
+        f"in_{k}": ("box", (0.0, ((num_inputs - 1) / 2 - k) * 0.8)) for k in range(num_inputs)
+    }
     shapes.update({f"n{j}": ("circle", ((j + 1) * _DX, 0.0)) for j in range(n)})
     shapes["out"] = ("box", ((n + 1) * _DX, 0.0))
-    col = lambda name: 0 if name.startswith("in_") else (n + 1 if name == "out" else int(name[1:]) + 1)
+    col = lambda name: (
+        0 if name.startswith("in_") else (n + 1 if name == "out" else int(name[1:]) + 1)
+    )
     edges, seen = [], {}
     for i, node in enumerate(nodes):
         for src, op in node:
@@ -193,11 +224,11 @@ def _layout_genotype(genotype: Any) -> dict:
         span = col(b) - col(a)
         dup = seen.get((a, b), 0)
         seen[(a, b)] = dup + 1
-        if op is None:      # node -> out: below the row, nested arcs never cross
-            if span > 1:    # arrowheads spread along the bottom edge of the out box
+        if op is None:  # node -> out: below the row, nested arcs never cross
+            if span > 1:  # arrowheads spread along the bottom edge of the out box
                 p2 = p2 + [min(-0.2 + 0.1 * (span - 2), _BOX[0] - 0.08), -_BOX[1]]
             apex = 0.0 if span == 1 else -(0.35 + 0.3 * (span - 2))
-        else:               # op edges: straight to the next column, arcs above otherwise
+        else:  # op edges: straight to the next column, arcs above otherwise
             apex = 0.0 if span == 1 else 0.5 + 0.38 * (span - 2)
         if dup:
             apex = (abs(apex) + 0.35 * ((dup + 1) // 2)) * (1 if dup % 2 else -1)
@@ -209,9 +240,12 @@ def _layout_genotype(genotype: Any) -> dict:
         edges[e] = dict(src=a, dst=b, op=op, span=span, curve=curve[keep], full=curve)
     # Greedy label placement: straight/short edges first, then candidates along each curve.
     char_w, line_h = 0.6 * _FONT / 72 / _SCALE, 1.9 * _FONT / 72 / _SCALE
-    obstacles = [(s[1][0] - _R, s[1][1] - _R, s[1][0] + _R, s[1][1] + _R) if s[0] == "circle"
-                 else (s[1][0] - _BOX[0], s[1][1] - _BOX[1], s[1][0] + _BOX[0], s[1][1] + _BOX[1])
-                 for s in shapes.values()]
+    obstacles = [
+        (s[1][0] - _R, s[1][1] - _R, s[1][0] + _R, s[1][1] + _R)
+        if s[0] == "circle"
+        else (s[1][0] - _BOX[0], s[1][1] - _BOX[1], s[1][0] + _BOX[0], s[1][1] + _BOX[1])
+        for s in shapes.values()
+    ]
     labels = []
     for e in sorted((e for e in edges if e["op"]), key=lambda e: e["span"]):
         hw, hh = (len(e["op"]) * char_w + 0.08) / 2, line_h / 2
@@ -225,8 +259,11 @@ def _layout_genotype(genotype: Any) -> dict:
             if cost == 0:
                 break
         labels.append(dict(text=e["op"], xy=best[1], box=best[2]))
-    pts = np.concatenate([e["full"] for e in edges] + [np.array(o).reshape(2, 2) for o in obstacles]
-                         + [np.array(lb["box"]).reshape(2, 2) for lb in labels])
+    pts = np.concatenate(
+        [e["full"] for e in edges]
+        + [np.array(o).reshape(2, 2) for o in obstacles]
+        + [np.array(lb["box"]).reshape(2, 2) for lb in labels]
+    )
     lo, hi = pts.min(axis=0) - 0.15, pts.max(axis=0) + 0.15
     return dict(shapes=shapes, edges=edges, labels=labels, xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
 
@@ -249,35 +286,71 @@ def draw_genotype(genotype: Any, path: Any, title: str = "") -> None:
             fam = op_family(e["op"])
             families += [fam] if fam not in families else []
             color, lw, ls = FAMILY_COLORS[fam], 1.8, "-"
-        ax.add_patch(FancyArrowPatch(path=Path(e["curve"]), arrowstyle="-|>,head_length=0.5,"
-                                     "head_width=0.25", mutation_scale=14, color=color, lw=lw,
-                                     linestyle=ls, zorder=2))
+        ax.add_patch(
+            FancyArrowPatch(
+                path=Path(e["curve"]),
+                arrowstyle="-|>,head_length=0.5,head_width=0.25",
+                mutation_scale=14,
+                color=color,
+                lw=lw,
+                linestyle=ls,
+                zorder=2,
+            )
+        )
     for name, (kind, (x, y)) in lay["shapes"].items():
         if kind == "circle":
             ax.add_patch(Circle((x, y), _R, fc="#cfe2f3", ec="#2b4a6f", lw=1.5, zorder=3))
             text = name[1:]
         else:
             fc = "#d9ead3" if name == "out" else "#e3e3e3"
-            ax.add_patch(FancyBboxPatch((x - _BOX[0] + 0.05, y - _BOX[1] + 0.05), 2 * _BOX[0] - 0.1,
-                                        2 * _BOX[1] - 0.1, boxstyle="round,pad=0.05", fc=fc,
-                                        ec="#444444", lw=1.5, zorder=3))
+            ax.add_patch(
+                FancyBboxPatch(
+                    (x - _BOX[0] + 0.05, y - _BOX[1] + 0.05),
+                    2 * _BOX[0] - 0.1,
+                    2 * _BOX[1] - 0.1,
+                    boxstyle="round,pad=0.05",
+                    fc=fc,
+                    ec="#444444",
+                    lw=1.5,
+                    zorder=3,
+                )
+            )
             text = name
         ax.text(x, y, text, ha="center", va="center", fontsize=11, weight="bold", zorder=4)
     for lb in lay["labels"]:
         color = FAMILY_COLORS[op_family(lb["text"])]
-        ax.text(*lb["xy"], lb["text"], ha="center", va="center", fontsize=_FONT, color=color,
-                zorder=5, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, lw=0.8))
+        ax.text(
+            *lb["xy"],
+            lb["text"],
+            ha="center",
+            va="center",
+            fontsize=_FONT,
+            color=color,
+            zorder=5,
+            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, lw=0.8),
+        )
     if title:
         fig.text(0.5, 1 - 0.25 / fig_h, title, ha="center", va="center", fontsize=12, weight="bold")
     handles = [Patch(fc=FAMILY_COLORS[f], label=f) for f in families]
     handles.append(Line2D([], [], color=_OUT_EDGE_COLOR, ls="--", label="node -> out (concat)"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9,
-               bbox_to_anchor=(0.5, 0.02 / fig_h))
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=len(handles),
+        frameon=False,
+        fontsize=9,
+        bbox_to_anchor=(0.5, 0.02 / fig_h),
+    )
     _save_figure(fig, path, dpi=100)
 
 
-def draw_alphas(alphas: Sequence[Any], op_names: Sequence[str], path: Any,
-                inverse_temperature: float = 1.0, title: str = "") -> None:
+def draw_alphas(
+    alphas: Sequence[Any],
+    op_names: Sequence[str],
+    path: Any,
+    inverse_temperature: float = 1.0,
+    title: str = "",
+) -> None:
     """Heat-map PNG of a supernet cell: one row per edge, one column per op, text = probability."""
     num_inputs, probs = alpha_probabilities(alphas, op_names, inverse_temperature)
     rows, p = _edge_rows(num_inputs, probs)
@@ -288,9 +361,16 @@ def draw_alphas(alphas: Sequence[Any], op_names: Sequence[str], path: Any,
     for r in range(p.shape[0]):
         best = int(np.argmax(p[r]))
         for c in range(num_ops):
-            ax.text(c, r, f"{p[r, c]:.2f}", ha="center", va="center", fontsize=9,
-                    color="white" if p[r, c] > 0.55 else "black",
-                    weight="bold" if c == best else "normal")
+            ax.text(
+                c,
+                r,
+                f"{p[r, c]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if p[r, c] > 0.55 else "black",
+                weight="bold" if c == best else "normal",
+            )
     ax.set_xticks(range(num_ops), [str(o) for o in op_names], rotation=30, ha="right", fontsize=9)
     ax.set_yticks(range(len(rows)), rows, fontsize=9)
     for c, name in enumerate(op_names):
@@ -300,7 +380,7 @@ def draw_alphas(alphas: Sequence[Any], op_names: Sequence[str], path: Any,
     ax.grid(which="minor", color="white", lw=1.0)
     ax.tick_params(which="minor", length=0)
     boundary = 0
-    for node_p in probs[:-1]:   # thick separators between nodes
+    for node_p in probs[:-1]:  # thick separators between nodes
         boundary += len(node_p)
         ax.axhline(boundary - 0.5, color="#333333", lw=2.0)
     fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02, label="probability")
@@ -315,17 +395,23 @@ def _format_steps(x: float, _pos=None) -> str:
     return f"{x:g}"
 
 
-def plot_alpha_history(history: Sequence[tuple[float, Mapping[str, Sequence[Any]]]],
-                       op_names: Sequence[str], path: Any, inverse_temperature: float = 1.0) -> None:
+def plot_alpha_history(
+    history: Sequence[tuple[float, Mapping[str, Sequence[Any]]]],
+    op_names: Sequence[str],
+    path: Any,
+    inverse_temperature: float = 1.0,
+) -> None:
     """Per cell type, one subplot per edge (grid: row = node, column = input) of each op's
     probability vs env steps; one colour per op and a shared legend."""
-    records = sorted(((float(s), split_alphas(cells)[0]) for s, cells in history),
-                     key=lambda r: r[0])
+    records = sorted(
+        ((float(s), split_alphas(cells)[0]) for s, cells in history), key=lambda r: r[0]
+    )
     if not records:
         raise ValueError("empty alpha history")
     order = {"normal": 0, "reduction": 1}
-    cell_types = sorted({c for _, cells in records for c in cells},
-                        key=lambda c: (order.get(c, 2), c))
+    cell_types = sorted(
+        {c for _, cells in records for c in cells}, key=lambda c: (order.get(c, 2), c)
+    )
     data = {}
     for ct in cell_types:
         steps, stacked, n_in, n_nodes = [], [], None, None
@@ -342,10 +428,15 @@ def plot_alpha_history(history: Sequence[tuple[float, Mapping[str, Sequence[Any]
     ncols = max(d[2] + d[3] - 1 for d in data.values())
     nrows = [d[3] for d in data.values()]
     num_ops = len(op_names)
-    colors = [f"C{k}" for k in range(num_ops)] if num_ops <= 10 else \
-        [tuple(c) for c in matplotlib.colormaps["tab20"](np.arange(num_ops) % 20)]
-    fig = Figure(figsize=(2.5 * ncols + 0.4, 1.75 * sum(nrows) + 0.7 * len(cell_types) + 0.8),
-                 layout="constrained")
+    colors = (
+        [f"C{k}" for k in range(num_ops)]
+        if num_ops <= 10
+        else [tuple(c) for c in matplotlib.colormaps["tab20"](np.arange(num_ops) % 20)]
+    )
+    fig = Figure(
+        figsize=(2.5 * ncols + 0.4, 1.75 * sum(nrows) + 0.7 * len(cell_types) + 0.8),
+        layout="constrained",
+    )
     subfigs = fig.subfigures(len(cell_types), 1, height_ratios=nrows, squeeze=False)[:, 0]
     marker = "o" if len(records) <= 30 else None
     for sf, ct in zip(subfigs, cell_types):
@@ -373,25 +464,27 @@ def plot_alpha_history(history: Sequence[tuple[float, Mapping[str, Sequence[Any]
             axes[i, 0].set_ylabel("prob", fontsize=8)
         for src in range(min(ncols, n_in + n_nodes - 1)):
             axes[n_nodes - 1, src].set_xlabel("env steps", fontsize=8)
-    handles = [Line2D([], [], color=colors[k], lw=2.5, label=str(o)) for k, o in enumerate(op_names)]
-    fig.legend(handles=handles, loc="outside upper center", ncol=min(num_ops, 5), fontsize=9,
-               frameon=False)
+    handles = [
+        Line2D([], [], color=colors[k], lw=2.5, label=str(o)) for k, o in enumerate(op_names)
+    ]
+    fig.legend(
+        handles=handles, loc="outside upper center", ncol=min(num_ops, 5), fontsize=9, frameon=False
+    )
     _save_figure(fig, path, dpi=90)
 
 
-def plot_edge_weight_history(history: Sequence[tuple[float, Mapping[str, Any]]],
-                             path: Any) -> None:
+def plot_edge_weight_history(history: Sequence[tuple[float, Mapping[str, Any]]], path: Any) -> None:
     """PC-DARTS edge weights vs env steps: per cell type, one subplot per node with
     softmax(edge weights) of each of its input edges. ``history`` holds alpha pytrees
     (``EDGE_WEIGHTS`` -> cell type -> list per node)."""
-    records = sorted(((float(s), a[EDGE_WEIGHTS]) for s, a in history if EDGE_WEIGHTS in a),
-                     key=lambda r: r[0])
+    records = sorted(
+        ((float(s), a[EDGE_WEIGHTS]) for s, a in history if EDGE_WEIGHTS in a), key=lambda r: r[0]
+    )
     if not records:
         raise ValueError("no edge weights in the alpha history")
     cell_types = sorted(records[-1][1])
     n_nodes = max(len(records[-1][1][ct]) for ct in cell_types)
-    fig = Figure(figsize=(2.6 * n_nodes + 0.4, 2.0 * len(cell_types) + 0.8),
-                 layout="constrained")
+    fig = Figure(figsize=(2.6 * n_nodes + 0.4, 2.0 * len(cell_types) + 0.8), layout="constrained")
     axes = fig.subplots(len(cell_types), n_nodes, squeeze=False, sharey=True)
     steps = np.array([s for s, _ in records])
     for r, ct in enumerate(cell_types):

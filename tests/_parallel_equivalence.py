@@ -4,9 +4,10 @@
 For each case, the same PPO update (or DQN learner steps) from the same state on the
 same data, once on a 1-device mesh and once data-parallel on 4 devices; prints one JSON
 line per case with the largest difference of params and of alphas between the two,
-relative to how far the update moved them. The DARTS cells normalise with batch statistics, so a per-device
-normalisation would show up here as a large difference.
+relative to how far the update moved them. The DARTS cells normalise with batch
+statistics, so a per-device normalisation would show up here as a large difference.
 """
+
 import json
 import sys
 
@@ -39,28 +40,36 @@ def config(mode: str, method: str, loop: str):
 
 
 def torso(c):
-    return networks.make_torso(c.network, depths=tuple(c.net.depths), dense=c.net.dense,
-                               search_space=c.net.search_space, num_nodes=c.net.num_nodes,
-                               output_mode=c.net.output_mode, first_conv=c.net.first_conv,
-                               method=c.arch.method,
-                               partial_channels_k=c.arch.partial_channels_k)
+    return networks.make_torso(
+        c.network,
+        depths=tuple(c.net.depths),
+        dense=c.net.dense,
+        search_space=c.net.search_space,
+        num_nodes=c.net.num_nodes,
+        output_mode=c.net.output_mode,
+        first_conv=c.net.first_conv,
+        method=c.arch.method,
+        partial_channels_k=c.arch.partial_channels_k,
+    )
 
 
 def alphas_of(c):
     from rldarts import ops
+
     space = ops.resolve_search_space(c.net.search_space)
-    return networks.init_network_alphas(c.network, space, c.net.num_nodes,
-                                        method=c.arch.method)
+    return networks.init_network_alphas(c.network, space, c.net.num_nodes, method=c.arch.method)
 
 
 def rollout(rng, steps, envs):
-    return {"obs": rng.integers(0, 256, (steps, envs, 64, 64, 3), dtype=np.uint8),
-            "actions": rng.integers(0, 15, (steps, envs)).astype(np.int32),
-            "log_probs": rng.normal(-2.7, 0.1, (steps, envs)).astype(np.float32),
-            "values": rng.normal(0, 1, (steps, envs)).astype(np.float32),
-            "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
-            "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
-            "last_obs": rng.integers(0, 256, (envs, 64, 64, 3), dtype=np.uint8)}
+    return {
+        "obs": rng.integers(0, 256, (steps, envs, 64, 64, 3), dtype=np.uint8),
+        "actions": rng.integers(0, 15, (steps, envs)).astype(np.int32),
+        "log_probs": rng.normal(-2.7, 0.1, (steps, envs)).astype(np.float32),
+        "values": rng.normal(0, 1, (steps, envs)).astype(np.float32),
+        "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
+        "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
+        "last_obs": rng.integers(0, 256, (envs, 64, 64, 3), dtype=np.uint8),
+    }
 
 
 def ppo_case(c):
@@ -80,25 +89,28 @@ def dqn_case(c):
     held = c.arch.mode in ("alternating", "unrolled")
     rng = np.random.default_rng(0)
     b = c.dqn.batch_size
-    batch = lambda: {"obs": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),  # noqa: E731
-                     "next_obs": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),
-                     "actions": rng.integers(0, 15, b).astype(np.int32),
-                     "rewards": rng.random(b).astype(np.float32),
-                     "discounts": np.full(b, 0.9, np.float32),
-                     "weights": rng.random(b).astype(np.float32) + 0.5}
+    batch = lambda: {
+        "obs": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),  # noqa: E731
+        "next_obs": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),
+        "actions": rng.integers(0, 15, b).astype(np.int32),
+        "rewards": rng.random(b).astype(np.float32),
+        "discounts": np.full(b, 0.9, np.float32),
+        "weights": rng.random(b).astype(np.float32) + 0.5,
+    }
     batches = [(batch(), batch() if held else None)]  # see test_parallel.py
     out = {}
     for n in (1, 4):
         topo = topology(n)
-        model = networks.Agent(torso(c), networks.C51DuelingHead(15, c.dqn.num_atoms,
-                                                                 c.dqn.hidden))
-        state = dqn.init_state(model, c.dqn, c.arch, alphas_of(c), batches[0][0]["obs"],
-                               jax.random.PRNGKey(1), topo)
+        model = networks.Agent(torso(c), networks.C51DuelingHead(15, c.dqn.num_atoms, c.dqn.hidden))
+        state = dqn.init_state(
+            model, c.dqn, c.arch, alphas_of(c), batches[0][0]["obs"], jax.random.PRNGKey(1), topo
+        )
         step = dqn.make_learner_step(model, c.dqn, c.arch, topo)
         new = state
         for train, heldout in batches:
-            new, metrics = step(new, topo.shard_batch(train), topo.shard_batch(heldout),
-                                jnp.float32(1.0))
+            new, metrics = step(
+                new, topo.shard_batch(train), topo.shard_batch(heldout), jnp.float32(1.0)
+            )
         out[n] = (jax.device_get(state), jax.device_get(new), jax.device_get(metrics))
     return out
 
@@ -115,14 +127,21 @@ def main(agent, cases):
         c = config(mode, method, loop)
         out = (ppo_case if agent == "ppo" else dqn_case)(c)
         (start, one, m1), (_, four, m4) = out[1], out[4]
-        print(json.dumps({
-            "case": case,
-            "params_diff": moved(four.params, one.params) / moved(one.params, start.params),
-            "alphas_diff": (moved(four.alphas, one.alphas)
-                            / max(moved(one.alphas, start.alphas), 1e-12)),
-            "params_moved": moved(one.params, start.params),
-            "alphas_moved": moved(one.alphas, start.alphas),
-            "loss": [float(np.mean(m1["loss"])), float(np.mean(m4["loss"]))]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "case": case,
+                    "params_diff": moved(four.params, one.params) / moved(one.params, start.params),
+                    "alphas_diff": (
+                        moved(four.alphas, one.alphas) / max(moved(one.alphas, start.alphas), 1e-12)
+                    ),
+                    "params_moved": moved(one.params, start.params),
+                    "alphas_moved": moved(one.alphas, start.alphas),
+                    "loss": [float(np.mean(m1["loss"])), float(np.mean(m4["loss"]))],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 The smoke runs compile the same programs several times (search, resume, train); the
 cache turns every compile after the first into a disk read. It changes no numbers.
 """
+
 import os
 import tempfile
 

@@ -1,4 +1,5 @@
 """rldarts.analysis against hand computations."""
+
 import math
 
 import numpy as np
@@ -10,8 +11,9 @@ from rldarts import analysis
 
 def test_normalized_scores_use_easy_mode_constants():
     # starpilot [2.5, 64], coinrun [5, 10], jumper [3, 10] (Procgen paper table)
-    np.testing.assert_allclose(analysis.normalized_scores("starpilot", [2.5, 64.0, 33.25]),
-                               [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(
+        analysis.normalized_scores("starpilot", [2.5, 64.0, 33.25]), [0.0, 1.0, 0.5]
+    )
     assert analysis.normalized_scores("coinrun", 7.5) == pytest.approx(0.5)
     assert analysis.normalized_scores("jumper", 6.5) == pytest.approx(0.5)
     assert np.isnan(analysis.normalized_scores("CartPole-v1", [1.0, 2.0])).all()

@@ -3,6 +3,7 @@
 A quadratic loss with plain SGD makes every update computable by hand:
 loss(w, a; b) = 0.5 * (w - b)^2 + 0.5 * (a - 2b)^2, so dL/dw = w - b, dL/da = a - 2b.
 """
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -23,8 +24,9 @@ def _run(mode):
     step = arch.make_arch_step(mode, loss_fn, sgd, optax.sgd(0.5))
     params, alphas = {"w": jnp.array(1.0)}, {"a": jnp.array(1.0)}
     train, held = {"b": jnp.array(3.0)}, {"b": jnp.array(-1.0)}
-    new, m = step(arch.ArchState(params, alphas, sgd.init(params),
-                                 optax.sgd(0.5).init(alphas)), train, held)
+    new, m = step(
+        arch.ArchState(params, alphas, sgd.init(params), optax.sgd(0.5).init(alphas)), train, held
+    )
     return float(new.params["w"]), float(new.alphas["a"]), m
 
 
@@ -52,10 +54,19 @@ def test_unknown_mode():
 
 
 def _cfg(**kw):
-    c = config_dict.ConfigDict(dict(mode="joint", optimizer="adam", learning_rate=3e-4,
-                                    b1=0.5, b2=0.999, weight_decay=1e-3,
-                                    inverse_temperature=1.0, final_inverse_temperature=1.0,
-                                    heldout_fraction=0.25))
+    c = config_dict.ConfigDict(
+        dict(
+            mode="joint",
+            optimizer="adam",
+            learning_rate=3e-4,
+            b1=0.5,
+            b2=0.999,
+            weight_decay=1e-3,
+            inverse_temperature=1.0,
+            final_inverse_temperature=1.0,
+            heldout_fraction=0.25,
+        )
+    )
     c.update(kw)
     return c
 
@@ -95,8 +106,7 @@ def test_alpha_summary_values():
 
 def test_schedule_reaches_the_final_temperature_on_the_last_iteration():
     c = _cfg(inverse_temperature=1.0, final_inverse_temperature=5.0)
-    temps = [float(arch.inverse_temperature(c, arch.schedule_progress(i, 5)))
-             for i in range(5)]
+    temps = [float(arch.inverse_temperature(c, arch.schedule_progress(i, 5))) for i in range(5)]
     assert temps == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert arch.schedule_progress(0, 1) == 1.0
 
@@ -104,10 +114,12 @@ def test_schedule_reaches_the_final_temperature_on_the_last_iteration():
 def test_unseen_levels_need_a_finite_training_set():
     from experiments.configs import base
     from rldarts import config_checks
+
     c = base.build("smoke")
     c.arch.mode, c.arch.heldout_source, c.num_levels = "alternating", "unseen_levels", 0
-    with pytest.raises(ValueError, match="arch.heldout_source='unseen_levels' needs "
-                                         "num_levels > 0"):
+    with pytest.raises(
+        ValueError, match="arch.heldout_source='unseen_levels' needs num_levels > 0"
+    ):
         config_checks.validate(c)
     c.arch.heldout_source = "rollout_split"
     config_checks.validate(c)
@@ -127,7 +139,7 @@ def _np_loss_and_grad_w(W, a, x, y):
     z = x @ W
     r = np.sum(s[0] * np.tanh(z) + s[1] * z, axis=1) - y
     dz = (2 * r / len(y))[:, None] * (s[0] * (1 - np.tanh(z) ** 2) + s[1])
-    return np.mean(r ** 2), x.T @ dz
+    return np.mean(r**2), x.T @ dz
 
 
 def test_unrolled_alpha_gradient_matches_finite_differences():
@@ -142,20 +154,35 @@ def test_unrolled_alpha_gradient_matches_finite_differences():
         return _np_loss_and_grad_w(W - xi * g, a, held["x"], held["y"])[0]
 
     eps = 1e-5
-    fd = np.array([(held_out_after_virtual_step(a + eps * e)
-                    - held_out_after_virtual_step(a - eps * e)) / (2 * eps)
-                   for e in np.eye(2)])
-    first_order = np.array([(_np_loss_and_grad_w(W, a + eps * e, held["x"], held["y"])[0]
-                             - _np_loss_and_grad_w(W, a - eps * e, held["x"], held["y"])[0])
-                            / (2 * eps) for e in np.eye(2)])
+    fd = np.array(
+        [
+            (held_out_after_virtual_step(a + eps * e) - held_out_after_virtual_step(a - eps * e))
+            / (2 * eps)
+            for e in np.eye(2)
+        ]
+    )
+    first_order = np.array(
+        [
+            (
+                _np_loss_and_grad_w(W, a + eps * e, held["x"], held["y"])[0]
+                - _np_loss_and_grad_w(W, a - eps * e, held["x"], held["y"])[0]
+            )
+            / (2 * eps)
+            for e in np.eye(2)
+        ]
+    )
     assert np.abs(fd - first_order).max() > 1e-2  # the second-order term matters here
 
-    step = arch.make_arch_step("unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(a_lr),
-                               unrolled_lr=xi)
+    step = arch.make_arch_step(
+        "unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(a_lr), unrolled_lr=xi
+    )
     params, alphas = {"W": jnp.asarray(W, jnp.float32)}, {"a": jnp.asarray(a, jnp.float32)}
     f32 = lambda d: {k: jnp.asarray(v, jnp.float32) for k, v in d.items()}
-    new, m = step(arch.ArchState(params, alphas, optax.sgd(0.1).init(params),
-                                 optax.sgd(a_lr).init(alphas)), f32(train), f32(held))
+    new, m = step(
+        arch.ArchState(params, alphas, optax.sgd(0.1).init(params), optax.sgd(a_lr).init(alphas)),
+        f32(train),
+        f32(held),
+    )
     p, new_a = new.params, new.alphas
     np.testing.assert_allclose(np.asarray(new_a["a"]), a - a_lr * fd, rtol=1e-4, atol=1e-5)
     assert float(m["alpha_grad_norm"]) == pytest.approx(np.linalg.norm(fd), rel=1e-3)
@@ -168,14 +195,14 @@ def test_unrolled_needs_a_virtual_step_and_whole_minibatches():
     with pytest.raises(ValueError, match="virtual-step learning rate"):
         arch.make_arch_step("unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(0.1))
     with pytest.raises(ValueError, match="unrolled' needs whole minibatches"):
-        arch.make_microbatched_arch_step("unrolled", _tiny_loss, optax.sgd(0.1),
-                                         optax.sgd(0.1), 2)
+        arch.make_microbatched_arch_step("unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(0.1), 2)
 
 
 def test_gdas_anneals_the_gumbel_temperature_and_reads_alphas_at_temperature_one():
     c = _cfg(method="gdas", gumbel_tau=10.0, final_gumbel_tau=0.1)
-    taus = [1.0 / float(arch.inverse_temperature(c, arch.schedule_progress(i, 3)))
-            for i in range(3)]
+    taus = [
+        1.0 / float(arch.inverse_temperature(c, arch.schedule_progress(i, 3))) for i in range(3)
+    ]
     np.testing.assert_allclose(taus, [10.0, 5.05, 0.1], rtol=1e-5)
     assert arch.distribution_inverse_temperature(c, 0.5) == 1.0
     assert arch.distribution_inverse_temperature(_cfg(), 0.5) == 0.5

@@ -6,6 +6,7 @@ over the whole batch.
 The reference each time is an independent whole-batch computation (``jax.grad`` of the
 loss on the full minibatch, the model applied to one group's observations alone), not
 the code under test."""
+
 import os
 import subprocess
 import sys
@@ -43,13 +44,15 @@ def _model():
 
 
 def _rollout(rng, steps, envs):
-    return {"obs": rng.integers(0, 256, (steps, envs, 5, 5, 3), dtype=np.uint8),
-            "actions": rng.integers(0, 3, (steps, envs)).astype(np.int32),
-            "log_probs": rng.normal(-1.1, 0.1, (steps, envs)).astype(np.float32),
-            "values": rng.normal(0, 1, (steps, envs)).astype(np.float32),
-            "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
-            "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
-            "last_obs": rng.integers(0, 256, (envs, 5, 5, 3), dtype=np.uint8)}
+    return {
+        "obs": rng.integers(0, 256, (steps, envs, 5, 5, 3), dtype=np.uint8),
+        "actions": rng.integers(0, 3, (steps, envs)).astype(np.int32),
+        "log_probs": rng.normal(-1.1, 0.1, (steps, envs)).astype(np.float32),
+        "values": rng.normal(0, 1, (steps, envs)).astype(np.float32),
+        "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
+        "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
+        "last_obs": rng.integers(0, 256, (envs, 5, 5, 3), dtype=np.uint8),
+    }
 
 
 def _config(mode="joint"):
@@ -75,27 +78,39 @@ def test_host_update_of_a_batch_norm_network_is_the_whole_minibatch_update(mode)
     model = _model()
     rollout = _rollout(np.random.default_rng(0), 128, 8)
     alphas = {} if mode == "frozen" else {"edge": jnp.array([0.3, -0.2])}
-    state = ppo.init_state(model, c.ppo, c.arch, alphas, rollout["last_obs"],
-                           jax.random.PRNGKey(1), num_updates=10)
-    update = ppo.make_update(model, c.ppo, c.arch, 8, 0, num_updates=10,
-                             batch_statistics=True)
+    state = ppo.init_state(
+        model, c.ppo, c.arch, alphas, rollout["last_obs"], jax.random.PRNGKey(1), num_updates=10
+    )
+    update = ppo.make_update(model, c.ppo, c.arch, 8, 0, num_updates=10, batch_statistics=True)
     new_state, metrics = update(state, rollout, jnp.float32(1.0))
 
     # Reference: the same minibatch (one minibatch = every sample, in the shuffled
     # order, which batch statistics do not see) and one whole-batch gradient.
     _, last_value = model.apply(state.params, rollout["last_obs"], alphas, 1.0)
-    adv, ret = ppo_losses.gae_advantages(rollout["rewards"], rollout["values"],
-                                         rollout["dones"], last_value, c.ppo.gamma,
-                                         c.ppo.gae_lambda)
+    adv, ret = ppo_losses.gae_advantages(
+        rollout["rewards"],
+        rollout["values"],
+        rollout["dones"],
+        last_value,
+        c.ppo.gamma,
+        c.ppo.gae_lambda,
+    )
     flat = lambda x: np.asarray(x).reshape((-1,) + np.shape(x)[2:])
     batch = {k: flat(rollout[k]) for k in ("obs", "actions", "log_probs", "values")}
     batch.update(advantages=ppo_losses.normalize_advantages(flat(adv)), returns=flat(ret))
 
     def loss(params, alphas):
         logits, value = model.apply(params, batch["obs"], alphas, 1.0)
-        return ppo_losses.ppo_loss(logits, value, batch, c.ppo.clip_eps, c.ppo.vf_coef,
-                                   c.ppo.ent_coef, c.ppo.clip_value_loss,
-                                   norm_adv=False)[0]
+        return ppo_losses.ppo_loss(
+            logits,
+            value,
+            batch,
+            c.ppo.clip_eps,
+            c.ppo.vf_coef,
+            c.ppo.ent_coef,
+            c.ppo.clip_value_loss,
+            norm_adv=False,
+        )[0]
 
     w_grads, a_grads = jax.grad(loss, argnums=(0, 1))(state.params, alphas)
     opt = ppo.make_weight_optimizer(c.ppo, 10)
@@ -105,21 +120,28 @@ def test_host_update_of_a_batch_norm_network_is_the_whole_minibatch_update(mode)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(metrics["grad_norm"], optax.global_norm(w_grads), rtol=1e-4)
     if mode == "joint":
-        np.testing.assert_allclose(metrics["alpha_grad_norm"], optax.global_norm(a_grads),
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            metrics["alpha_grad_norm"], optax.global_norm(a_grads), rtol=1e-4
+        )
 
 
 def test_scan_and_host_loops_agree_for_a_batch_norm_network():
     c = _config("alternating")
     model = _model()
     rollout = _rollout(np.random.default_rng(2), 128, 8)
-    state = ppo.init_state(model, c.ppo, c.arch, {"edge": jnp.array([0.3, -0.2])},
-                           rollout["last_obs"], jax.random.PRNGKey(3), num_updates=10)
+    state = ppo.init_state(
+        model,
+        c.ppo,
+        c.arch,
+        {"edge": jnp.array([0.3, -0.2])},
+        rollout["last_obs"],
+        jax.random.PRNGKey(3),
+        num_updates=10,
+    )
     out = {}
     for loop in ("host", "scan"):
         c.ppo.update_loop = loop
-        update = ppo.make_update(model, c.ppo, c.arch, 8, 4, num_updates=10,
-                                 batch_statistics=True)
+        update = ppo.make_update(model, c.ppo, c.arch, 8, 4, num_updates=10, batch_statistics=True)
         out[loop] = update(state, rollout, jnp.float32(1.0))
     for got, want in zip(jax.tree.leaves(out["scan"][0]), jax.tree.leaves(out["host"][0])):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
@@ -148,28 +170,45 @@ def test_explicit_microbatches_of_a_batch_norm_network_are_whole_slices():
     rng = np.random.default_rng(4)
     obs = rng.integers(0, 256, (512, 5, 5, 3), dtype=np.uint8)
     params = model.init(jax.random.PRNGKey(0), obs, {})
-    batch = {"obs": obs, "actions": rng.integers(0, 3, 512).astype(np.int32),
-             "log_probs": rng.normal(-1.1, 0.1, 512).astype(np.float32),
-             "values": rng.normal(0, 1, 512).astype(np.float32),
-             "advantages": rng.normal(0, 1, 512).astype(np.float32),
-             "returns": rng.normal(0, 1, 512).astype(np.float32)}
+    batch = {
+        "obs": obs,
+        "actions": rng.integers(0, 3, 512).astype(np.int32),
+        "log_probs": rng.normal(-1.1, 0.1, 512).astype(np.float32),
+        "values": rng.normal(0, 1, 512).astype(np.float32),
+        "advantages": rng.normal(0, 1, 512).astype(np.float32),
+        "returns": rng.normal(0, 1, 512).astype(np.float32),
+    }
     sgd = optax.sgd(1.0)
-    step = ppo.make_minibatch_step(model, c.ppo, c.arch, sgd, sgd, [512],
-                                   batch_statistics=True)
-    new, _ = step(arch.ArchState(params, {}, sgd.init(params), sgd.init({})),
-                  jax.tree.map(jnp.asarray, batch), None, jnp.float32(1.0))
+    step = ppo.make_minibatch_step(model, c.ppo, c.arch, sgd, sgd, [512], batch_statistics=True)
+    new, _ = step(
+        arch.ArchState(params, {}, sgd.init(params), sgd.init({})),
+        jax.tree.map(jnp.asarray, batch),
+        None,
+        jnp.float32(1.0),
+    )
     new_params = new.params
 
     def loss(params, part):
         logits, value = model.apply(params, part["obs"], {}, 1.0)
-        return ppo_losses.ppo_loss(logits, value, part, c.ppo.clip_eps, c.ppo.vf_coef,
-                                   c.ppo.ent_coef, c.ppo.clip_value_loss,
-                                   norm_adv=False)[0]
+        return ppo_losses.ppo_loss(
+            logits,
+            value,
+            part,
+            c.ppo.clip_eps,
+            c.ppo.vf_coef,
+            c.ppo.ent_coef,
+            c.ppo.clip_value_loss,
+            norm_adv=False,
+        )[0]
 
-    halves = [jax.tree.map(lambda x: x[i * 256:(i + 1) * 256], batch) for i in (0, 1)]
+    halves = [jax.tree.map(lambda x: x[i * 256 : (i + 1) * 256], batch) for i in (0, 1)]
     grads = [jax.grad(loss)(params, h) for h in halves]
-    for got, p, g0, g1 in zip(jax.tree.leaves(new_params), jax.tree.leaves(params),
-                              jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    for got, p, g0, g1 in zip(
+        jax.tree.leaves(new_params),
+        jax.tree.leaves(params),
+        jax.tree.leaves(grads[0]),
+        jax.tree.leaves(grads[1]),
+    ):
         np.testing.assert_allclose(got, p - (g0 + g1) / 2, rtol=1e-4, atol=1e-6)
 
 
@@ -195,8 +234,11 @@ class _FakeGroup:
 
 
 def _actor(policy, sizes=(6, 2)):
-    actor = Actor(lambda segment: [_FakeGroup(n, 10 + i) for i, n in enumerate(sizes)],
-                  policy, jax.random.PRNGKey(0))
+    actor = Actor(
+        lambda segment: [_FakeGroup(n, 10 + i) for i, n in enumerate(sizes)],
+        policy,
+        jax.random.PRNGKey(0),
+    )
     actor.start_segment(0)
     return actor
 
@@ -224,10 +266,10 @@ def test_first_minibatch_reproduces_the_behaviour_log_probs():
     model = _model()
     actor = _actor(ppo.make_policy(model))
     alphas = {"edge": jnp.array([0.3, -0.2])}
-    state = ppo.init_state(model, c.ppo, c.arch, alphas, actor.obs, jax.random.PRNGKey(1),
-                           num_updates=10)
-    update = ppo.make_update(model, c.ppo, c.arch, 8, 2, num_updates=10,
-                             batch_statistics=True)
+    state = ppo.init_state(
+        model, c.ppo, c.arch, alphas, actor.obs, jax.random.PRNGKey(1), num_updates=10
+    )
+    update = ppo.make_update(model, c.ppo, c.arch, 8, 2, num_updates=10, batch_statistics=True)
     rollout, _ = ppo.collect_rollout(actor, state, 1, jnp.float32(1.0))
     _, metrics = update(state, rollout, jnp.float32(1.0))
     assert abs(float(metrics["approx_kl_first"])) < 1e-6
@@ -266,8 +308,17 @@ def test_batch_sharded_over_devices_is_normalised_over_the_whole_batch():
     """Under ``jax.jit`` with a batch-sharded input, batch_norm's mean and variance
     reduce across devices: the gradient equals the one-device whole-batch gradient,
     not the mean of per-device gradients (the multi-device learner relies on it)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="4",
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    out = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], env=env,
-                         capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_NUM_CPU_DEVICES="4",
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARDED_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]

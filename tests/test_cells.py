@@ -1,4 +1,5 @@
 """Cells: supernet == fixed cell on one-hot alphas, wiring, alpha helpers."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,12 +13,15 @@ OPS = ("Conv3x3Relu", "DilConv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
 
 def _genotype(num_inputs=1):
     n = num_inputs
-    return CellGenotype(num_inputs=n, nodes=(
-        ((0, "Conv3x3Relu"),),
-        ((0, "SkipConnection"), (n, "DilConv3x3")),
-        ((n, "Tanh"), (n + 1, "Conv3x3Relu")),
-        ((0, "Relu"), (n + 2, "Conv3x3Relu")),
-    ))
+    return CellGenotype(
+        num_inputs=n,
+        nodes=(
+            ((0, "Conv3x3Relu"),),
+            ((0, "SkipConnection"), (n, "DilConv3x3")),
+            ((n, "Tanh"), (n + 1, "Conv3x3Relu")),
+            ((0, "Relu"), (n + 2, "Conv3x3Relu")),
+        ),
+    )
 
 
 def _subset(tree, template):
@@ -50,8 +54,7 @@ def test_supernet_with_one_hot_alphas_equals_fixed_cell(output_mode, stride):
 
 
 def test_two_input_cell_equivalence():
-    xs = [jnp.asarray(np.random.RandomState(i).randn(2, 6, 6, 4), jnp.float32)
-          for i in range(2)]
+    xs = [jnp.asarray(np.random.RandomState(i).randn(2, 6, 6, 4), jnp.float32) for i in range(2)]
     geno = _genotype(num_inputs=2)
     search = cells.SearchCell(4, OPS, num_nodes=4, num_inputs=2)
     alphas = cells.one_hot_alphas(geno, OPS)
@@ -59,8 +62,11 @@ def test_two_input_cell_equivalence():
     sparams = search.init(jax.random.PRNGKey(0), xs, alphas)
     fixed = cells.FixedCell(4, geno)
     fparams = _subset(sparams, fixed.init(jax.random.PRNGKey(1), xs))
-    np.testing.assert_allclose(np.asarray(search.apply(sparams, xs, alphas)),
-                               np.asarray(fixed.apply(fparams, xs)), atol=2e-4)
+    np.testing.assert_allclose(
+        np.asarray(search.apply(sparams, xs, alphas)),
+        np.asarray(fixed.apply(fparams, xs)),
+        atol=2e-4,
+    )
 
 
 def test_node_normalisation_and_wiring():
@@ -94,8 +100,7 @@ def test_alpha_helpers_against_hand_computation():
     a = [jnp.array([[np.log(3.0), 0, 0, 0, 0, 0]])]
     p = np.array([3, 1, 1, 1, 1, 1]) / 8
     np.testing.assert_allclose(np.asarray(cells.edge_probabilities(a)[0][0]), p, rtol=1e-6)
-    np.testing.assert_allclose(float(cells.mean_entropy(a)), -(p * np.log(p)).sum(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(float(cells.mean_entropy(a)), -(p * np.log(p)).sum(), rtol=1e-6)
     # Parameter-free ops here: Relu, Tanh, SkipConnection, Zero -> 4 of 8 parts.
     np.testing.assert_allclose(float(cells.parameter_free_share(a, OPS)), 4 / 8, rtol=1e-6)
     # Inverse temperature 2 squares the odds: 9 vs 1.
@@ -118,7 +123,8 @@ def test_bad_cell_config():
     x = jnp.ones((1, 4, 4, 4))
     with pytest.raises(ValueError, match="unknown output_mode 'max'.*concat_conv"):
         cells.SearchCell(4, OPS, output_mode="max").init(
-            jax.random.PRNGKey(0), x, cells.init_alphas(OPS, 4))
+            jax.random.PRNGKey(0), x, cells.init_alphas(OPS, 4)
+        )
     with pytest.raises(ValueError, match="num_nodes must be positive"):
         cells.init_alphas(OPS, 0)
     with pytest.raises(ValueError, match="alphas of node 1 have shape"):

@@ -8,24 +8,32 @@ import numpy as np
 import optax
 import pytest
 
-from rldarts.checkpoint import CheckpointMismatchError, Checkpointer
+from rldarts.checkpoint import Checkpointer, CheckpointMismatchError
 
 FP = {"network": "darts_standard", "env_name": "starpilot", "lr": 5e-4, "layers": (16, 32)}
 
 
 def _state(seed=0):
     k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
-    params = {"params": {"conv": {"kernel": jax.random.normal(k1, (3, 3, 3, 8)),
-                                  "bias": jnp.zeros(8)},
-                         "dense": {"kernel": jax.random.normal(k2, (8, 4)), "bias": jnp.ones(4)}}}
+    params = {
+        "params": {
+            "conv": {"kernel": jax.random.normal(k1, (3, 3, 3, 8)), "bias": jnp.zeros(8)},
+            "dense": {"kernel": jax.random.normal(k2, (8, 4)), "bias": jnp.ones(4)},
+        }
+    }
     alphas = [jnp.full((14, 8), 0.1 * seed), jnp.arange(14 * 8, dtype=jnp.float32).reshape(14, 8)]
     tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-3))
     opt_state = tx.init((params, alphas))
     # Take one step so the optimiser moments/counter are non-trivial.
     grads = jax.tree.map(jnp.ones_like, (params, alphas))
     _, opt_state = tx.update(grads, opt_state, (params, alphas))
-    return {"params": params, "alphas": alphas, "opt_state": opt_state,
-            "obs_mean": np.linspace(0, 1, 5), "step": jnp.asarray(seed, jnp.int32)}
+    return {
+        "params": params,
+        "alphas": alphas,
+        "opt_state": opt_state,
+        "obs_mean": np.linspace(0, 1, 5),
+        "step": jnp.asarray(seed, jnp.int32),
+    }
 
 
 def _assert_same(a, b):
@@ -59,8 +67,7 @@ def test_round_trip_and_latest_step(tmp_path):
     assert isinstance(restored["params"]["params"]["dense"]["kernel"], jax.Array)
     assert isinstance(restored["obs_mean"], np.ndarray)
     # Abstract templates work too.
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
-                            state)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), state)
     restored, _ = ck2.restore(abstract)
     np.testing.assert_array_equal(restored["alphas"][1], state["alphas"][1])
 

@@ -1,5 +1,6 @@
 """Command-line mistakes end in one line `error: ...` naming the problem and the valid
 choices, a non-zero exit and no workdir; the binaries start without library log noise."""
+
 import os
 import subprocess
 import sys
@@ -42,20 +43,22 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys(tmp_path):
 def test_unknown_top_level_key_and_key_below_a_value(tmp_path):
     workdir = str(tmp_path / "run")
     line = _one_line_error(
-        run_binary("search", SEARCH, workdir, "--config.seeed=1", check=False), workdir)
+        run_binary("search", SEARCH, workdir, "--config.seeed=1", check=False), workdir
+    )
     assert "unknown config key 'seeed'" in line and "did you mean 'seed'?" in line
     assert "valid keys at the top level: agent, arch," in line
     line = _one_line_error(
-        run_binary("search", SEARCH, workdir, "--config.ppo.num_envs.x=1", check=False),
-        workdir)
+        run_binary("search", SEARCH, workdir, "--config.ppo.num_envs.x=1", check=False), workdir
+    )
     assert "'ppo.num_envs' holds a value (int), not a section" in line
 
 
 @pytest.mark.parametrize("binary,file", [("search", "search.py"), ("train", "train.py")])
 def test_unknown_preset_lists_the_presets(tmp_path, binary, file):
     workdir = str(tmp_path / "run")
-    proc = run_binary(binary, f"--config=experiments/configs/{file}:nosuchpreset", workdir,
-                      check=False)
+    proc = run_binary(
+        binary, f"--config=experiments/configs/{file}:nosuchpreset", workdir, check=False
+    )
     line = _one_line_error(proc, workdir)
     assert "unknown preset 'nosuchpreset'" in line
     assert "valid presets: smoke, cpu_demo, paper, paper_official" in line
@@ -63,8 +66,7 @@ def test_unknown_preset_lists_the_presets(tmp_path, binary, file):
 
 def test_missing_config_file_lists_the_config_files(tmp_path):
     workdir = str(tmp_path / "run")
-    proc = run_binary("search", "--config=experiments/configs/serch.py:smoke", workdir,
-                      check=False)
+    proc = run_binary("search", "--config=experiments/configs/serch.py:smoke", workdir, check=False)
     line = _one_line_error(proc, workdir)
     assert "config file 'experiments/configs/serch.py' not found" in line
     assert "experiments/configs/search.py" in line and "experiments/configs/train.py" in line
@@ -80,7 +82,11 @@ def test_value_of_the_wrong_type_is_one_line(tmp_path):
 def test_misspelt_flag_is_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.search", SEARCH, f"--wrkdir={tmp_path / 'run'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = _one_line_error(proc, str(tmp_path / "run"))
     assert "'wrkdir'" in line and "workdir" in line
 
@@ -102,8 +108,14 @@ def test_binaries_start_without_tpu_and_font_cache_lines(tmp_path):
     def start(mode, mpl_dir):
         env = dict(os.environ, MPLCONFIGDIR=str(tmp_path / mpl_dir))
         env.pop("JAX_PLATFORMS", None)
-        proc = subprocess.run([sys.executable, "-c", _START, mode], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", _START, mode],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stderr
 

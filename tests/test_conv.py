@@ -1,4 +1,5 @@
 """rldarts.conv: the chunked weight gradient equals lax's own gradient (and NumPy's)."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,8 +10,9 @@ from jax import lax
 from rldarts import conv as conv_lib
 
 
-@pytest.mark.parametrize("batch,chunk,max_chunks", [(64, 16, 32), (50, 16, 32), (7, 3, 2),
-                                                    (2048, 16, 32), (1, 16, 32)])
+@pytest.mark.parametrize(
+    "batch,chunk,max_chunks", [(64, 16, 32), (50, 16, 32), (7, 3, 2), (2048, 16, 32), (1, 16, 32)]
+)
 def test_chunk_bounds_cover_the_batch_once(batch, chunk, max_chunks):
     bounds = conv_lib.chunk_bounds(batch, chunk, max_chunks)
     covered = np.concatenate([np.arange(a, b) for a, b in bounds])
@@ -20,19 +22,29 @@ def test_chunk_bounds_cover_the_batch_once(batch, chunk, max_chunks):
 
 
 CASES = [  # (kernel, stride, dilation, groups, padding): every conv shape the ops use
-    (3, 1, 1, 1, "SAME"), (3, 2, 1, 1, "SAME"), (5, 1, 2, 1, "SAME"),
-    (3, 1, 1, 4, "SAME"), (1, 2, 1, 1, "VALID"), (3, 1, 1, 1, ((0, 1), (2, 0)))]
+    (3, 1, 1, 1, "SAME"),
+    (3, 2, 1, 1, "SAME"),
+    (5, 1, 2, 1, "SAME"),
+    (3, 1, 1, 4, "SAME"),
+    (1, 2, 1, 1, "VALID"),
+    (3, 1, 1, 1, ((0, 1), (2, 0))),
+]
 
 
 @pytest.mark.parametrize("kernel,stride,dilation,groups,padding", CASES)
 def test_gradients_match_lax(kernel, stride, dilation, groups, padding):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(37, 9, 9, 4)), jnp.float32)   # 37: uneven chunks
-    w = jnp.asarray(rng.normal(size=(kernel, kernel, 4 // groups, 6 if groups == 1 else 8)),
-                    jnp.float32)
-    kw = dict(window_strides=(stride, stride), padding=padding,
-              rhs_dilation=(dilation, dilation), feature_group_count=groups,
-              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = jnp.asarray(rng.normal(size=(37, 9, 9, 4)), jnp.float32)  # 37: uneven chunks
+    w = jnp.asarray(
+        rng.normal(size=(kernel, kernel, 4 // groups, 6 if groups == 1 else 8)), jnp.float32
+    )
+    kw = dict(
+        window_strides=(stride, stride),
+        padding=padding,
+        rhs_dilation=(dilation, dilation),
+        feature_group_count=groups,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     ours = lambda x, w: conv_lib.conv_general_dilated(x, w, **kw)  # noqa: E731
     ref = lambda x, w: lax.conv_general_dilated(x, w, **kw)  # noqa: E731
     cot = jnp.asarray(rng.normal(size=ref(x, w).shape), jnp.float32)
@@ -47,18 +59,19 @@ def test_gradients_match_lax(kernel, stride, dilation, groups, padding):
 def test_weight_gradient_against_numpy():
     """Independent reference: dW[i,j,c,o] = sum_{n,h,w} xpad[n,h+i,w+j,c] * dy[n,h,w,o]."""
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 6, 6, 3)).astype(np.float32)   # 40 samples: 3 chunks
+    x = rng.normal(size=(40, 6, 6, 3)).astype(np.float32)  # 40 samples: 3 chunks
     w = rng.normal(size=(3, 3, 3, 5)).astype(np.float32)
     dy = rng.normal(size=(40, 6, 6, 5)).astype(np.float32)
     f = lambda w: conv_lib.conv_general_dilated(  # noqa: E731
-        jnp.asarray(x), w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        jnp.asarray(x), w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     assert len(conv_lib.chunk_bounds(40)) > 1
     got = jax.vjp(f, jnp.asarray(w))[1](jnp.asarray(dy))[0]
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     want = np.zeros_like(w)
     for i in range(3):
         for j in range(3):
-            want[i, j] = np.einsum("nhwc,nhwo->co", xp[:, i:i + 6, j:j + 6], dy)
+            want[i, j] = np.einsum("nhwc,nhwo->co", xp[:, i : i + 6, j : j + 6], dy)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 

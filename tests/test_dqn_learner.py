@@ -2,6 +2,7 @@
 learning starts (no burst of learner steps), replay windows closed at segment starts,
 and each env group's own Ape-X epsilon spread. The jitted learner step is replaced by
 a counter: this is about when it runs, not what it computes."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,9 +44,10 @@ def _learner(min_replay=96, spi=2.0, batch=16, n=8):
 
     def step(state, b, held, inv_temp):
         calls.append(len(b["obs"]))
-        return (state._replace(learner_steps=state.learner_steps + 1),
-                {"priorities": np.ones(len(b["obs"]), np.float32),
-                 "loss": jnp.float32(0.0)})
+        return (
+            state._replace(learner_steps=state.learner_steps + 1),
+            {"priorities": np.ones(len(b["obs"]), np.float32), "loss": jnp.float32(0.0)},
+        )
 
     learner.step = step
     return learner, calls
@@ -107,8 +109,9 @@ def test_heldout_group_has_its_own_epsilon_spread():
     # Epsilon 1 for group 1 would act uniformly; check the policy reads group 1's own
     # spread by counting non-greedy actions over many keys at epsilon = base (0.4).
     policy = jax.jit(agent.policy, static_argnames="group")
-    greedy = np.argmax(dqn_losses.q_values(agent.model.apply(params, obs, {}, 1.0),
-                                           dqn.atoms(c.dqn)), axis=-1)
+    greedy = np.argmax(
+        dqn_losses.q_values(agent.model.apply(params, obs, {}, 1.0), dqn.atoms(c.dqn)), axis=-1
+    )
     explored = []
     for k in range(300):
         a = np.asarray(policy(params, {}, obs, jax.random.PRNGKey(k), 1.0, group=1)[0])

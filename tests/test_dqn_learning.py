@@ -1,6 +1,7 @@
 """DQN learns: C51 + double Q + dueling + n-step + prioritized replay on EnvPool
 CartPole-v1 reaches a return threshold, through the same Actor and learner the Procgen
 runs use (arch mode frozen: an MLP has no alphas)."""
+
 import jax
 import numpy as np
 
@@ -21,12 +22,16 @@ def test_dqn_learns_cartpole_within_budget():
     d.gamma = 0.99
     d.num_atoms, d.v_min, d.v_max = 51, 0.0, 1.0
     c.arch.mode = "frozen"
-    model = networks.Agent(networks.MLPTorso((64, 64)),
-                           networks.C51DuelingHead(2, d.num_atoms, 64))
+    model = networks.Agent(networks.MLPTorso((64, 64)), networks.C51DuelingHead(2, d.num_atoms, 64))
 
     def env_factory(segment):
-        return [envs.TrainingEnv(envs.make_gym("CartPole-v1", d.num_envs, seed=segment),
-                                 d.gamma, normalize_reward=False)]
+        return [
+            envs.TrainingEnv(
+                envs.make_gym("CartPole-v1", d.num_envs, seed=segment),
+                d.gamma,
+                normalize_reward=False,
+            )
+        ]
 
     key = jax.random.PRNGKey(0)
     eps = dqn_losses.apex_epsilons(d.num_envs, 0.4, 7.0)
@@ -44,9 +49,19 @@ def test_dqn_learns_cartpole_within_budget():
     assert metrics["learner_steps"] > 1000 and np.isfinite(metrics["loss"])
     # Greedy evaluation of the learned Q-function.
     greedy = jax.jit(dqn.make_policy(model, d, np.zeros(8)))
-    res = envs.evaluate(lambda o, k: greedy(state.params, {}, o, k, 1.0)[0],
-                        lambda: envs.make_gym("CartPole-v1", 8, seed=123), 16, 0)
-    print("dqn cartpole: first", returns[0].mean(), "last", returns[-1].mean(),
-          "greedy", res["mean_return"])
+    res = envs.evaluate(
+        lambda o, k: greedy(state.params, {}, o, k, 1.0)[0],
+        lambda: envs.make_gym("CartPole-v1", 8, seed=123),
+        16,
+        0,
+    )
+    print(
+        "dqn cartpole: first",
+        returns[0].mean(),
+        "last",
+        returns[-1].mean(),
+        "greedy",
+        res["mean_return"],
+    )
     assert returns[0].mean() < 60
     assert res["mean_return"] > 150, res["mean_return"]

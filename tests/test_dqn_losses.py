@@ -1,4 +1,5 @@
 """Tests for rldarts.agents.dqn_losses against plain NumPy loop references."""
+
 import math
 
 import jax
@@ -39,8 +40,7 @@ def np_double_q_loss(q_tm1, a_tm1, r_t, d_t, q_t_target, q_t_online, atoms):
     for b in range(batch):
         means = [np.sum(atoms * np_softmax(q_t_online[b, a])) for a in range(num_actions)]
         a_star = int(np.argmax(means))
-        target = np_c51_project(r_t[b] + d_t[b] * atoms, np_softmax(q_t_target[b, a_star]),
-                                atoms)
+        target = np_c51_project(r_t[b] + d_t[b] * atoms, np_softmax(q_t_target[b, a_star]), atoms)
         log_p = np.log(np_softmax(q_tm1[b, a_tm1[b]]))
         out[b] = -np.sum(target * log_p)
     return out
@@ -51,11 +51,19 @@ ATOMS_51 = np.linspace(-10.0, 10.0, 51).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- projection
-@pytest.mark.parametrize("r,discount", [
-    (0.0, 0.9), (0.3, 0.99), (1.0, 1.0),     # 1.0/1.0: every b is an integer
-    (0.7, 0.0), (-5.0, 0.0),                 # discount 0: point mass at clip(r)
-    (1.5, 1.0), (-1.5, 0.5), (100.0, 0.9),   # partly / fully outside the support
-])
+@pytest.mark.parametrize(
+    "r,discount",
+    [
+        (0.0, 0.9),
+        (0.3, 0.99),
+        (1.0, 1.0),  # 1.0/1.0: every b is an integer
+        (0.7, 0.0),
+        (-5.0, 0.0),  # discount 0: point mass at clip(r)
+        (1.5, 1.0),
+        (-1.5, 0.5),
+        (100.0, 0.9),  # partly / fully outside the support
+    ],
+)
 def test_projection_matches_c51(r, discount):
     rng = np.random.default_rng(0)
     for atoms in (ATOMS, ATOMS_51):
@@ -107,8 +115,9 @@ def test_double_q_loss_uses_online_selection_not_target():
     q_t_target = np.array([[[0, 0, 0, 0, 9], [9, 0, 0, 0, 0]]], np.float32)
     head = (q_tm1, np.array([0], np.int32), np.zeros(1, np.float32), np.ones(1, np.float32))
     got = np.asarray(dqn_losses.categorical_double_q_loss(*head, q_t_target, q_t_online, atoms))
-    np.testing.assert_allclose(got, np_double_q_loss(*head, q_t_target, q_t_online, atoms),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        got, np_double_q_loss(*head, q_t_target, q_t_online, atoms), rtol=1e-5
+    )
     # Selecting with the target net itself (plain C51) would give a clearly different loss.
     wrong = np_double_q_loss(*head, q_t_target, q_t_target, atoms)
     assert abs(got[0] - wrong[0]) > 1.0
@@ -118,19 +127,24 @@ def test_double_q_loss_gradients_only_into_tm1():
     q_tm1, a_tm1, r_t, d_t, q_t_target, q_t_online, atoms = _loss_inputs()
 
     def total(q_tm1_, q_t_target_, q_t_online_):
-        return jnp.sum(dqn_losses.categorical_double_q_loss(
-            q_tm1_, a_tm1, r_t, d_t, q_t_target_, q_t_online_, atoms))
+        return jnp.sum(
+            dqn_losses.categorical_double_q_loss(
+                q_tm1_, a_tm1, r_t, d_t, q_t_target_, q_t_online_, atoms
+            )
+        )
 
     g_tm1, g_target, g_online = jax.jit(jax.grad(total, argnums=(0, 1, 2)))(
-        q_tm1, q_t_target, q_t_online)
+        q_tm1, q_t_target, q_t_online
+    )
     np.testing.assert_array_equal(np.asarray(g_target), 0.0)
     np.testing.assert_array_equal(np.asarray(g_online), 0.0)
     # d CE / d logits = softmax(logits) - label on the taken action's row only.
     want = np.zeros_like(q_tm1)
     for b in range(q_tm1.shape[0]):
         means = [np.sum(atoms * np_softmax(q_t_online[b, a])) for a in range(q_tm1.shape[1])]
-        label = np_c51_project(r_t[b] + d_t[b] * atoms,
-                               np_softmax(q_t_target[b, int(np.argmax(means))]), atoms)
+        label = np_c51_project(
+            r_t[b] + d_t[b] * atoms, np_softmax(q_t_target[b, int(np.argmax(means))]), atoms
+        )
         want[b, a_tm1[b]] = np_softmax(q_tm1[b, a_tm1[b]]) - label
     np.testing.assert_allclose(np.asarray(g_tm1), want, atol=1e-5)
 
@@ -155,7 +169,7 @@ def test_apex_epsilons():
     assert eps.shape == (8,)
     want = [0.4 ** (1 + 7.0 * i / 7) for i in range(8)]
     np.testing.assert_allclose(eps, want, rtol=1e-6)
-    assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4 ** 8)
+    assert eps[0] == pytest.approx(0.4) and eps[-1] == pytest.approx(0.4**8)
     assert np.all(np.diff(eps) < 0)
 
 
@@ -177,10 +191,11 @@ def test_epsilon_greedy_frequencies():
     eps = np.concatenate([np.zeros(n // 2), np.full(n // 2, 0.5)]).astype(np.float32)
     mixed = np.asarray(act(jax.random.PRNGKey(1), q, eps))
     np.testing.assert_array_equal(mixed[: n // 2], 1)
-    assert np.mean(mixed[n // 2:] == 1) == pytest.approx(0.625, abs=0.02)
+    assert np.mean(mixed[n // 2 :] == 1) == pytest.approx(0.625, abs=0.02)
     # Different keys give different draws.
-    assert not np.array_equal(uniform, np.asarray(act(jax.random.PRNGKey(2), q,
-                                                      np.ones(n, np.float32))))
+    assert not np.array_equal(
+        uniform, np.asarray(act(jax.random.PRNGKey(2), q, np.ones(n, np.float32)))
+    )
 
 
 def test_transform_reward():

@@ -152,8 +152,9 @@ def test_procgen_shapes_dtype_nhwc():
     obs = venv.reset()
     assert obs.shape == (3, 64, 64, 3) and obs.dtype == np.uint8
     # NHWC must be a real transpose of EnvPool's NCHW frames, not a reshape.
-    raw = envs._ensure_procgen().make("StarpilotEasy-v0", env_type="gymnasium", num_envs=3,
-                                      seed=7, num_threads=1, num_levels=200)
+    raw = envs._ensure_procgen().make(
+        "StarpilotEasy-v0", env_type="gymnasium", num_envs=3, seed=7, num_threads=1, num_levels=200
+    )
     raw_obs, _ = raw.reset()
     assert raw_obs.shape == (3, 3, 64, 64)
     np.testing.assert_array_equal(obs, raw_obs.transpose(0, 2, 3, 1))
@@ -184,11 +185,18 @@ def test_procgen_num_levels_one_gives_identical_levels():
     assert np.array_equal(obs[0], obs[1]) and np.array_equal(obs[0], obs[2])
 
 
-@pytest.mark.parametrize("kwargs, bad, valid", [
-    (dict(env_name="starpilott", num_envs=1), "starpilott", "bigfish, bossfight"),
-    (dict(env_name="starpilot", num_envs=1, distribution_mode="extreme"), "extreme", "easy, hard"),
-    (dict(env_name="starpilot", num_envs=0), "0", "positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, bad, valid",
+    [
+        (dict(env_name="starpilott", num_envs=1), "starpilott", "bigfish, bossfight"),
+        (
+            dict(env_name="starpilot", num_envs=1, distribution_mode="extreme"),
+            "extreme",
+            "easy, hard",
+        ),
+        (dict(env_name="starpilot", num_envs=0), "0", "positive"),
+    ],
+)
 def test_procgen_bad_arguments(kwargs, bad, valid):
     with pytest.raises(ValueError) as exc:
         envs.make_procgen(**kwargs)
@@ -203,8 +211,10 @@ def test_procgen_games_constant():
 
 def test_procgen_works_when_envpool_imported_first():
     # envpool caches a Qt ImportError if imported before Qt is loadable: must recover.
-    code = ("import envpool\nfrom rldarts import envs\n"
-            "print(envs.make_procgen('maze', 1, num_threads=1).reset().shape)")
+    code = (
+        "import envpool\nfrom rldarts import envs\n"
+        "print(envs.make_procgen('maze', 1, num_threads=1).reset().shape)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(1, 64, 64, 3)" in out.stdout
@@ -224,8 +234,9 @@ def test_evaluate_episode_count_and_determinism():
     np.testing.assert_array_equal(res["returns"], res["lengths"])
     assert res["mean_return"] == pytest.approx(res["returns"].mean())
     assert res["std"] == pytest.approx(res["returns"].std())
-    again = envs.evaluate(_random_policy, factory, num_episodes=7, key=jax.random.PRNGKey(5),
-                           max_steps=2000)
+    again = envs.evaluate(
+        _random_policy, factory, num_episodes=7, key=jax.random.PRNGKey(5), max_steps=2000
+    )
     np.testing.assert_array_equal(res["returns"], again["returns"])
     other = envs.evaluate(_random_policy, factory, num_episodes=7, key=6, max_steps=2000)
     assert not np.array_equal(res["returns"], other["returns"])
@@ -251,7 +262,8 @@ def test_evaluate_takes_first_episodes_of_each_env():
         def close(self):
             pass
 
-    res = envs.evaluate(lambda o, k: np.zeros(2, int), FakeVenv(), num_episodes=4, key=0,
-                         max_steps=100)
+    res = envs.evaluate(
+        lambda o, k: np.zeros(2, int), FakeVenv(), num_episodes=4, key=0, max_steps=100
+    )
     np.testing.assert_array_equal(np.sort(res["returns"]), [1, 1, 40, 40])
     np.testing.assert_array_equal(np.sort(res["lengths"]), [1, 1, 4, 4])

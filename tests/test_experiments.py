@@ -3,16 +3,16 @@
 Each run uses the `smoke` preset (3 PPO iterations of 8 envs x 32 steps, checkpoints
 every 2 iterations).
 """
+
 import json
 import os
 
 import numpy as np
 import pytest
+from _binaries import SEARCH, TRAIN, run_binary
 
 from rldarts.genotypes import NetworkGenotype
 from rldarts.logger import read_metrics
-
-from _binaries import SEARCH, TRAIN, run_binary
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,21 @@ def search_dir(tmp_path_factory):
 def test_search_workdir_contents(search_dir):
     rows = read_metrics(search_dir / "metrics.csv")
     assert [r["env_steps"] for r in rows] == [256, 512, 768]
-    for col in ("env_steps", "wall_time_s", "sps", "episode_return_train", "policy_loss",
-                "value_loss", "entropy", "alpha_entropy", "param_free_share"):
+    for col in (
+        "env_steps",
+        "wall_time_s",
+        "sps",
+        "episode_return_train",
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "alpha_entropy",
+        "param_free_share",
+    ):
         assert col in rows[0], col
     # Starpilot episodes of an untrained agent last ~75 steps: some end in 96 steps.
     assert any(r["episode_return_train"] is not None for r in rows)
-    assert all(r["episode_length_train"] is None or r["episode_length_train"] > 1
-               for r in rows)
+    assert all(r["episode_length_train"] is None or r["episode_length_train"] > 1 for r in rows)
     # Evaluation rows (every 2 iterations and at the end) fill the test return.
     assert [r["episode_return_test"] is not None for r in rows] == [False, True, True]
     # Alphas moved away from their zero start (6 Adam steps of lr 3e-4: ~1e-3).
@@ -40,9 +48,16 @@ def test_search_workdir_contents(search_dir):
     assert set(genotype.cells) == {"normal", "reduction"}
     # How it was found: the smoke search's network keys (what a retrain rebuilds).
     found = genotype.found_with
-    assert (found.method, found.network, found.search_space, found.num_nodes,
-            found.output_mode, found.first_conv, found.depths, found.dense) == (
-        "darts", "darts_standard", "conv3x3_only", 2, "concat_conv", True, (4, 8), 32)
+    assert (
+        found.method,
+        found.network,
+        found.search_space,
+        found.num_nodes,
+        found.output_mode,
+        found.first_conv,
+        found.depths,
+        found.dense,
+    ) == ("darts", "darts_standard", "conv3x3_only", 2, "concat_conv", True, (4, 8), 32)
     history = [json.loads(ln) for ln in open(search_dir / "genotype_history.jsonl")]
     assert [h["env_steps"] for h in history] == [256, 512, 768]
     assert all(h["genotype"]["found_with"] == found.to_dict() for h in history)
@@ -66,18 +81,20 @@ def test_resume_continues_and_matches_uninterrupted(search_dir, tmp_path):
     straight = read_metrics(search_dir / "metrics.csv")
     assert [r["env_steps"] for r in resumed] == [256, 512, 768]
     for a, b in zip(resumed, straight):
-        for key in ("loss", "policy_loss", "value_loss", "alpha_entropy",
-                    "episode_return_test"):
+        for key in ("loss", "policy_loss", "value_loss", "alpha_entropy", "episode_return_test"):
             assert a[key] == b[key], (key, a[key], b[key])
     last = lambda d: json.loads(open(d / "alpha_history.jsonl").readlines()[-1])
-    np.testing.assert_array_equal(np.asarray(last(tmp_path)["alphas"]["normal"][1]),
-                                  np.asarray(last(search_dir)["alphas"]["normal"][1]))
+    np.testing.assert_array_equal(
+        np.asarray(last(tmp_path)["alphas"]["normal"][1]),
+        np.asarray(last(search_dir)["alphas"]["normal"][1]),
+    )
 
 
 def test_retrain_found_genotype_and_impala(search_dir, tmp_path):
     # One command: the genotype file says which network it belongs to.
-    run_binary("train", TRAIN, tmp_path / "cell",
-               f"--config.genotype={search_dir / 'genotype.json'}")
+    run_binary(
+        "train", TRAIN, tmp_path / "cell", f"--config.genotype={search_dir / 'genotype.json'}"
+    )
     rows = read_metrics(tmp_path / "cell" / "metrics.csv")
     assert len(rows) == 3 and "alpha_entropy" not in rows[0]
     assert rows[-1]["episode_return_test"] is not None
@@ -93,37 +110,55 @@ def test_retrain_found_genotype_and_impala(search_dir, tmp_path):
 def test_network_contradicting_genotype_one_line_nothing_written(search_dir, tmp_path):
     before = _snapshot(search_dir)
     genotype = search_dir / "genotype.json"
-    proc = run_binary("train", TRAIN, tmp_path / "w", "--config.network=darts_impala",
-                      f"--config.genotype={genotype}", check=False)
+    proc = run_binary(
+        "train",
+        TRAIN,
+        tmp_path / "w",
+        "--config.network=darts_impala",
+        f"--config.genotype={genotype}",
+        check=False,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: config network='darts_impala' contradicts genotype {genotype} (found "
-        "with network='darts_standard'); drop --config.network or use a matching genotype")
+        "with network='darts_standard'); drop --config.network or use a matching genotype"
+    )
     assert not (tmp_path / "w").exists() and _snapshot(search_dir) == before
 
 
 def _snapshot(directory):
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
-            for d, _, files in os.walk(directory) for f in files}
+    return {
+        os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+        for d, _, files in os.walk(directory)
+        for f in files
+    }
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["--config.env_name=pong"], "env_name='pong' is not valid; valid choices: bigfish"),
-    (["--config.distribution_mode=extreme"], "distribution_mode='extreme'"),
-    (["--config.ppo.num_envs=0"], "ppo.num_envs=0 must be positive"),
-    (["--config.ppo.microbatch_size=7"], "ppo.microbatch_size=7 does not divide the "
-                                          "minibatch of 128 samples"),
-    (["--config.genotype=/nonexistent/g.json"], "cannot read genotype file"),
-    (["--config.net.search_space=bogus"], "unknown search space 'bogus'"),
-    (["--config.network=darts_standard", "--config.seed=1"],
-     "different config: seed: 0 (checkpoint) vs 1 (now)"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["--config.env_name=pong"], "env_name='pong' is not valid; valid choices: bigfish"),
+        (["--config.distribution_mode=extreme"], "distribution_mode='extreme'"),
+        (["--config.ppo.num_envs=0"], "ppo.num_envs=0 must be positive"),
+        (
+            ["--config.ppo.microbatch_size=7"],
+            "ppo.microbatch_size=7 does not divide the minibatch of 128 samples",
+        ),
+        (["--config.genotype=/nonexistent/g.json"], "cannot read genotype file"),
+        (["--config.net.search_space=bogus"], "unknown search space 'bogus'"),
+        (
+            ["--config.network=darts_standard", "--config.seed=1"],
+            "different config: seed: 0 (checkpoint) vs 1 (now)",
+        ),
+    ],
+)
 def test_bad_input_one_line_nonzero_nothing_overwritten(search_dir, overrides, message):
     before = _snapshot(search_dir)
     binary = "train" if "genotype" in overrides[0] else "search"
     extra = ["--config.network=darts_standard"] if binary == "train" else []
-    proc = run_binary(binary, TRAIN if binary == "train" else SEARCH, search_dir,
-                      *extra, *overrides, check=False)
+    proc = run_binary(
+        binary, TRAIN if binary == "train" else SEARCH, search_dir, *extra, *overrides, check=False
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, proc.stderr[-2000:]
@@ -137,21 +172,39 @@ def test_unknown_config_key_and_mismatched_genotype(search_dir, tmp_path):
     # A genotype whose cell types do not fit the network.
     bad = tmp_path / "g.json"
     bad.write_text('{"format_version": 1, "cells": {"normal": {"nodes": [[[0, "Relu"]]]}}}')
-    proc = run_binary("train", TRAIN, tmp_path / "y", "--config.network=darts_standard",
-                      f"--config.genotype={bad}", check=False)
+    proc = run_binary(
+        "train",
+        TRAIN,
+        tmp_path / "y",
+        "--config.network=darts_standard",
+        f"--config.genotype={bad}",
+        check=False,
+    )
     assert proc.returncode != 0
     assert "does not fit network 'darts_standard'" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "y").exists()
     bad.write_text("{broken")
-    proc = run_binary("train", TRAIN, tmp_path / "y", "--config.network=darts_standard",
-                      f"--config.genotype={bad}", check=False)
+    proc = run_binary(
+        "train",
+        TRAIN,
+        tmp_path / "y",
+        "--config.network=darts_standard",
+        f"--config.genotype={bad}",
+        check=False,
+    )
     assert proc.returncode != 0 and "malformed genotype JSON" in proc.stderr
 
 
 def test_nan_loss_stops_with_iteration_and_keeps_good_checkpoint(tmp_path):
-    proc = run_binary("train", TRAIN, tmp_path, "--config.ppo.learning_rate=1e30",
-                      "--config.ppo.max_grad_norm=1e30", "--config.log.checkpoint_every_iterations=1",
-                      check=False)
+    proc = run_binary(
+        "train",
+        TRAIN,
+        tmp_path,
+        "--config.ppo.learning_rate=1e30",
+        "--config.ppo.max_grad_norm=1e30",
+        "--config.log.checkpoint_every_iterations=1",
+        check=False,
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "non-finite loss" in last and "at iteration" in last, proc.stderr[-2000:]

@@ -7,6 +7,7 @@
   each, run one search together; process 0 writes, the checkpoint holds both processes'
   host states, and the pair resumes from it.
 """
+
 import json
 import os
 import socket
@@ -16,12 +17,18 @@ import sys
 import numpy as np
 
 from rldarts.logger import read_metrics
-
 from tests._binaries import ROOT, SEARCH, run_binary
 
 ASYNC = "--config.parallel.async_actor=True"
-COMPARED = ("loss", "policy_loss", "value_loss", "alpha_entropy", "episode_return_train",
-            "episode_return_test", "policy_lag")
+COMPARED = (
+    "loss",
+    "policy_loss",
+    "value_loss",
+    "alpha_entropy",
+    "episode_return_train",
+    "episode_return_test",
+    "policy_lag",
+)
 
 
 def test_async_actor_one_update_behind_and_exact_resume(tmp_path):
@@ -50,12 +57,27 @@ def _free_port() -> int:
 def _two_processes(workdir, *overrides):
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "experiments.search", SEARCH, f"--workdir={workdir}",
-         f"--config.parallel.coordinator_address=localhost:{port}",
-         "--config.parallel.num_processes=2", f"--config.parallel.process_id={i}",
-         *overrides], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.search",
+                SEARCH,
+                f"--workdir={workdir}",
+                f"--config.parallel.coordinator_address=localhost:{port}",
+                "--config.parallel.num_processes=2",
+                f"--config.parallel.process_id={i}",
+                *overrides,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = []
     try:
         for p in procs:

@@ -3,14 +3,14 @@
 Each run uses the `smoke` preset (3 iterations of 8 envs x 32 steps, learning after 256
 transitions, checkpoints every 2 iterations).
 """
+
 import os
 
 import pytest
+from _binaries import SEARCH, run_binary
 
 from rldarts.genotypes import NetworkGenotype
 from rldarts.logger import read_metrics
-
-from _binaries import SEARCH, run_binary
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,9 @@ def test_dqn_replay_that_cannot_fit_is_refused(tmp_path):
     c = train.get_config("smoke")
     c.agent = "dqn"
     c.dqn.replay_capacity = 10**10
-    with pytest.raises(ValueError, match=r"replay_capacity=10,000,000,000 needs about "
-                                         r"\d+\.\d GB of replay memory; .* GB is available"):
+    with pytest.raises(
+        ValueError,
+        match=r"replay_capacity=10,000,000,000 needs about "
+        r"\d+\.\d GB of replay memory; .* GB is available",
+    ):
         experiment.build(c, require_supernet=False)

@@ -2,16 +2,16 @@
 search, exact resume of it (architecture draws included), a retrain from the genotype
 file alone, and a second-order (arch.mode=unrolled) DQN search. (PC-DARTS:
 tests/test_experiments_pc_darts.py; one file per pytest worker.)"""
+
 import json
 import shutil
 
 import numpy as np
 import pytest
+from _binaries import SEARCH, TRAIN, run_binary
 
 from rldarts.genotypes import NetworkGenotype
 from rldarts.logger import read_metrics
-
-from _binaries import SEARCH, TRAIN, run_binary
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,9 @@ def test_gdas_search_records_its_method_and_moves_the_alphas(gdas_dir):
     rows = read_metrics(gdas_dir / "metrics.csv")
     assert [r["env_steps"] for r in rows] == [256, 512, 768]
     # The Gumbel temperature anneals from 10 to 0.1 over the 3 iterations.
-    np.testing.assert_allclose([1 / r["inverse_temperature"] for r in rows],
-                               [10.0, 5.05, 0.1], rtol=1e-4)
+    np.testing.assert_allclose(
+        [1 / r["inverse_temperature"] for r in rows], [10.0, 5.05, 0.1], rtol=1e-4
+    )
     assert all(r["alpha_grad_norm"] > 0 for r in rows)
     genotype = NetworkGenotype.load(str(gdas_dir / "genotype.json"))
     assert genotype.found_with.method == "gdas"
@@ -45,13 +46,13 @@ def test_gdas_search_resumes_exactly(gdas_dir, tmp_path):
     assert "resuming" in proc.stdout + proc.stderr
     resumed, straight = read_metrics(work / "metrics.csv"), read_metrics(gdas_dir / "metrics.csv")
     assert [r["env_steps"] for r in resumed] == [256, 512, 768]
-    for key in ("loss", "policy_loss", "alpha_entropy", "alpha_grad_norm",
-                "episode_return_test"):
-        assert resumed[-1][key] == straight[-1][key], (key, resumed[-1][key],
-                                                       straight[-1][key])
+    for key in ("loss", "policy_loss", "alpha_entropy", "alpha_grad_norm", "episode_return_test"):
+        assert resumed[-1][key] == straight[-1][key], (key, resumed[-1][key], straight[-1][key])
     last = lambda d: json.loads(open(d / "alpha_history.jsonl").readlines()[-1])  # noqa
-    np.testing.assert_array_equal(np.asarray(last(work)["alphas"]["normal"][1]),
-                                  np.asarray(last(gdas_dir)["alphas"]["normal"][1]))
+    np.testing.assert_array_equal(
+        np.asarray(last(work)["alphas"]["normal"][1]),
+        np.asarray(last(gdas_dir)["alphas"]["normal"][1]),
+    )
 
 
 def test_gdas_genotype_retrains_from_its_file_alone(gdas_dir, tmp_path):
@@ -63,8 +64,14 @@ def test_gdas_genotype_retrains_from_its_file_alone(gdas_dir, tmp_path):
 
 def test_dqn_unrolled_gdas_search(tmp_path):
     """DQN draws one architecture per learner step; unrolled = second-order DARTS."""
-    run_binary("search", SEARCH, tmp_path, "--config.agent=dqn", "--config.arch.method=gdas",
-               "--config.arch.mode=unrolled")
+    run_binary(
+        "search",
+        SEARCH,
+        tmp_path,
+        "--config.agent=dqn",
+        "--config.arch.method=gdas",
+        "--config.arch.mode=unrolled",
+    )
     rows = read_metrics(tmp_path / "metrics.csv")
     assert rows[-1]["learner_steps"] > 0 and rows[-1]["alpha_grad_norm"] > 0
     assert "episode_return_heldout" in rows[0]  # held-out envs feed the alpha step

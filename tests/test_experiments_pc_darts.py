@@ -1,19 +1,24 @@
 """PC-DARTS (arch.method=pc_darts) end to end on real Procgen with the `smoke` preset:
 a second-order (arch.mode=unrolled) PPO search whose edge weights are trained, logged
 and used, a retrain from its genotype file alone, and a DQN search."""
+
 import json
 
 import numpy as np
+from _binaries import SEARCH, TRAIN, run_binary
 
 from rldarts.genotypes import NetworkGenotype
 from rldarts.logger import read_metrics
 
-from _binaries import SEARCH, TRAIN, run_binary
-
 
 def test_pc_darts_unrolled_search_logs_edge_weights_and_retrains(tmp_path):
-    run_binary("search", SEARCH, tmp_path / "search", "--config.arch.method=pc_darts",
-               "--config.arch.mode=unrolled")
+    run_binary(
+        "search",
+        SEARCH,
+        tmp_path / "search",
+        "--config.arch.method=pc_darts",
+        "--config.arch.mode=unrolled",
+    )
     rows = read_metrics(tmp_path / "search" / "metrics.csv")
     assert all(r["alpha_grad_norm"] > 0 for r in rows)
     assert "episode_return_heldout" in rows[0]  # held-out envs feed the alpha step
@@ -29,8 +34,7 @@ def test_pc_darts_unrolled_search_logs_edge_weights_and_retrains(tmp_path):
 
 
 def test_dqn_pc_darts_search(tmp_path):
-    run_binary("search", SEARCH, tmp_path, "--config.agent=dqn",
-               "--config.arch.method=pc_darts")
+    run_binary("search", SEARCH, tmp_path, "--config.agent=dqn", "--config.arch.method=pc_darts")
     rows = read_metrics(tmp_path / "metrics.csv")
     assert rows[-1]["learner_steps"] > 0 and rows[-1]["alpha_grad_norm"] > 0
     assert "edge_weight_entropy" in rows[-1]

@@ -1,5 +1,6 @@
 """Training from a genotype file: the network keys come from the file's provenance
 (config_checks.resolve_genotype_config); explicit contradictions are refused."""
+
 import json
 
 import pytest
@@ -10,9 +11,16 @@ from rldarts.genotypes import CellGenotype, NetworkGenotype, Provenance
 
 CELL = CellGenotype(nodes=(((0, "Relu"),), ((0, "SkipConnection"), (1, "Tanh"))))
 # A cpu_demo search on darts_impala: every key differs from the smoke train preset's.
-FOUND = Provenance(method="darts", network="darts_impala", search_space="rl_darts_default",
-                   num_nodes=2, output_mode="sum", first_conv=False, depths=(8, 16),
-                   dense=64)
+FOUND = Provenance(
+    method="darts",
+    network="darts_impala",
+    search_space="rl_darts_default",
+    num_nodes=2,
+    output_mode="sum",
+    first_conv=False,
+    depths=(8, 16),
+    dense=64,
+)
 
 
 @pytest.fixture
@@ -23,8 +31,15 @@ def genotype_file(tmp_path):
 
 
 def _net(c):
-    return (c.network, c.net.search_space, c.net.num_nodes, c.net.output_mode,
-            c.net.first_conv, tuple(c.net.depths), c.net.dense)
+    return (
+        c.network,
+        c.net.search_space,
+        c.net.num_nodes,
+        c.net.output_mode,
+        c.net.first_conv,
+        tuple(c.net.depths),
+        c.net.dense,
+    )
 
 
 def test_network_keys_come_from_the_file(genotype_file):
@@ -52,13 +67,16 @@ def test_without_genotype_train_is_impala_at_preset_widths():
     assert tuple(config_checks.resolve_genotype_config(c).net.depths) == (2, 4)
 
 
-@pytest.mark.parametrize("key,value,recorded", [
-    ("network", "darts_standard", "darts_impala"),
-    ("network", "impala", "darts_impala"),
-    ("net.search_space", "conv3x3_only", "rl_darts_default"),
-    ("net.num_nodes", 3, 2),
-    ("net.output_mode", "concat_conv", "sum"),
-])
+@pytest.mark.parametrize(
+    "key,value,recorded",
+    [
+        ("network", "darts_standard", "darts_impala"),
+        ("network", "impala", "darts_impala"),
+        ("net.search_space", "conv3x3_only", "rl_darts_default"),
+        ("net.num_nodes", 3, 2),
+        ("net.output_mode", "concat_conv", "sum"),
+    ],
+)
 def test_explicit_contradiction_is_one_line(genotype_file, key, value, recorded):
     c = train.get_config("smoke")
     c.genotype = genotype_file
@@ -68,7 +86,8 @@ def test_explicit_contradiction_is_one_line(genotype_file, key, value, recorded)
         experiment.build(c, require_supernet=False)
     assert str(err.value) == (
         f"config {key}={value!r} contradicts genotype {genotype_file} (found with "
-        f"{key}={recorded!r}); drop --config.{key} or use a matching genotype")
+        f"{key}={recorded!r}); drop --config.{key} or use a matching genotype"
+    )
 
 
 def test_explicit_agreeing_keys_and_widths(genotype_file):
@@ -90,15 +109,19 @@ def test_format_1_file_needs_an_explicit_network(tmp_path):
     path.write_text(json.dumps({"format_version": 1, "cells": cells}))
     c = train.get_config("smoke")
     c.genotype = str(path)
-    with pytest.raises(ValueError, match="needs a DARTS network .*; set network to one "
-                                         "of darts_impala, darts_standard$"):
+    with pytest.raises(
+        ValueError,
+        match="needs a DARTS network .*; set network to one of darts_impala, darts_standard$",
+    ):
         config_checks.resolve_genotype_config(c)
     c.network = "darts_standard"  # as before: the preset's net keys
     r = config_checks.resolve_genotype_config(c)
     assert _net(r) == ("darts_standard", "conv3x3_only", 2, "concat_conv", True, (4, 8), 32)
     c.network = "impala"
-    with pytest.raises(ValueError, match="needs a DARTS network; set network to one of "
-                                         "darts_impala, darts_standard"):
+    with pytest.raises(
+        ValueError,
+        match="needs a DARTS network; set network to one of darts_impala, darts_standard",
+    ):
         experiment.build(c, require_supernet=False)
 
 

@@ -5,8 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from rldarts.logger import (MetricsLogger, atomic_write_json, atomic_write_text, format_progress,
-                            read_metrics)
+from rldarts.logger import (
+    MetricsLogger,
+    atomic_write_json,
+    atomic_write_text,
+    format_progress,
+    read_metrics,
+)
 
 
 def _header(path):
@@ -19,12 +24,18 @@ def test_rows_and_growing_columns(tmp_path):
         log.write({"env_steps": 100, "loss": 0.5, "sps": np.float32(0.1)})
         # Rows are flushed immediately: readable before close.
         assert read_metrics(tmp_path / "metrics.csv") == [
-            {"env_steps": 100.0, "loss": 0.5, "sps": pytest.approx(0.1)}]
+            {"env_steps": 100.0, "loss": 0.5, "sps": pytest.approx(0.1)}
+        ]
         log.write({"env_steps": 200, "loss": 0.25, "episode_return_test": 3.5})
         log.write({"env_steps": 300, "loss": 0.125, "note": "hello"})
     rows = read_metrics(tmp_path / "metrics.csv")
-    assert _header(tmp_path / "metrics.csv") == ["env_steps", "loss", "sps", "episode_return_test",
-                                                 "note"]
+    assert _header(tmp_path / "metrics.csv") == [
+        "env_steps",
+        "loss",
+        "sps",
+        "episode_return_test",
+        "note",
+    ]
     assert [r["env_steps"] for r in rows] == [100.0, 200.0, 300.0]
     assert rows[0]["episode_return_test"] is None and rows[1]["episode_return_test"] == 3.5
     assert rows[1]["sps"] is None
@@ -65,16 +76,17 @@ def test_tensorboard_events(tmp_path):
         log.write({"env_steps": 20, "loss": 0.5})
     events = os.listdir(tmp_path / "tb")
     assert any(e.startswith("events.out.tfevents") for e in events)
-    from tensorboardX.proto import event_pb2 as ev
     import struct
+
+    from tensorboardX.proto import event_pb2 as ev
 
     scalars = []
     for name in events:
         data = open(tmp_path / "tb" / name, "rb").read()
         i = 0
         while i < len(data):
-            (n,) = struct.unpack("<Q", data[i:i + 8])
-            e = ev.Event.FromString(data[i + 12:i + 12 + n])
+            (n,) = struct.unpack("<Q", data[i : i + 8])
+            e = ev.Event.FromString(data[i + 12 : i + 12 + n])
             i += 12 + n + 4
             scalars += [(e.step, v.tag, v.simple_value) for v in e.summary.value]
     assert (10, "loss", 1.0) in scalars and (20, "loss", 0.5) in scalars

@@ -2,6 +2,7 @@
 straight-through Gumbel weights and its one-op-per-edge forward pass, PC-DARTS's
 partial-channel edge and edge normalisation. References are hand computations and
 NumPy, never the code's own output."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -12,8 +13,8 @@ from rldarts import cells, networks
 from rldarts import ops as ops_lib
 from rldarts.genotypes import EDGE_WEIGHTS, discretize, discretize_cell
 
-
 # --- GDAS ------------------------------------------------------------------------------
+
 
 def test_gumbel_hard_weights_value_and_straight_through_gradient():
     alphas = jnp.array([[0.3, -1.2, 0.8, 0.1]])
@@ -49,36 +50,37 @@ _CALLS = []
 
 class _Recorded(nn.Module):
     """An op that records (at run time, through a host callback) that it ran."""
+
     channels: int
     stride: int = 1
     tag: str = ""
 
     def __call__(self, x):
         jax.debug.callback(lambda: _CALLS.append(self.tag))
-        return x[:, ::self.stride, ::self.stride]
+        return x[:, :: self.stride, :: self.stride]
 
 
 @pytest.fixture
 def recorded_ops(monkeypatch):
     names = ("RecA", "RecB", "RecC")
     for name in names:
-        monkeypatch.setitem(ops_lib.OPS, name,
-                            lambda c, s, name=name, **kw: _Recorded(c, s, name, **kw))
+        monkeypatch.setitem(
+            ops_lib.OPS, name, lambda c, s, name=name, **kw: _Recorded(c, s, name, **kw)
+        )
     _CALLS.clear()
     return names
 
 
 def test_gdas_forward_runs_only_the_drawn_op_per_edge(recorded_ops):
-    cell = cells.SearchCell(4, recorded_ops, num_nodes=3, method="gdas",
-                            output_mode="sum")
+    cell = cells.SearchCell(4, recorded_ops, num_nodes=3, method="gdas", output_mode="sum")
     alphas = cells.init_alphas(recorded_ops, 3)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 4))
-    params = cell.init({"params": jax.random.PRNGKey(0), "arch": jax.random.PRNGKey(1)},
-                       x, alphas)
+    params = cell.init({"params": jax.random.PRNGKey(0), "arch": jax.random.PRNGKey(1)}, x, alphas)
     apply = jax.jit(lambda p, k: cell.apply(p, x, alphas, 1.0, rngs={"arch": k}))
     # The program holds one conditional per edge (1 + 2 + 3 edges).
     jaxpr = jax.make_jaxpr(lambda p, k: cell.apply(p, x, alphas, 1.0, rngs={"arch": k}))(
-        params, jax.random.PRNGKey(2))
+        params, jax.random.PRNGKey(2)
+    )
     conds = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "cond"]
     assert len(conds) == 6 and all(len(e.params["branches"]) == 3 for e in conds)
     seen = set()
@@ -91,14 +93,12 @@ def test_gdas_forward_runs_only_the_drawn_op_per_edge(recorded_ops):
 
 
 def test_gdas_supernet_gradient_reaches_alphas_of_multi_edge_nodes():
-    torso = networks.make_torso("darts_standard", depths=(8,), dense=8, num_nodes=2,
-                                method="gdas")
+    torso = networks.make_torso("darts_standard", depths=(8,), dense=8, num_nodes=2, method="gdas")
     alphas = networks.init_network_alphas("darts_standard", "rl_darts_conv", 2)
     obs = jax.random.randint(jax.random.PRNGKey(1), (4, 16, 16, 3), 0, 255).astype(jnp.uint8)
     key = jax.random.PRNGKey(3)
     params = torso.init({"params": key, "arch": key}, obs, alphas)
-    grads = jax.grad(lambda a: torso.apply(params, obs, a, 1.0,
-                                           rngs={"arch": key}).sum())(alphas)
+    grads = jax.grad(lambda a: torso.apply(params, obs, a, 1.0, rngs={"arch": key}).sum())(alphas)
     # Node 1 sums two edges: the drawn ops' weights change the output after the node's
     # batch norm. Node 0 has one edge, whose scale the batch norm removes: zero gradient
     # (the GDAS estimator carries no information there; WORKSPACE.md).
@@ -108,19 +108,24 @@ def test_gdas_supernet_gradient_reaches_alphas_of_multi_edge_nodes():
 
 # --- PC-DARTS --------------------------------------------------------------------------
 
+
 def _np_max_pool(x, size, stride):
     """'SAME' max pool (pad with -inf, output ceil(H / stride)), NHWC."""
     n, h, w, c = x.shape
     oh, ow = -(-h // stride), -(-w // stride)
     ph = max((oh - 1) * stride + size - h, 0)
     pw = max((ow - 1) * stride + size - w, 0)
-    xp = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
-                constant_values=-np.inf)
+    xp = np.pad(
+        x,
+        ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
+        constant_values=-np.inf,
+    )
     out = np.empty((n, oh, ow, c), x.dtype)
     for i in range(oh):
         for j in range(ow):
-            out[:, i, j] = xp[:, i * stride:i * stride + size,
-                              j * stride:j * stride + size].max(axis=(1, 2))
+            out[:, i, j] = xp[
+                :, i * stride : i * stride + size, j * stride : j * stride + size
+            ].max(axis=(1, 2))
     return out
 
 
@@ -134,9 +139,9 @@ def test_partial_channel_edge_matches_numpy(stride):
     w = np.array([0.2, 0.5, 0.3], np.float32)
     edge = cells.MixedOp(c, ops, stride, partial_channels_k=k)
     got = np.asarray(edge.apply(edge.init(jax.random.PRNGKey(0), x, w), x, w))
-    part = x[..., :c // k]
+    part = x[..., : c // k]
     mixed = w[0] * _np_max_pool(part, 3, stride) + w[1] * _np_max_pool(part, 2, stride)
-    bypass = x[..., c // k:]
+    bypass = x[..., c // k :]
     bypass = bypass if stride == 1 else _np_max_pool(bypass, 2, stride)
     both = np.concatenate([mixed, bypass], axis=-1)
     want = np.empty_like(both)
@@ -150,8 +155,9 @@ def test_pc_darts_node_weights_edges_by_softmax_of_edge_weights():
     """A node of a pc_darts cell sums its edges scaled by softmax(edge weights): with a
     skip-only space, node 1 (before its batch norm) = sum_j beta_j shuffle(h_j)."""
     ops = ("SkipConnection",)
-    cell = cells.SearchCell(4, ops, num_nodes=2, method="pc_darts", partial_channels_k=2,
-                            output_mode="last_node")
+    cell = cells.SearchCell(
+        4, ops, num_nodes=2, method="pc_darts", partial_channels_k=2, output_mode="last_node"
+    )
     alphas = cells.init_alphas(ops, 2)
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 5, 4))
     for beta in ([0.0, 0.0], [2.0, -1.0]):
@@ -187,12 +193,12 @@ def test_edge_normalisation_changes_the_kept_edges():
 
 def test_pc_darts_needs_a_width_divisible_by_k():
     with pytest.raises(ValueError, match="partial_channels_k=3 must be a positive divisor"):
-        networks.make_torso("darts_standard", depths=(8, 16), method="pc_darts",
-                            partial_channels_k=3)
+        networks.make_torso(
+            "darts_standard", depths=(8, 16), method="pc_darts", partial_channels_k=3
+        )
 
 
 def test_pc_darts_alphas_hold_edge_weights_per_node():
-    alphas = networks.init_network_alphas("darts_standard", "rl_darts_conv", 3,
-                                          method="pc_darts")
+    alphas = networks.init_network_alphas("darts_standard", "rl_darts_conv", 3, method="pc_darts")
     assert [b.shape for b in alphas[EDGE_WEIGHTS]["reduction"]] == [(1,), (2,), (3,)]
     assert set(alphas) == {"normal", "reduction", EDGE_WEIGHTS}

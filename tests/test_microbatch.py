@@ -1,6 +1,7 @@
 """Microbatched steps: the gradient of a minibatch accumulated over slices is the
 gradient of the whole minibatch (checked by hand for the arch modes and against a
 direct whole-batch ``jax.grad`` for PPO), and bad microbatch sizes are refused."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,12 +30,16 @@ def test_microbatched_arch_step_matches_hand_computation(mode, size, parts):
     w_lr, a_lr, scale, w0, a0 = 0.1, 0.5, 2.0, 1.0, 1.0
     if mode == "alternating" and size == 6:
         size, parts = 1, 1  # must divide the 4 held-out and the 6 training samples
-    step = arch.make_microbatched_arch_step(mode, mean_loss, optax.sgd(w_lr),
-                                            optax.sgd(a_lr), size, parts)
+    step = arch.make_microbatched_arch_step(
+        mode, mean_loss, optax.sgd(w_lr), optax.sgd(a_lr), size, parts
+    )
     params, alphas = {"w": jnp.float32(w0)}, {"a": jnp.float32(a0)}
-    new, m = step(arch.ArchState(params, alphas, optax.sgd(w_lr).init(params),
-                                 optax.sgd(a_lr).init(alphas)), {"b": jnp.asarray(TRAIN_B)},
-                  {"b": jnp.asarray(HELD_B)}, jnp.float32(scale))
+    new, m = step(
+        arch.ArchState(params, alphas, optax.sgd(w_lr).init(params), optax.sgd(a_lr).init(alphas)),
+        {"b": jnp.asarray(TRAIN_B)},
+        {"b": jnp.asarray(HELD_B)},
+        jnp.float32(scale),
+    )
     p, a = new.params, new.alphas
     # By hand: dL/dw = scale * mean(w - b), dL/da = scale * mean(a - 2b).
     a_expected = a0
@@ -56,18 +61,23 @@ def test_microbatched_arch_step_matches_hand_computation(mode, size, parts):
 
 def test_parts_must_divide_the_microbatch():
     with pytest.raises(ValueError, match="3 parts do not divide a microbatch of 4"):
-        arch.make_microbatched_arch_step("joint", mean_loss, optax.sgd(0.1),
-                                         optax.sgd(0.1), 4, 3)
+        arch.make_microbatched_arch_step("joint", mean_loss, optax.sgd(0.1), optax.sgd(0.1), 4, 3)
 
 
 def test_microbatch_size_must_divide_the_batch():
-    step = arch.make_microbatched_arch_step("joint", mean_loss, optax.sgd(0.1),
-                                            optax.sgd(0.1), microbatch_size=4)
+    step = arch.make_microbatched_arch_step(
+        "joint", mean_loss, optax.sgd(0.1), optax.sgd(0.1), microbatch_size=4
+    )
     params, alphas = {"w": jnp.float32(1.0)}, {"a": jnp.float32(1.0)}
     with pytest.raises(ValueError, match="microbatch size 4 does not divide a batch of 6"):
-        step(arch.ArchState(params, alphas, optax.sgd(0.1).init(params),
-                            optax.sgd(0.1).init(alphas)),
-             {"b": jnp.asarray(TRAIN_B)}, None, jnp.float32(1.0))
+        step(
+            arch.ArchState(
+                params, alphas, optax.sgd(0.1).init(params), optax.sgd(0.1).init(alphas)
+            ),
+            {"b": jnp.asarray(TRAIN_B)},
+            None,
+            jnp.float32(1.0),
+        )
 
 
 def test_microbatch_size_resolution():
@@ -77,46 +87,61 @@ def test_microbatch_size_resolution():
     assert ppo.microbatch_size(0, [2048, 300]) == 0  # auto never fails
     assert ppo.microbatch_size(512, [2048, 512]) == 512
     assert ppo.microbatch_size(4096, [2048]) == 0
-    with pytest.raises(ValueError, match="ppo.microbatch_size=100 does not divide the "
-                                         "minibatch of 2048"):
+    with pytest.raises(
+        ValueError, match="ppo.microbatch_size=100 does not divide the minibatch of 2048"
+    ):
         ppo.microbatch_size(100, [2048])
     with pytest.raises(ValueError, match="ppo.microbatch_size=-1 must be >= 0"):
         ppo.microbatch_size(-1, [2048])
 
 
 def _ppo_cfg(microbatch):
-    return config_dict.ConfigDict(dict(clip_eps=0.2, vf_coef=0.5, ent_coef=0.01,
-                                       clip_value_loss=True, microbatch_size=microbatch))
+    return config_dict.ConfigDict(
+        dict(
+            clip_eps=0.2,
+            vf_coef=0.5,
+            ent_coef=0.01,
+            clip_value_loss=True,
+            microbatch_size=microbatch,
+        )
+    )
 
 
 def test_ppo_microbatched_step_is_the_whole_minibatch_gradient():
     """One SGD(lr=1) step moves the params by minus the gradient: with 4 microbatches
     of 8 it must equal the gradient of the PPO loss over all 32 samples, taken here
     directly with advantages normalised over the whole minibatch."""
-    model = networks.Agent(networks.make_torso("impala", depths=(4, 4, 4), dense=16),
-                           networks.PolicyValueHead(5))
+    model = networks.Agent(
+        networks.make_torso("impala", depths=(4, 4, 4), dense=16), networks.PolicyValueHead(5)
+    )
     rng = np.random.default_rng(0)
     n = 32
-    batch = {"obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
-             "actions": rng.integers(0, 5, n).astype(np.int32),
-             "log_probs": rng.normal(-1.6, 0.1, n).astype(np.float32),
-             "values": rng.normal(0, 1, n).astype(np.float32),
-             "advantages": rng.normal(0.5, 2, n).astype(np.float32),
-             "returns": rng.normal(0, 1, n).astype(np.float32)}
+    batch = {
+        "obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+        "actions": rng.integers(0, 5, n).astype(np.int32),
+        "log_probs": rng.normal(-1.6, 0.1, n).astype(np.float32),
+        "values": rng.normal(0, 1, n).astype(np.float32),
+        "advantages": rng.normal(0.5, 2, n).astype(np.float32),
+        "returns": rng.normal(0, 1, n).astype(np.float32),
+    }
     params = model.init(jax.random.PRNGKey(0), batch["obs"][:1])
     arch_cfg = config_dict.ConfigDict(dict(mode="frozen"))
     sgd = optax.sgd(1.0)
 
     def reference_loss(p):
         logits, value = model.apply(p, batch["obs"])
-        return ppo_losses.ppo_loss(logits, value, batch, 0.2, 0.5, 0.01, True,
-                                   norm_adv=True)[0]
+        return ppo_losses.ppo_loss(logits, value, batch, 0.2, 0.5, 0.01, True, norm_adv=True)[0]
+
     grads = jax.grad(reference_loss)(params)
 
     normalised = dict(batch, advantages=ppo_losses.normalize_advantages(batch["advantages"]))
     step = ppo.make_minibatch_step(model, _ppo_cfg(8), arch_cfg, sgd, sgd, [n])
-    new, metrics = step(arch.ArchState(params, {}, sgd.init(params), sgd.init({})),
-                        jax.device_put(normalised), None, 1.0)
+    new, metrics = step(
+        arch.ArchState(params, {}, sgd.init(params), sgd.init({})),
+        jax.device_put(normalised),
+        None,
+        1.0,
+    )
     new_params = new.params
     moved = jax.tree.map(lambda a, b: a - b, params, new_params)
     for got, want in zip(jax.tree.leaves(moved), jax.tree.leaves(grads)):
@@ -130,6 +155,7 @@ def test_microbatch_size_may_change_on_resume():
     hyperparameter: tests/test_batch_statistics.py.)"""
     from experiments.configs import base
     from rldarts import config_checks
+
     a, b = base.get_base_config(), base.get_base_config()
     a.network = b.network = "impala"
     b.ppo.microbatch_size = 512

@@ -1,4 +1,5 @@
 """Networks: shapes, jit, alpha gradients, supernet == fixed network, heads."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,9 +35,11 @@ def test_default_sizes_and_uint8_scaling():
     params = torso.init(jax.random.PRNGKey(0), OBS)
     assert torso.apply(params, OBS).shape == (3, 256)
     # uint8 input is scaled to [0, 1] inside: same as feeding the scaled floats.
-    np.testing.assert_allclose(np.asarray(torso.apply(params, OBS)),
-                               np.asarray(torso.apply(params, OBS.astype(jnp.float32) / 255)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(torso.apply(params, OBS)),
+        np.asarray(torso.apply(params, OBS.astype(jnp.float32) / 255)),
+        atol=1e-5,
+    )
 
 
 def _subset(tree, template):
@@ -55,8 +58,9 @@ def test_supernet_network_with_one_hot_alphas_equals_fixed_network():
     alphas = {t: cells.one_hot_alphas(geno[t], OPS) for t in ("normal", "reduction")}
     sp = supernet.init(jax.random.PRNGKey(0), OBS, alphas)
     fp = _subset(sp, fixed.init(jax.random.PRNGKey(1), OBS))
-    np.testing.assert_allclose(np.asarray(supernet.apply(sp, OBS, alphas)),
-                               np.asarray(fixed.apply(fp, OBS)), atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(supernet.apply(sp, OBS, alphas)), np.asarray(fixed.apply(fp, OBS)), atol=1e-3
+    )
 
 
 def test_genotype_must_fit_network():
@@ -70,8 +74,9 @@ def test_genotype_must_fit_network():
 
 
 def test_policy_value_head_and_agent():
-    agent = networks.Agent(networks.make_torso("impala", depths=(4,), dense=8),
-                           networks.PolicyValueHead(15))
+    agent = networks.Agent(
+        networks.make_torso("impala", depths=(4,), dense=8), networks.PolicyValueHead(15)
+    )
     params = agent.init(jax.random.PRNGKey(0), OBS)
     logits, value = agent.apply(params, OBS)
     assert logits.shape == (3, 15) and value.shape == (3,)

@@ -1,6 +1,7 @@
 """notebooks/rldarts_colab.ipynb runs top to bottom on a CPU with a tiny parameter set
 (injected after its `parameters` cell, as papermill does) and shows its plots; the
 committed file carries no outputs."""
+
 import json
 import os
 import sys
@@ -33,11 +34,19 @@ def test_committed_notebook_is_stripped_and_ordered():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code), \
+    assert all(c.outputs == [] and c.execution_count is None for c in code), (
         "strip the outputs before committing"
+    )
     tags = [c.metadata.get("tags", [None])[0] for c in code]
-    assert tags == ["install", "parameters", "devices", "search", "search-plots", "retrain",
-                    "learning-curves"]
+    assert tags == [
+        "install",
+        "parameters",
+        "devices",
+        "search",
+        "search-plots",
+        "retrain",
+        "learning-curves",
+    ]
     assert "experiment.run(" in _tagged(nb, "search").source  # the library, not a shell
     assert "import rldarts" in _tagged(nb, "install").source  # skipped when importable
 
@@ -48,9 +57,15 @@ def kernel_dir(tmp_path, monkeypatch):
     user's and the system's kernel dirs)."""
     spec_dir = tmp_path / "jupyter" / "kernels" / KERNEL
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "rldarts test", "language": "python"}))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "rldarts test",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return tmp_path
@@ -59,13 +74,13 @@ def kernel_dir(tmp_path, monkeypatch):
 def test_notebook_runs_top_to_bottom_with_tiny_parameters(kernel_dir):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     runs = kernel_dir / "runs"
-    parameters = (f'GAME = "starpilot"\nPRESET = "smoke"\nSTEPS = 512\n'
-                  f'ROOT = {str(runs)!r}\n')
+    parameters = f'GAME = "starpilot"\nPRESET = "smoke"\nSTEPS = 512\nROOT = {str(runs)!r}\n'
     injected = nbformat.v4.new_code_cell(parameters, metadata={"tags": ["injected-parameters"]})
     nb.cells.insert(nb.cells.index(_tagged(nb, "parameters")) + 1, injected)
 
-    NotebookClient(nb, kernel_name=KERNEL, timeout=600,
-                   resources={"metadata": {"path": str(kernel_dir)}}).execute()
+    NotebookClient(
+        nb, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(kernel_dir)}}
+    ).execute()
 
     assert "512 env steps" in _text(_tagged(nb, "search"))
     plots = _tagged(nb, "search-plots")

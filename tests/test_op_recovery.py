@@ -1,4 +1,5 @@
 """Op recovery (no RL): the alpha machinery finds a known random cell above chance."""
+
 import numpy as np
 
 from rldarts import op_recovery as opr
@@ -20,9 +21,13 @@ def test_chance_share_matches_random_genotypes():
     """The analytic chance level is the mean share of a random genotype."""
     rng = np.random.default_rng(0)
     for num_nodes, k in [(3, 2), (4, 2), (4, 1)]:
-        shares = [opr.edge_share(sample_cell_genotype(opr.OPS, num_nodes, k, rng),
-                                 sample_cell_genotype(opr.OPS, num_nodes, k, rng))
-                  for _ in range(3000)]
+        shares = [
+            opr.edge_share(
+                sample_cell_genotype(opr.OPS, num_nodes, k, rng),
+                sample_cell_genotype(opr.OPS, num_nodes, k, rng),
+            )
+            for _ in range(3000)
+        ]
         expected = opr.chance_share(num_nodes, k, len(opr.OPS) - 1)
         assert abs(np.mean(shares) - expected) < 0.015, (num_nodes, k)
     assert abs(opr.chance_share(3, 2, 4) - (1 + 2 + 4 / 3) / 20) < 1e-12

@@ -1,4 +1,5 @@
 """Ops: shape rule for every op at stride 1 and 2, and values against NumPy references."""
+
 import jax
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def _np_pool_same(x, size, stride, kind):
     for i in range(oh):
         for j in range(ow):
             r0, c0 = i * stride - top, j * stride - left
-            win = x[:, max(r0, 0):min(r0 + size, h), max(c0, 0):min(c0 + size, w), :]
+            win = x[:, max(r0, 0) : min(r0 + size, h), max(c0, 0) : min(c0 + size, w), :]
             out[:, i, j] = win.max(axis=(1, 2)) if kind == "max" else win.mean(axis=(1, 2))
     return out
 
@@ -53,19 +54,19 @@ def test_every_op_shape_rule(name, stride):
     assert np.all(np.isfinite(np.asarray(y)))
 
 
-@pytest.mark.parametrize("name,stride,dilation", [
-    ("Conv3x3", 1, 1), ("Conv5x5", 2, 1), ("DilConv3x3", 1, 2), ("DilConv5x5", 2, 2)])
+@pytest.mark.parametrize(
+    "name,stride,dilation",
+    [("Conv3x3", 1, 1), ("Conv5x5", 2, 1), ("DilConv3x3", 1, 2), ("DilConv5x5", 2, 2)],
+)
 def test_conv_ops_match_numpy(name, stride, dilation):
     x = np.random.RandomState(1).randn(2, 8, 8, 4).astype(np.float32)
     op = ops_lib.make_op(name, 4, stride)
     params = op.init(jax.random.PRNGKey(1), x)
     conv = params["params"]["Conv_0"]
-    ref = _np_conv_same(x, np.asarray(conv["kernel"]), np.asarray(conv["bias"]), stride,
-                        dilation)
+    ref = _np_conv_same(x, np.asarray(conv["kernel"]), np.asarray(conv["bias"]), stride, dilation)
     np.testing.assert_allclose(np.asarray(op.apply(params, x)), ref, atol=1e-4)
     relu_op = ops_lib.make_op(name + "Relu", 4, stride)
-    np.testing.assert_allclose(np.asarray(relu_op.apply(params, x)), np.maximum(ref, 0),
-                               atol=1e-4)
+    np.testing.assert_allclose(np.asarray(relu_op.apply(params, x)), np.maximum(ref, 0), atol=1e-4)
 
 
 def test_depthwise_conv_matches_numpy():
@@ -77,23 +78,31 @@ def test_depthwise_conv_matches_numpy():
     full = np.zeros((3, 3, 3, 3), np.float32)
     for c in range(3):
         full[:, :, c, c] = k[:, :, 0, c]
-    np.testing.assert_allclose(np.asarray(op.apply(params, x)),
-                               _np_conv_same(x, full, b), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(op.apply(params, x)), _np_conv_same(x, full, b), atol=1e-4
+    )
 
 
-@pytest.mark.parametrize("name,fn", [
-    ("Relu", lambda x: np.maximum(x, 0)), ("Tanh", np.tanh),
-    ("Sigmoid", lambda x: 1 / (1 + np.exp(-x))), ("SkipConnection", lambda x: x),
-    ("Silu", lambda x: x / (1 + np.exp(-x))),
-    ("Elu", lambda x: np.where(x > 0, x, np.exp(x) - 1))])
+@pytest.mark.parametrize(
+    "name,fn",
+    [
+        ("Relu", lambda x: np.maximum(x, 0)),
+        ("Tanh", np.tanh),
+        ("Sigmoid", lambda x: 1 / (1 + np.exp(-x))),
+        ("SkipConnection", lambda x: x),
+        ("Silu", lambda x: x / (1 + np.exp(-x))),
+        ("Elu", lambda x: np.where(x > 0, x, np.exp(x) - 1)),
+    ],
+)
 def test_parameter_free_ops(name, fn):
     x = np.random.RandomState(3).randn(2, 7, 7, 4).astype(np.float32)
     op = ops_lib.make_op(name, 4, 1)
     np.testing.assert_allclose(np.asarray(op.apply({}, x)), fn(x), atol=1e-5)
     # Strided: the official rule puts a 3x3 average pool with the stride in front.
     op2 = ops_lib.make_op(name, 4, 2)
-    np.testing.assert_allclose(np.asarray(op2.apply({}, x)),
-                               fn(_np_pool_same(x, 3, 2, "avg")), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(op2.apply({}, x)), fn(_np_pool_same(x, 3, 2, "avg")), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name,kind", [("MaxPool3x3", "max"), ("AveragePool3x3", "avg")])
@@ -114,8 +123,11 @@ def _np_pool_grad(x, g, size, stride, kind):
     dx = np.zeros_like(x)
     for i in range(oh):
         for j in range(ow):
-            window = [(i * stride - ph // 2 + a, j * stride - pw // 2 + e)
-                      for a in range(size) for e in range(size)]
+            window = [
+                (i * stride - ph // 2 + a, j * stride - pw // 2 + e)
+                for a in range(size)
+                for e in range(size)
+            ]
             window = [(r, q) for r, q in window if 0 <= r < h and 0 <= q < w]
             if kind == "avg":
                 for r, q in window:
@@ -130,20 +142,28 @@ def _np_pool_grad(x, g, size, stride, kind):
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-@pytest.mark.parametrize("shape,size,stride", [
-    ((2, 8, 8, 3), 3, 2), ((2, 9, 7, 2), 3, 2), ((2, 7, 9, 2), 4, 2), ((1, 9, 9, 2), 5, 3),
-    ((2, 7, 7, 2), 3, 1), ((2, 6, 5, 2), 2, 1)])
+@pytest.mark.parametrize(
+    "shape,size,stride",
+    [
+        ((2, 8, 8, 3), 3, 2),
+        ((2, 9, 7, 2), 3, 2),
+        ((2, 7, 9, 2), 4, 2),
+        ((1, 9, 9, 2), 5, 3),
+        ((2, 7, 7, 2), 3, 1),
+        ((2, 6, 5, 2), 2, 1),
+    ],
+)
 def test_pool_values_and_gradients_match_numpy(shape, size, stride, kind):
     # Integer-valued inputs make ties common (as after a ReLU), where the max rule matters.
     rng = np.random.RandomState(6)
     x = np.round(rng.randn(*shape)).astype(np.float32)
     pool = ops_lib.max_pool if kind == "max" else ops_lib.avg_pool
     y, vjp = jax.vjp(lambda x: pool(x, size, stride), x)
-    np.testing.assert_allclose(np.asarray(y), _np_pool_same(x, size, stride, kind),
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(y), _np_pool_same(x, size, stride, kind), atol=1e-6)
     g = rng.randn(*y.shape).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(jax.jit(vjp)(g)[0]),
-                               _np_pool_grad(x, g, size, stride, kind), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(vjp)(g)[0]), _np_pool_grad(x, g, size, stride, kind), atol=1e-6
+    )
 
 
 def test_max_pool_training_forward_keeps_nans():
@@ -182,8 +202,14 @@ def test_bad_names_list_valid_choices():
 def test_search_spaces_as_specified():
     s = ops_lib.SEARCH_SPACES
     assert s["rl_darts_default"] == ("Conv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
-    assert s["rl_darts_conv"] == ("Conv3x3Relu", "DilConv3x3Relu", "Conv5x5Relu",
-                                  "DilConv5x5Relu", "SkipConnection", "Zero")
+    assert s["rl_darts_conv"] == (
+        "Conv3x3Relu",
+        "DilConv3x3Relu",
+        "Conv5x5Relu",
+        "DilConv5x5Relu",
+        "SkipConnection",
+        "Zero",
+    )
     assert len(s["darts_classic"]) == 8
     for ops in s.values():
         ops_lib.resolve_search_space(ops)

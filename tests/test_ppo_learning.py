@@ -4,6 +4,7 @@ Uses the same actor, update and arch machinery as the Procgen runs (mode frozen:
 alphas; microbatched minibatch gradients), so a broken GAE sign, loss, gradient
 accumulation or rollout bookkeeping fails here.
 """
+
 import jax
 import numpy as np
 
@@ -64,8 +65,14 @@ def test_ppo_with_the_async_actor_solves_cartpole():
     c.parallel.async_actor = True
     c.network = "impala"  # (no batch statistics; the torso is replaced below)
     num_iterations = 60
-    agent = ppo.Agent(c, networks.MLPTorso((64, 64)), 2, "frozen", 0,
-                      num_iterations * c.ppo.num_envs * c.ppo.num_steps)
+    agent = ppo.Agent(
+        c,
+        networks.MLPTorso((64, 64)),
+        2,
+        "frozen",
+        0,
+        num_iterations * c.ppo.num_envs * c.ppo.num_steps,
+    )
 
     def env_factory(segment):
         venv = envs.make_gym("CartPole-v1", c.ppo.num_envs, seed=segment)
@@ -79,7 +86,8 @@ def test_ppo_with_the_async_actor_solves_cartpole():
     try:
         for i in range(num_iterations):
             state, metrics, finished = agent.run_iteration(
-                actor, state, 1.0, 1.0 if i + 1 < num_iterations else None)
+                actor, state, 1.0, 1.0 if i + 1 < num_iterations else None
+            )
             lags.append(metrics["policy_lag"])
             returns.append(np.concatenate(finished[0][0]))
     finally:

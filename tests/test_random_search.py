@@ -1,4 +1,5 @@
 """Random genotypes: the discretization constraints, reproducibility, uniformity, files."""
+
 import collections
 import json
 
@@ -12,8 +13,7 @@ from rldarts.genotypes import NetworkGenotype
 OPS = ("Conv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
 
 
-@pytest.mark.parametrize("num_inputs,num_nodes,k", [(1, 4, 2), (2, 5, 2), (1, 3, 1),
-                                                    (1, 4, 3)])
+@pytest.mark.parametrize("num_inputs,num_nodes,k", [(1, 4, 2), (2, 5, 2), (1, 3, 1), (1, 4, 3)])
 def test_sampled_cells_meet_the_discretization_constraints(num_inputs, num_nodes, k):
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -76,22 +76,27 @@ def test_roughly_uniform():
 
 
 def test_write_random_genotypes(tmp_path):
-    paths = rs.write_random_genotypes(str(tmp_path), 3, 5, "darts_standard",
-                                      "rl_darts_default", 2, 2)
+    paths = rs.write_random_genotypes(
+        str(tmp_path), 3, 5, "darts_standard", "rl_darts_default", 2, 2
+    )
     assert paths == [str(tmp_path / f"random_{i:03d}" / "genotype.json") for i in range(3)]
     for i, path in enumerate(paths):
         genotype = NetworkGenotype.load(path)
         assert set(genotype.cells) == {"normal", "reduction"}
         assert genotype == rs.sample_network_genotype(
-            ("normal", "reduction"), "rl_darts_default", 2, 2, 5, i)
+            ("normal", "reduction"), "rl_darts_default", 2, 2, 5, i
+        )
         info = json.loads((tmp_path / f"random_{i:03d}" / "random_search.json").read_text())
         assert info["sample_index"] == i and info["seed"] == 5
         assert NetworkGenotype.from_json(json.dumps(info["genotype"])) == genotype
     # Idempotent; a one-cell network gets one cell type.
-    assert rs.write_random_genotypes(str(tmp_path), 3, 5, "darts_standard",
-                                     "rl_darts_default", 2, 2) == paths
-    one = rs.write_random_genotypes(str(tmp_path / "impala"), 1, 0, "darts_impala",
-                                    "rl_darts_default", 2, 2)
+    assert (
+        rs.write_random_genotypes(str(tmp_path), 3, 5, "darts_standard", "rl_darts_default", 2, 2)
+        == paths
+    )
+    one = rs.write_random_genotypes(
+        str(tmp_path / "impala"), 1, 0, "darts_impala", "rl_darts_default", 2, 2
+    )
     assert set(NetworkGenotype.load(one[0]).cells) == {"normal"}
     assert NetworkGenotype.load(one[0]).found_with is None  # no net keys: no provenance
     assert not list(tmp_path.rglob("*.tmp"))
@@ -100,15 +105,30 @@ def test_write_random_genotypes(tmp_path):
 def test_random_genotypes_record_their_provenance(tmp_path):
     from rldarts.genotypes import Provenance
 
-    paths = rs.write_random_genotypes(str(tmp_path), 2, 5, "darts_standard",
-                                      "rl_darts_default", 2, 2, depths=[8, 16], dense=64,
-                                      output_mode="concat_conv", first_conv=False)
-    expected = Provenance("random", "darts_standard", "rl_darts_default", 2, "concat_conv",
-                          False, (8, 16), 64)
+    paths = rs.write_random_genotypes(
+        str(tmp_path),
+        2,
+        5,
+        "darts_standard",
+        "rl_darts_default",
+        2,
+        2,
+        depths=[8, 16],
+        dense=64,
+        output_mode="concat_conv",
+        first_conv=False,
+    )
+    expected = Provenance(
+        "random", "darts_standard", "rl_darts_default", 2, "concat_conv", False, (8, 16), 64
+    )
     for i, path in enumerate(paths):
         genotype = NetworkGenotype.load(path)
         assert genotype.found_with == expected
-        assert genotype.cells == rs.sample_network_genotype(
-            ("normal", "reduction"), "rl_darts_default", 2, 2, 5, i).cells
+        assert (
+            genotype.cells
+            == rs.sample_network_genotype(
+                ("normal", "reduction"), "rl_darts_default", 2, 2, 5, i
+            ).cells
+        )
         info = json.loads((tmp_path / f"random_{i:03d}" / "random_search.json").read_text())
         assert info["genotype"]["found_with"]["method"] == "random"

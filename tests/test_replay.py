@@ -3,6 +3,7 @@
 Observations encode (global step, env) so every sampled field can be checked against a
 plain-Python reference computed from the full, never-overwritten history.
 """
+
 import os
 
 import numpy as np
@@ -24,14 +25,14 @@ def reference(rewards, dones, latest, n, gamma, oldest=0):
             for i in range(n):
                 if s + i > latest:
                     break
-                ret += gamma ** i * rewards[s + i][e]
+                ret += gamma**i * rewards[s + i][e]
                 if dones[s + i][e]:
                     terminal, k = True, i + 1
                     break
             if terminal:
                 out[(s, e)] = (ret, 0.0, s + k - 1)
             elif s + n <= latest:
-                out[(s, e)] = (ret, gamma ** n, s + n)
+                out[(s, e)] = (ret, gamma**n, s + n)
     return out
 
 
@@ -121,8 +122,9 @@ def test_wraparound_never_mixes_eras_and_incomplete_never_sampled(rows):
             batch = buf.sample(32, rng)
             check_batch(batch, ref, num_envs)
             nonterminal = batch["discounts"] > 0
-            np.testing.assert_array_equal(batch["next_obs"][nonterminal, 0],
-                                          batch["obs"][nonterminal, 0] + n)
+            np.testing.assert_array_equal(
+                batch["next_obs"][nonterminal, 0], batch["obs"][nonterminal, 0] + n
+            )
             buf.update_priorities(batch["indices"], rng.exponential(size=32))
     # Stale indices (now overwritten / incomplete) are not resurrected by an update.
     newest = (t % rows) * num_envs + np.arange(num_envs)
@@ -132,8 +134,16 @@ def test_wraparound_never_mixes_eras_and_incomplete_never_sampled(rows):
 
 
 def _filled(alpha=0.8, beta=0.4):
-    buf = PrioritizedReplay(2 * 10, 2, (2,), np.int64, n_step=1, gamma=0.9,
-                            priority_exponent=alpha, importance_exponent=beta)
+    buf = PrioritizedReplay(
+        2 * 10,
+        2,
+        (2,),
+        np.int64,
+        n_step=1,
+        gamma=0.9,
+        priority_exponent=alpha,
+        importance_exponent=beta,
+    )
     for t in range(10):  # 9 complete rows x 2 envs = 18 sampleable
         buf.add(encoded_obs(t, 2), np.zeros(2), np.zeros(2), np.zeros(2, bool))
     return buf
@@ -180,8 +190,7 @@ def test_sample_is_deterministic_and_checkpoint_round_trip(tmp_path):
     buf = PrioritizedReplay(30, 3, (2,), np.int64, n_step=3, gamma=0.9)
     rng = np.random.default_rng(5)
     for t in range(25):  # wraps twice
-        buf.add(encoded_obs(t, 3), rng.integers(0, 4, 3), rng.normal(size=3),
-                rng.random(3) < 0.2)
+        buf.add(encoded_obs(t, 3), rng.integers(0, 4, 3), rng.normal(size=3), rng.random(3) < 0.2)
         if buf.size:
             b = buf.sample(4, rng)
             buf.update_priorities(b["indices"], rng.exponential(size=4))
@@ -192,7 +201,10 @@ def test_sample_is_deterministic_and_checkpoint_round_trip(tmp_path):
     other.load(path)
     assert (other.size, other.num_added) == (buf.size, buf.num_added)
     for step in range(3):  # identical samples, and identical after continuing to add
-        a, b = buf.sample(8, np.random.default_rng(step)), other.sample(8, np.random.default_rng(step))
+        a, b = (
+            buf.sample(8, np.random.default_rng(step)),
+            other.sample(8, np.random.default_rng(step)),
+        )
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
         for x in (buf, other):
@@ -244,19 +256,22 @@ def test_segment_boundary_closes_open_windows():
     rewards, dones = [], []
     for t in range(10):  # segment 0: steps 0..9, no episode end
         buf.add(encoded_obs(t, 1), [0], [1.0], [False])
-        rewards.append([1.0]); dones.append([False])
+        rewards.append([1.0])
+        dones.append([False])
     buf.close_open_windows()
     for t in range(10, 20):  # segment 1: fresh envs, rewards 100
         buf.add(encoded_obs(t, 1), [0], [100.0], [False])
-        rewards.append([100.0]); dones.append([False])
+        rewards.append([100.0])
+        dones.append([False])
     live = {int(i) for i in np.flatnonzero(buf.get_priorities(np.arange(64)) > 0)}
     assert live == set(range(0, 7)) | set(range(10, 17))  # 7, 8, 9 closed; 17-19 open
     batch = buf.sample(64, np.random.default_rng(0))
     segment = lambda step: step >= 10
     for obs, next_obs, ret in zip(batch["obs"], batch["next_obs"], batch["rewards"]):
         assert segment(obs[0]) == segment(next_obs[0])
-        assert ret == pytest.approx((100.0 if segment(obs[0]) else 1.0)
-                                    * sum(gamma ** i for i in range(n)))
+        assert ret == pytest.approx(
+            (100.0 if segment(obs[0]) else 1.0) * sum(gamma**i for i in range(n))
+        )
     assert buf.size == len(live)
 
 

@@ -1,4 +1,5 @@
 """rldarts.report / experiments.report on hand-written workdirs (no training runs)."""
+
 import csv
 import json
 import os
@@ -23,17 +24,36 @@ def _genotype(op):
     return NetworkGenotype({"normal": cell, "reduction": cell})
 
 
-def _write_run(path, *, network="darts_standard", genotype="", seed=0, game="starpilot",
-               train=(), test=(), alphas=False, marker=None, own_genotype=None, agent="ppo"):
+def _write_run(
+    path,
+    *,
+    network="darts_standard",
+    genotype="",
+    seed=0,
+    game="starpilot",
+    train=(),
+    test=(),
+    alphas=False,
+    marker=None,
+    own_genotype=None,
+    agent="ppo",
+):
     """A workdir as the driver leaves it: row i (1-based) at i * STEPS env steps, test
     returns on even rows (in order), train returns on every row (None = no episode)."""
     os.makedirs(path)
-    config = {"env_name": game, "seed": seed, "network": network, "genotype": genotype,
-              "agent": agent, "total_env_steps": TOTAL, "num_levels": 200,
-              "distribution_mode": "easy", "arch": {"mode": "joint"},
-              "ppo": {"num_steps": 32, "update_epochs": 1, "num_envs": 16},
-              "net": {"depths": [4, 8], "dense": 32, "num_nodes": 2,
-                      "search_space": "conv3x3_only"}}
+    config = {
+        "env_name": game,
+        "seed": seed,
+        "network": network,
+        "genotype": genotype,
+        "agent": agent,
+        "total_env_steps": TOTAL,
+        "num_levels": 200,
+        "distribution_mode": "easy",
+        "arch": {"mode": "joint"},
+        "ppo": {"num_steps": 32, "update_epochs": 1, "num_envs": 16},
+        "net": {"depths": [4, 8], "dense": 32, "num_nodes": 2, "search_space": "conv3x3_only"},
+    }
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(config, f)
     cols = ["env_steps", "episode_return_train", "loss", "episode_return_test"]
@@ -67,23 +87,43 @@ def runs_root(tmp_path_factory):
     j = lambda *p: os.path.join(root, *p)
     train8 = [1, None, 3, 4, 5, 6, 7, 8]
     for s in (0, 1):
-        _write_run(j("search", f"s{s}"), seed=s, train=train8, test=[1, 2, 3, 4 + s],
-                   alphas=True, own_genotype=_genotype("Conv3x3Relu"))
-        _write_run(j("impala", "group", f"s{s}"), network="impala", seed=s,
-                   train=[0, 0, 0, 24 + 2 * s, 0, 30 + 2 * s, 0, 36 + 2 * s],
-                   test=[[5, 10, 20, 30], [6, 12, 22, 32]][s])
+        _write_run(
+            j("search", f"s{s}"),
+            seed=s,
+            train=train8,
+            test=[1, 2, 3, 4 + s],
+            alphas=True,
+            own_genotype=_genotype("Conv3x3Relu"),
+        )
+        _write_run(
+            j("impala", "group", f"s{s}"),
+            network="impala",
+            seed=s,
+            train=[0, 0, 0, 24 + 2 * s, 0, 30 + 2 * s, 0, 36 + 2 * s],
+            test=[[5, 10, 20, 30], [6, 12, 22, 32]][s],
+        )
     geno = j("search", "s0", "genotype.json")
     _write_run(j("cells", "s0"), genotype=geno, seed=0, train=train8, test=[8, 16, 24, 40])
     _write_run(j("cells", "s1"), genotype=geno, seed=1, train=train8[:6], test=[10, 20, 30])
     for k, (op, final) in enumerate((("SkipConnection", 12), ("Conv3x3Relu", 18))):
         g = _genotype(op)
-        _write_run(j("random", f"sample{k}"), genotype="genotype.json", seed=0, train=train8,
-                   test=[1, 1, final, final], own_genotype=g,
-                   marker={"sample_index": k, "genotype": json.loads(g.to_json())})
-    _write_run(j("other", "a", "coinrun"), network="impala", game="coinrun",
-               train=[6] * 8, test=[6, 7, 7.5, 8])
-    _write_run(j("other", "a", "b", "c", "too_deep"), network="impala", train=[1] * 8,
-               test=[1] * 4)
+        _write_run(
+            j("random", f"sample{k}"),
+            genotype="genotype.json",
+            seed=0,
+            train=train8,
+            test=[1, 1, final, final],
+            own_genotype=g,
+            marker={"sample_index": k, "genotype": json.loads(g.to_json())},
+        )
+    _write_run(
+        j("other", "a", "coinrun"),
+        network="impala",
+        game="coinrun",
+        train=[6] * 8,
+        test=[6, 7, 7.5, 8],
+    )
+    _write_run(j("other", "a", "b", "c", "too_deep"), network="impala", train=[1] * 8, test=[1] * 4)
     os.makedirs(j("broken"))
     for name in ("config.json", "metrics.csv"):
         with open(j("broken", name), "w") as f:
@@ -130,8 +170,13 @@ def test_report_sections_figures_and_flags(report_text, runs_root):
     assert len(partial) == 1 and os.path.join("cells", "s1") in partial[0]
     assert "4,096 / 4,096" in text and "3,072 / 4,096" in text
     pngs = re.findall(r"\]\(([^)]+\.png)\)", text)
-    assert {"curves_starpilot.png", "curves_coinrun.png", "cell1_normal.png",
-            "cell1_reduction.png", "darts_vs_random_starpilot_ppo.png"} <= set(pngs)
+    assert {
+        "curves_starpilot.png",
+        "curves_coinrun.png",
+        "cell1_normal.png",
+        "cell1_reduction.png",
+        "darts_vs_random_starpilot_ppo.png",
+    } <= set(pngs)
     assert sum(p.startswith("alphas_") for p in pngs) == 2
     for p in pngs:
         with Image.open(os.path.join(out, p)) as im:
@@ -188,16 +233,25 @@ def test_empty_and_no_random(tmp_path):
 def test_binary(runs_root, tmp_path):
     out = tmp_path / "out"
     runs = ",".join([os.path.join(runs_root, "impala"), os.path.join(runs_root, "cells", "s0")])
-    proc = subprocess.run([sys.executable, "-m", "experiments.report", f"--runs={runs}",
-                           f"--out={out}"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.report", f"--runs={runs}", f"--out={out}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     text = (out / "report.md").read_text()
     assert all(f"## {t}" in text for t in report.SECTIONS)
     assert "no random-search runs found" in text.lower()
     assert "impala (ppo)" in text and "darts cell (ppo)" in text
-    proc = subprocess.run([sys.executable, "-m", "experiments.report"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.report"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "--runs" in proc.stderr
 
 
@@ -216,13 +270,18 @@ def test_sweep_layout_is_found_and_labelled(tmp_path):
     runs = sweep.expand(proto, root)
     for r in runs:
         genotype = r.genotype if r.kind == "random" else ""
-        _write_run(r.workdir, network="impala" if r.kind == "impala" else "darts_standard",
-                   genotype=genotype, seed=r.seed, train=[1] * 8, test=[1, 2, 3, 4])
+        _write_run(
+            r.workdir,
+            network="impala" if r.kind == "impala" else "darts_standard",
+            genotype=genotype,
+            seed=r.seed,
+            train=[1] * 8,
+            test=[1, 2, 3, 4],
+        )
     found, skipped = report.discover_runs([root])
     by_kind = {}
     for run in found:
-        by_kind.setdefault(os.path.relpath(run.path, root).split(os.sep)[0], set()).add(
-            run.method)
+        by_kind.setdefault(os.path.relpath(run.path, root).split(os.sep)[0], set()).add(run.method)
     assert not skipped and len(found) == len(runs)
     assert by_kind["random"] == {"random cell"}
     assert by_kind["impala"] == {"impala"}
@@ -237,12 +296,24 @@ def _milestone_run(root, game, seed, fraction, final, agent="ppo", env_steps=Non
     with open(os.path.join(gdir, "genotype.json"), "w") as f:
         f.write(g.to_json())
     with open(os.path.join(gdir, "milestone.json"), "w") as f:
-        json.dump({"fraction": fraction, "env_steps": env_steps or int(fraction * TOTAL),
-                   "genotype": json.loads(g.to_json())}, f)
+        json.dump(
+            {
+                "fraction": fraction,
+                "env_steps": env_steps or int(fraction * TOTAL),
+                "genotype": json.loads(g.to_json()),
+            },
+            f,
+        )
     kind = "milestone" if agent == "ppo" else f"milestone_{agent}"  # 4 deep, as the sweep's
-    _write_run(os.path.join(root, kind, game, f"seed{seed}", f"m{fraction}"),
-               genotype=os.path.join(gdir, "genotype.json"), seed=seed, game=game,
-               agent=agent, train=[1] * 8, test=[0, final, final, final])
+    _write_run(
+        os.path.join(root, kind, game, f"seed{seed}", f"m{fraction}"),
+        genotype=os.path.join(gdir, "genotype.json"),
+        seed=seed,
+        game=game,
+        agent=agent,
+        train=[1] * 8,
+        test=[0, final, final, final],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -254,15 +325,30 @@ def milestone_text(tmp_path_factory):
     for seed, (half, full) in enumerate(((10, 30), (20, 50))):
         _milestone_run(root, "starpilot", seed, 0.5, half, env_steps=1536)
         _milestone_run(root, "starpilot", seed, 1.0, full)
-        _write_run(os.path.join(root, "retrain", f"s{seed}"), genotype="genotype.json",
-                   own_genotype=_genotype("Conv3x3Relu"), seed=seed, train=[1] * 8,
-                   test=[0, 40, 40, 40])
-        _write_run(os.path.join(root, "impala", f"s{seed}"), network="impala", seed=seed,
-                   train=[1] * 8, test=[0, 20 + 2 * seed] + [20 + 2 * seed] * 2)
+        _write_run(
+            os.path.join(root, "retrain", f"s{seed}"),
+            genotype="genotype.json",
+            own_genotype=_genotype("Conv3x3Relu"),
+            seed=seed,
+            train=[1] * 8,
+            test=[0, 40, 40, 40],
+        )
+        _write_run(
+            os.path.join(root, "impala", f"s{seed}"),
+            network="impala",
+            seed=seed,
+            train=[1] * 8,
+            test=[0, 20 + 2 * seed] + [20 + 2 * seed] * 2,
+        )
     _milestone_run(root, "coinrun", 0, 0.5, 7.5)
     _milestone_run(root, "coinrun", 0, 1.0, 10)
-    _write_run(os.path.join(root, "impala_coinrun"), network="impala", game="coinrun",
-               train=[1] * 8, test=[5] * 4)
+    _write_run(
+        os.path.join(root, "impala_coinrun"),
+        network="impala",
+        game="coinrun",
+        train=[1] * 8,
+        test=[5] * 4,
+    )
     _milestone_run(root, "starpilot", 0, 0.5, 3, agent="dqn")
     out = str(tmp_path_factory.mktemp("mout"))
     with open(report.write_report([root], out)) as f:
@@ -272,9 +358,13 @@ def milestone_text(tmp_path_factory):
 def _rows(text, heading):
     part = text.split(f"## {report.SECTIONS[6]}")[1].split(f"{heading}\n")[1]
     part = part.split("\n#")[0]  # up to the next heading
-    return {ln.split("|")[1].strip() + ("/" + ln.split("|")[2].strip() if "levels" in part
-                                        else ""): [c.strip() for c in ln.strip("|").split("|")]
-            for ln in part.splitlines() if ln.startswith("| ") and not ln.startswith("| cell")}
+    return {
+        ln.split("|")[1].strip() + ("/" + ln.split("|")[2].strip() if "levels" in part else ""): [
+            c.strip() for c in ln.strip("|").split("|")
+        ]
+        for ln in part.splitlines()
+        if ln.startswith("| ") and not ln.startswith("| cell")
+    }
 
 
 def test_milestone_runs_are_found_and_labelled(milestone_text):
@@ -282,8 +372,10 @@ def test_milestone_runs_are_found_and_labelled(milestone_text):
     runs, skipped = report.discover_runs([root])
     labels = sorted(r.label for r in runs if r.method == "milestone cell")
     assert not skipped and labels == sorted(
-        ["milestone cell @0.5 (ppo)"] * 3 + ["milestone cell @1 (ppo)"] * 3
-        + ["milestone cell @0.5 (dqn)"])
+        ["milestone cell @0.5 (ppo)"] * 3
+        + ["milestone cell @1 (ppo)"] * 3
+        + ["milestone cell @0.5 (dqn)"]
+    )
     m = next(r for r in runs if r.label == "milestone cell @1 (ppo)")
     assert m.genotype == _genotype("Conv3x3Relu") and m.fraction == 1.0
 
@@ -302,12 +394,15 @@ def test_milestone_section_matches_hand_computation(milestone_text):
     assert rows["IMPALA"][1:4] == ["-", "2", "21.00 [20.00, 22.00]"]
     section = text.split(f"## {report.SECTIONS[6]}")[1]
     per_game = section.split("### starpilot (ppo)")[1].split("###")[0]
-    assert (f"DARTS final retrain vs IMPALA, normalised test score (mean): {norm(40):.3f} vs "
-            f"{norm(21):.3f}, difference {norm(40) - norm(21):.3f}.") in per_game
+    assert (
+        f"DARTS final retrain vs IMPALA, normalised test score (mean): {norm(40):.3f} vs "
+        f"{norm(21):.3f}, difference {norm(40) - norm(21):.3f}."
+    ) in per_game
     assert "- seed 0: @0.5 cell A, @1 cell B" in per_game
     coin = _rows(text, "### coinrun (ppo)")  # coinrun: [5, 10]
     assert coin["milestone @1"][4] == "1.000 [1.000, 1.000]" and coin["IMPALA"][4].startswith(
-        "0.000 [")
+        "0.000 ["
+    )
     assert coin["DARTS final retrain"][2:] == ["0", "n/a", "n/a", "n/a", "n/a"]
     # Pooled per agent: (game, seed) runs of one milestone together.
     pooled = _rows(text, "#### ppo")
@@ -319,15 +414,23 @@ def test_milestone_section_matches_hand_computation(milestone_text):
     impala = [norm(20), norm(22), 0.0]  # the games with milestones: both
     assert pooled["IMPALA/test"][3].startswith(f"{sum(impala) / 3:.3f} [")
     dqn = _rows(text, "#### dqn")
-    assert set(dqn) == {"milestone @0.5/test", "milestone @0.5/train",
-                        "DARTS final retrain/test", "DARTS final retrain/train",
-                        "IMPALA/test", "IMPALA/train"}
-    assert dqn["milestone @0.5/test"][2:4] == ["1", f"{norm(3):.3f} [{norm(3):.3f}, "
-                                               f"{norm(3):.3f}]"]
+    assert set(dqn) == {
+        "milestone @0.5/test",
+        "milestone @0.5/train",
+        "DARTS final retrain/test",
+        "DARTS final retrain/train",
+        "IMPALA/test",
+        "IMPALA/train",
+    }
+    assert dqn["milestone @0.5/test"][2:4] == ["1", f"{norm(3):.3f} [{norm(3):.3f}, {norm(3):.3f}]"]
     assert dqn["IMPALA/test"][2] == "0"  # the ppo IMPALA runs are not dqn's reference
-    for png in ("milestones_starpilot_ppo.png", "milestones_coinrun_ppo.png",
-                "milestones_starpilot_dqn.png", "milestones_pooled_ppo.png",
-                "milestones_pooled_dqn.png"):
+    for png in (
+        "milestones_starpilot_ppo.png",
+        "milestones_coinrun_ppo.png",
+        "milestones_starpilot_dqn.png",
+        "milestones_pooled_ppo.png",
+        "milestones_pooled_dqn.png",
+    ):
         assert f"]({png})" in text
         with Image.open(os.path.join(out, png)) as im:
             im.verify()

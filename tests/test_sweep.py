@@ -1,6 +1,7 @@
 """launch/sweep.py: protocols, expansion, dry run, skipping finished runs, missing
 genotypes, flag errors, the local engine (retries, log, no Ray import). Ray, milestones
 and the scheduler: tests/test_sweep_ray.py."""
+
 import os
 import subprocess
 import sys
@@ -36,8 +37,7 @@ def test_protocols():
     assert get_protocol("paper_milestones")["milestones"] == [0.25, 0.5, 0.75, 1.0]
     assert get_protocol("cpu_small_milestones")["search"] == small["search"]
     smoke = get_protocol("smoke")
-    assert (smoke["games"], smoke["seeds"], smoke["milestones"]) == (["starpilot"], [0],
-                                                                     [0.5, 1.0])
+    assert (smoke["games"], smoke["seeds"], smoke["milestones"]) == (["starpilot"], [0], [0.5, 1.0])
     assert smoke["search"]["preset"] == "smoke"
     assert smoke["search"]["total_env_steps"] == base.build("smoke").total_env_steps
     assert smoke["baselines"]["random"]["num_samples"] == 1
@@ -70,21 +70,31 @@ def test_expansion_order_and_commands(tmp_path):
         ("random", "starpilot", 1, "random/starpilot/seed1/random_000"),
         ("random", "starpilot", 1, "random/starpilot/seed1/random_001"),
     ]
-    common = ["--config.env_name=starpilot", f"--config.total_env_steps={BUDGET}",
-              "--config.agent=ppo"]
+    common = [
+        "--config.env_name=starpilot",
+        f"--config.total_env_steps={BUDGET}",
+        "--config.agent=ppo",
+    ]
     search, retrain, impala, rnd = runs[1], runs[3], runs[4], runs[7]
-    assert search.argv[:4] == [sys.executable, "-m", "experiments.search",
-                               "--config=experiments/configs/search.py:cpu_demo"]
-    assert set(common + [f"--workdir={search.workdir}", "--config.seed=1",
-                         "--config.network=darts_standard"]) <= set(search.argv)
-    assert retrain.argv[2:4] == ["experiments.train",
-                                 "--config=experiments/configs/train.py:cpu_demo"]
+    assert search.argv[:4] == [
+        sys.executable,
+        "-m",
+        "experiments.search",
+        "--config=experiments/configs/search.py:cpu_demo",
+    ]
+    assert set(
+        common
+        + [f"--workdir={search.workdir}", "--config.seed=1", "--config.network=darts_standard"]
+    ) <= set(search.argv)
+    assert retrain.argv[2:4] == [
+        "experiments.train",
+        "--config=experiments/configs/train.py:cpu_demo",
+    ]
     assert f"--config.genotype={tmp_path}/search/starpilot/seed1/genotype.json" in retrain.argv
     assert "--config.network=darts_standard" in retrain.argv
     assert "--config.network=impala" in impala.argv
     assert not any(a.startswith("--config.genotype") for a in impala.argv)
-    assert (f"--config.genotype={tmp_path}/random_genotypes/random_001/genotype.json"
-            in rnd.argv)
+    assert f"--config.genotype={tmp_path}/random_genotypes/random_001/genotype.json" in rnd.argv
     assert retrain.after == str(tmp_path / "search/starpilot/seed1")
     assert not any(r.after for r in runs if r.kind != "retrain")
     assert len(sweep.expand(get_protocol("paper"), str(tmp_path))) == 16 * 3 * (3 + 10)
@@ -96,8 +106,10 @@ def test_milestone_runs_and_agent_override(tmp_path):
     assert all("--config.agent=dqn" in r.argv for r in runs)
     ms = [r for r in runs if r.kind == "milestone"]
     assert [(r.seed, os.path.relpath(r.workdir, tmp_path)) for r in ms] == [
-        (s, f"milestone/starpilot/seed{s}/m{f}") for s in (0, 1)
-        for f in ("0.25", "0.5", "0.75", "1.0")]
+        (s, f"milestone/starpilot/seed{s}/m{f}")
+        for s in (0, 1)
+        for f in ("0.25", "0.5", "0.75", "1.0")
+    ]
     m = ms[5]  # seed 1 at 0.5
     geno = tmp_path / "milestone_genotypes/starpilot/seed1/m0.5/genotype.json"
     assert (m.milestone, m.search_budget, m.genotype) == (0.5, BUDGET, str(geno))
@@ -121,8 +133,9 @@ def test_dry_run_prints_commands_and_skips_finished_runs(tmp_path):
     _fake_run(tmp_path / "search/starpilot/seed1", BUDGET - 2048, iters - 1)  # interrupted
     _fake_run(tmp_path / "impala/starpilot/seed0", BUDGET, iters, checkpoint=False)
     lines = []
-    out = sweep.sweep(get_protocol("cpu_small", milestones=[0.5]), str(tmp_path),
-                      dry_run=True, log=lines.append)
+    out = sweep.sweep(
+        get_protocol("cpu_small", milestones=[0.5]), str(tmp_path), dry_run=True, log=lines.append
+    )
     assert [r.run.workdir for r in out] == [str(tmp_path / "search/starpilot/seed0")]
     assert lines[0].startswith("# write 2 random genotypes")
     assert lines[1].startswith("# skip (finished")
@@ -130,9 +143,11 @@ def test_dry_run_prints_commands_and_skips_finished_runs(tmp_path):
     assert len(commands) == 9 + 2
     assert "--workdir=" + str(tmp_path / "search/starpilot/seed1") in commands[0]
     assert "--workdir=" + str(tmp_path / "impala/starpilot/seed0") in commands[3]
-    assert lines[-2] == (f"# after {tmp_path}/search/starpilot/seed1 has finished: write its "
-                         f"genotype at 0.5 of {BUDGET:,} env steps to {tmp_path}/milestone_"
-                         "genotypes/starpilot/seed1/m0.5/genotype.json")
+    assert lines[-2] == (
+        f"# after {tmp_path}/search/starpilot/seed1 has finished: write its "
+        f"genotype at 0.5 of {BUDGET:,} env steps to {tmp_path}/milestone_"
+        "genotypes/starpilot/seed1/m0.5/genotype.json"
+    )
     assert not (tmp_path / "random_genotypes").exists()  # a dry run writes nothing
     assert sweep.is_finished(str(tmp_path / "search/starpilot/seed0"), BUDGET)
     assert not sweep.is_finished(str(tmp_path / "search/starpilot/seed0"), BUDGET + 1)
@@ -141,6 +156,7 @@ def test_dry_run_prints_commands_and_skips_finished_runs(tmp_path):
 
 class FakeEngine:
     """Stands in for the binaries: a search leaves a genotype, except the failing one."""
+
     capacity = 1
 
     def __init__(self, genotype_text, fail=()):
@@ -154,8 +170,9 @@ class FakeEngine:
             with open(os.path.join(run.workdir, "genotype.json"), "w") as f:
                 f.write(self.genotype_text)
         handle = object()
-        self.done[handle] = scheduler.Result(run, scheduler.DONE if ok else scheduler.FAILED,
-                                             1.0, 1, finished=ok)
+        self.done[handle] = scheduler.Result(
+            run, scheduler.DONE if ok else scheduler.FAILED, 1.0, 1, finished=ok
+        )
         return handle
 
     def wait(self, handles):
@@ -177,10 +194,12 @@ def test_run_skips_retrain_without_genotype_and_writes_random_genotypes(tmp_path
     assert state.pop("search/starpilot/seed1") == "failed"
     assert state.pop("retrain/starpilot/seed1") == "skipped"
     assert set(state.values()) == {"done"} and len(state) == 8
-    assert any(line.startswith("# skipped retrain starpilot seed 1: its search")
-               and line.endswith("search/starpilot/seed1 is failed") for line in lines)
-    assert "| retrain starpilot seed 1 | skipped | 0 | - | retrain/starpilot/seed1 |" in (
-        lines[-1])
+    assert any(
+        line.startswith("# skipped retrain starpilot seed 1: its search")
+        and line.endswith("search/starpilot/seed1 is failed")
+        for line in lines
+    )
+    assert "| retrain starpilot seed 1 | skipped | 0 | - | retrain/starpilot/seed1 |" in (lines[-1])
     assert lines[-1].endswith("8 done, 1 skipped, 1 failed")
     for i in range(2):
         g = NetworkGenotype.load(str(root / f"random_genotypes/random_{i:03d}/genotype.json"))
@@ -189,7 +208,10 @@ def test_run_skips_retrain_without_genotype_and_writes_random_genotypes(tmp_path
         demo = base.build("cpu_demo")
         assert g.found_with.method == "random" and g.found_with.network == "darts_standard"
         assert (g.found_with.depths, g.found_with.dense, g.found_with.first_conv) == (
-            tuple(demo.net.depths), demo.net.dense, demo.net.first_conv)
+            tuple(demo.net.depths),
+            demo.net.dense,
+            demo.net.first_conv,
+        )
 
 
 def _script(code):
@@ -201,30 +223,38 @@ def test_local_engine_retries_resumes_and_logs(tmp_path):
     # Attempt 1 writes a checkpoint then hangs: the test hook kills it. Attempt 2 sees the
     # checkpoint ("resuming") and fails with exit 3; attempt 3 succeeds.
     work = tmp_path / "w"
-    code = (f"import os, sys, time; n = len(os.listdir('{work}/n')) "
-            f"if os.path.isdir('{work}/n') else 0; os.makedirs(f'{work}/n/{{n}}')\n"
-            "print('attempt', n + 1, flush=True)\n"
-            f"if n == 0: os.makedirs('{work}/checkpoints/2'); time.sleep(60)\n"
-            f"print('resuming' if os.path.isdir('{work}/checkpoints/2') else 'fresh')\n"
-            "sys.exit(3 if n == 1 else 0)")
+    code = (
+        f"import os, sys, time; n = len(os.listdir('{work}/n')) "
+        f"if os.path.isdir('{work}/n') else 0; os.makedirs(f'{work}/n/{{n}}')\n"
+        "print('attempt', n + 1, flush=True)\n"
+        f"if n == 0: os.makedirs('{work}/checkpoints/2'); time.sleep(60)\n"
+        f"print('resuming' if os.path.isdir('{work}/checkpoints/2') else 'fresh')\n"
+        "sys.exit(3 if n == 1 else 0)"
+    )
     run = plan.Run("impala", "starpilot", 0, str(work), 10, _script(code))
     lines, echoed = [], []
-    eng = engines.LocalEngine("sid", max_retries=2, kill_workdir=str(work), log=lines.append,
-                              echo=echoed.append)
+    eng = engines.LocalEngine(
+        "sid", max_retries=2, kill_workdir=str(work), log=lines.append, echo=echoed.append
+    )
     _, result = eng.wait([eng.submit(run)])
     assert (result.state, result.attempts, result.finished) == ("done", 3, True)
     assert 0 < result.wall_s < 30
     assert echoed == ["attempt 1", "attempt 2", "resuming", "attempt 3", "resuming"]
     log = (work / engines.LOG_FILE).read_text().splitlines()
     assert [ln for ln in log if ln.startswith("=== exit")] == [
-        "=== exit -9 (test hook: killed after its first checkpoint) ===", "=== exit 3 ===",
-        "=== exit 0 ==="]
+        "=== exit -9 (test hook: killed after its first checkpoint) ===",
+        "=== exit 3 ===",
+        "=== exit 0 ===",
+    ]
     assert sum(ln.startswith("=== sweep sid attempt start") for ln in log) == 3
-    assert lines == ["# exit -9: retry 1 of 2, impala starpilot seed 0",
-                     "# exit 3: retry 2 of 2, impala starpilot seed 0"]
+    assert lines == [
+        "# exit -9: retry 1 of 2, impala starpilot seed 0",
+        "# exit 3: retry 2 of 2, impala starpilot seed 0",
+    ]
     # No retries left: the run fails, and the note points at its log.
-    failing = plan.Run("impala", "starpilot", 1, str(tmp_path / "f"), 10,
-                       _script("import sys; sys.exit(5)"))
+    failing = plan.Run(
+        "impala", "starpilot", 1, str(tmp_path / "f"), 10, _script("import sys; sys.exit(5)")
+    )
     eng = engines.LocalEngine("sid2", max_retries=0, log=lines.append, echo=echoed.append)
     _, result = eng.wait([eng.submit(failing)])
     assert (result.state, result.attempts) == ("failed", 1)
@@ -232,31 +262,44 @@ def test_local_engine_retries_resumes_and_logs(tmp_path):
 
 
 def test_local_engine_does_not_import_ray(tmp_path):
-    code = ("import sys; from launch import engines, plan, scheduler; import launch.sweep\n"
-            f"run = plan.Run('impala', 'g', 0, {str(tmp_path)!r}, 1, [sys.executable, '-c', "
-            "'print(1)'])\n"
-            "eng = engines.make_engine('local', 'sid', echo=lambda line: None)\n"
-            "[r] = scheduler.schedule([run], eng, log=lambda line: None)\n"
-            "print(r.state, 'ray' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys; from launch import engines, plan, scheduler; import launch.sweep\n"
+        f"run = plan.Run('impala', 'g', 0, {str(tmp_path)!r}, 1, [sys.executable, '-c', "
+        "'print(1)'])\n"
+        "eng = engines.make_engine('local', 'sid', echo=lambda line: None)\n"
+        "[r] = scheduler.schedule([run], eng, log=lambda line: None)\n"
+        "print(r.state, 'ray' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["done", "False"]
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--engine=slurm"], "error: unknown engine 'slurm'; valid engines: local, ray"),
-    (["--milestones=0.5,1.5"], "error: milestone 1.5 is outside (0, 1]"),
-    (["--agent=a2c"], "error: unknown agent 'a2c'; valid agents: ppo, dqn"),
-    (["--protocol=tiny"], "error: unknown protocol 'tiny'; valid protocols: smoke, "),
-    (["--gpus_per_run=0.5"], "error: --ray_address, --ray_num_cpus, --cpus_per_run and "
-                             "--gpus_per_run need --engine=ray"),
-    (["--engine=ray", "--gpus_per_run=1.5"], "error: --gpus_per_run=1.5 must be a fraction"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--engine=slurm"], "error: unknown engine 'slurm'; valid engines: local, ray"),
+        (["--milestones=0.5,1.5"], "error: milestone 1.5 is outside (0, 1]"),
+        (["--agent=a2c"], "error: unknown agent 'a2c'; valid agents: ppo, dqn"),
+        (["--protocol=tiny"], "error: unknown protocol 'tiny'; valid protocols: smoke, "),
+        (
+            ["--gpus_per_run=0.5"],
+            "error: --ray_address, --ray_num_cpus, --cpus_per_run and "
+            "--gpus_per_run need --engine=ray",
+        ),
+        (["--engine=ray", "--gpus_per_run=1.5"], "error: --gpus_per_run=1.5 must be a fraction"),
+    ],
+)
 def test_bad_flags_one_line(tmp_path, flags, message):
-    proc = subprocess.run([sys.executable, "-m", "launch.sweep", f"--root={tmp_path}/r",
-                           "--dry_run", *flags], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.sweep", f"--root={tmp_path}/r", "--dry_run", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr
     assert not (tmp_path / "r").exists()
@@ -266,5 +309,9 @@ def test_other_agent_in_root_is_refused(tmp_path):
     _fake_run(tmp_path / "impala/starpilot/seed0", BUDGET, 12)
     (tmp_path / "impala/starpilot/seed0/config.json").write_text('{"agent": "ppo"}')
     with pytest.raises(ValueError, match="holds runs of another agent than 'dqn'"):
-        sweep.sweep(get_protocol("cpu_small", agent="dqn"), str(tmp_path), dry_run=True,
-                    log=lambda line: None)
+        sweep.sweep(
+            get_protocol("cpu_small", agent="dqn"),
+            str(tmp_path),
+            dry_run=True,
+            log=lambda line: None,
+        )

@@ -5,6 +5,7 @@ env_name, distribution_mode, num_levels, start_level, seed, total_env_steps, age
 network, genotype, arch.mode, ppo.num_envs, ppo.num_steps, ppo.num_minibatches,
 ppo.update_epochs, ppo.learning_rate, ppo.gamma.
 """
+
 from ml_collections import config_dict
 
 
@@ -219,8 +220,12 @@ def paper(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     return c
 
 
-PRESETS = {"smoke": smoke, "cpu_demo": cpu_demo, "paper": paper,
-           "paper_official": lambda c: use_official_ppo(paper(c))}
+PRESETS = {
+    "smoke": smoke,
+    "cpu_demo": cpu_demo,
+    "paper": paper,
+    "paper_official": lambda c: use_official_ppo(paper(c)),
+}
 
 
 def build(preset: str, **overrides) -> config_dict.ConfigDict:

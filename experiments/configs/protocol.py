@@ -22,6 +22,7 @@ whole pipeline), ``cpu_small_milestones`` (cpu_small + milestones 0.25, 0.5, 0.7
 ``paper_milestones`` (paper + the four milestones). ``get_protocol`` overrides the agent
 (ppo | dqn: the same protocol off-policy) and the milestones.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,53 +33,101 @@ SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
 AGENTS = ("ppo", "dqn")  # = rldarts.experiment.AGENTS (named here without importing JAX)
 QUARTERS = [0.25, 0.5, 0.75, 1.0]
-PROCGEN_GAMES = ("bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",
-                 "dodgeball", "fruitbot", "heist", "jumper", "leaper", "maze", "miner",
-                 "ninja", "plunder", "starpilot")
+PROCGEN_GAMES = (
+    "bigfish",
+    "bossfight",
+    "caveflyer",
+    "chaser",
+    "climber",
+    "coinrun",
+    "dodgeball",
+    "fruitbot",
+    "heist",
+    "jumper",
+    "leaper",
+    "maze",
+    "miner",
+    "ninja",
+    "plunder",
+    "starpilot",
+)
 
 
-def _runs(preset: str, total_env_steps: int | None, network: str, num_samples: int,
-          random_seed: int) -> dict:
+def _runs(
+    preset: str, total_env_steps: int | None, network: str, num_samples: int, random_seed: int
+) -> dict:
     c = base.build(preset)
     steps = int(total_env_steps or c.total_env_steps)
-    run = lambda config, net: {"config": config, "preset": preset,  # noqa: E731
-                               "total_env_steps": steps, "network": net}
+    run = lambda config, net: {
+        "config": config,
+        "preset": preset,  # noqa: E731
+        "total_env_steps": steps,
+        "network": net,
+    }
     random = run(TRAIN_CONFIG, network)
     # What the random genotypes must fit: the trained network's search space and wiring.
-    random.update(num_samples=num_samples, seed=random_seed,
-                  search_space=c.net.search_space, num_nodes=c.net.num_nodes,
-                  k=c.arch.discretize_k, depths=list(c.net.depths), dense=c.net.dense,
-                  output_mode=c.net.output_mode, first_conv=c.net.first_conv)
-    return {"search": run(SEARCH_CONFIG, network),
-            "retrain": run(TRAIN_CONFIG, network),
-            "baselines": {"impala": run(TRAIN_CONFIG, "impala"), "random": random}}
+    random.update(
+        num_samples=num_samples,
+        seed=random_seed,
+        search_space=c.net.search_space,
+        num_nodes=c.net.num_nodes,
+        k=c.arch.discretize_k,
+        depths=list(c.net.depths),
+        dense=c.net.dense,
+        output_mode=c.net.output_mode,
+        first_conv=c.net.first_conv,
+    )
+    return {
+        "search": run(SEARCH_CONFIG, network),
+        "retrain": run(TRAIN_CONFIG, network),
+        "baselines": {"impala": run(TRAIN_CONFIG, "impala"), "random": random},
+    }
 
 
 def smoke() -> dict:
-    return {"name": "smoke", "games": ["starpilot"], "seeds": [0], "agent": "ppo",
-            "milestones": [0.5, 1.0],
-            **_runs("smoke", None, "darts_standard", num_samples=1, random_seed=0)}
+    return {
+        "name": "smoke",
+        "games": ["starpilot"],
+        "seeds": [0],
+        "agent": "ppo",
+        "milestones": [0.5, 1.0],
+        **_runs("smoke", None, "darts_standard", num_samples=1, random_seed=0),
+    }
 
 
 def cpu_small() -> dict:
-    return {"name": "cpu_small", "games": ["starpilot"], "seeds": [0, 1], "agent": "ppo",
-            "milestones": [],
-            **_runs("cpu_demo", None, "darts_standard", num_samples=2, random_seed=0)}
+    return {
+        "name": "cpu_small",
+        "games": ["starpilot"],
+        "seeds": [0, 1],
+        "agent": "ppo",
+        "milestones": [],
+        **_runs("cpu_demo", None, "darts_standard", num_samples=2, random_seed=0),
+    }
 
 
 def paper() -> dict:
-    return {"name": "paper", "games": list(PROCGEN_GAMES), "seeds": [0, 1, 2],
-            "agent": "ppo", "milestones": [],
-            **_runs("paper", 25_000_000, "darts_standard", num_samples=10, random_seed=0)}
+    return {
+        "name": "paper",
+        "games": list(PROCGEN_GAMES),
+        "seeds": [0, 1, 2],
+        "agent": "ppo",
+        "milestones": [],
+        **_runs("paper", 25_000_000, "darts_standard", num_samples=10, random_seed=0),
+    }
 
 
 def _with_milestones(make, name: str):
     return lambda: {**make(), "name": name, "milestones": list(QUARTERS)}
 
 
-PROTOCOLS = {"smoke": smoke, "cpu_small": cpu_small,
-             "cpu_small_milestones": _with_milestones(cpu_small, "cpu_small_milestones"),
-             "paper": paper, "paper_milestones": _with_milestones(paper, "paper_milestones")}
+PROTOCOLS = {
+    "smoke": smoke,
+    "cpu_small": cpu_small,
+    "cpu_small_milestones": _with_milestones(cpu_small, "cpu_small_milestones"),
+    "paper": paper,
+    "paper_milestones": _with_milestones(paper, "paper_milestones"),
+}
 
 
 def check_milestones(milestones) -> list[float]:
@@ -88,11 +137,15 @@ def check_milestones(milestones) -> list[float]:
         try:
             f = float(m)
         except (TypeError, ValueError):
-            raise ValueError(f"milestone {m!r} is not a number; milestones are fractions "
-                             "of the search budget in (0, 1], e.g. 0.25,0.5,1.0") from None
+            raise ValueError(
+                f"milestone {m!r} is not a number; milestones are fractions "
+                "of the search budget in (0, 1], e.g. 0.25,0.5,1.0"
+            ) from None
         if not 0.0 < f <= 1.0:  # also refuses NaN
-            raise ValueError(f"milestone {m} is outside (0, 1]; milestones are fractions "
-                             "of the search budget, e.g. 0.25,0.5,1.0")
+            raise ValueError(
+                f"milestone {m} is outside (0, 1]; milestones are fractions "
+                "of the search budget, e.g. 0.25,0.5,1.0"
+            )
         out.append(f)
     return sorted(set(out))
 
@@ -100,13 +153,13 @@ def check_milestones(milestones) -> list[float]:
 def get_protocol(name: str, agent: str | None = None, milestones=None) -> dict:
     """The protocol `name`; `agent` and `milestones` (None: the protocol's) override it."""
     if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; valid protocols: "
-                         f"{', '.join(PROTOCOLS)}")
+        raise ValueError(f"unknown protocol {name!r}; valid protocols: {', '.join(PROTOCOLS)}")
     protocol = copy.deepcopy(PROTOCOLS[name]())
     if agent is not None:
         if agent not in AGENTS:
             raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
         protocol["agent"] = agent
     protocol["milestones"] = check_milestones(
-        protocol["milestones"] if milestones is None else milestones)
+        protocol["milestones"] if milestones is None else milestones
+    )
     return protocol

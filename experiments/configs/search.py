@@ -2,6 +2,7 @@
 
 Use: --config=experiments/configs/search.py:PRESET (smoke | cpu_demo | paper | paper_official)
 """
+
 from experiments.configs import base
 
 

@@ -12,6 +12,7 @@ the command line wins where it shapes the network around the cells (net.depths,
 net.dense, net.first_conv) and must agree with the file where it describes the cells
 (network, net.search_space, net.num_nodes, net.output_mode).
 """
+
 from ml_collections import config_dict
 
 from experiments.configs import base
@@ -20,8 +21,7 @@ from experiments.configs import base
 def get_config(preset: str = "cpu_demo"):
     c = base.build(preset or "cpu_demo", network="impala")
     c.arch.mode = "frozen"  # fixed networks have no alphas
-    c.without_genotype = config_dict.ConfigDict({"network": c.network,
-                                                 "net": c.net.to_dict()})
+    c.without_genotype = config_dict.ConfigDict({"network": c.network, "net": c.net.to_dict()})
     c.network = config_dict.placeholder(str)
     for key, value in c.without_genotype.net.items():
         c.net[key] = config_dict.placeholder(type(value))

@@ -6,6 +6,7 @@ alphas through ``rldarts.arch.make_arch_step``, as PPO), then ``run_iteration``,
 loop that steps the envs, fills the replays and keeps the samples-per-insert ratio.
 Settings: reference section 8 (config section ``dqn``).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,7 @@ class DQNState(NamedTuple):
     @property
     def arch_state(self) -> arch.ArchState:
         """What the optimisation steps move."""
-        return arch.ArchState(self.params, self.alphas, self.weight_opt_state,
-                              self.alpha_opt_state)
+        return arch.ArchState(self.params, self.alphas, self.weight_opt_state, self.alpha_opt_state)
 
 
 def atoms(dqn_cfg) -> jnp.ndarray:
@@ -43,8 +43,10 @@ def atoms(dqn_cfg) -> jnp.ndarray:
 
 
 def make_weight_optimizer(dqn_cfg) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(dqn_cfg.max_grad_norm),
-                       optax.adam(dqn_cfg.learning_rate, eps=dqn_cfg.adam_eps))
+    return optax.chain(
+        optax.clip_by_global_norm(dqn_cfg.max_grad_norm),
+        optax.adam(dqn_cfg.learning_rate, eps=dqn_cfg.adam_eps),
+    )
 
 
 def make_policy(model, dqn_cfg, *group_epsilons):
@@ -56,22 +58,35 @@ def make_policy(model, dqn_cfg, *group_epsilons):
 
     def policy(params, alphas, obs, key, inv_temp, group=0):
         # A sampled supernet (gdas) draws its architecture from a key of its own.
-        q = dqn_losses.q_values(model.apply(
-            params, obs, alphas, inv_temp, rngs=arch.arch_rngs(jax.random.fold_in(key, 1))),
-            support)
+        q = dqn_losses.q_values(
+            model.apply(
+                params, obs, alphas, inv_temp, rngs=arch.arch_rngs(jax.random.fold_in(key, 1))
+            ),
+            support,
+        )
         eps = jnp.broadcast_to(group_epsilons[group], q.shape[:1])
         return dqn_losses.epsilon_greedy(key, q, eps), {}
+
     return policy
 
 
-def init_state(model, dqn_cfg, arch_cfg, alphas, sample_obs, key,
-               topology: parallel.Topology | None = None) -> DQNState:
+def init_state(
+    model, dqn_cfg, arch_cfg, alphas, sample_obs, key, topology: parallel.Topology | None = None
+) -> DQNState:
     key, init_key = jax.random.split(key)
     params = model.init({"params": init_key, **arch.arch_rngs(init_key)}, sample_obs, alphas)
     weight_opt = make_weight_optimizer(dqn_cfg)
     alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
-    state = DQNState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas), key,
-                     params, alphas, jnp.zeros((), jnp.int32))
+    state = DQNState(
+        params,
+        alphas,
+        weight_opt.init(params),
+        alpha_opt.init(alphas),
+        key,
+        params,
+        alphas,
+        jnp.zeros((), jnp.int32),
+    )
     return (topology or parallel.single_device()).replicate(state)
 
 
@@ -90,11 +105,18 @@ def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | No
         rngs = arch.arch_rngs(arch_key)
         q_tm1 = model.apply(params, batch["obs"], alphas, inv_temp, rngs=rngs)
         q_t_online = model.apply(params, batch["next_obs"], alphas, inv_temp, rngs=rngs)
-        q_t_target = model.apply(target_params, batch["next_obs"], target_alphas, inv_temp,
-                                 rngs=rngs)
+        q_t_target = model.apply(
+            target_params, batch["next_obs"], target_alphas, inv_temp, rngs=rngs
+        )
         per_sample = dqn_losses.categorical_double_q_loss(
-            q_tm1, batch["actions"], batch["rewards"], batch["discounts"], q_t_target,
-            q_t_online, support)
+            q_tm1,
+            batch["actions"],
+            batch["rewards"],
+            batch["discounts"],
+            q_t_target,
+            q_t_online,
+            support,
+        )
         # Importance weights correct the bias of prioritized sampling.
         loss = jnp.mean(batch["weights"] * per_sample)
         return loss, {"priorities": per_sample, "td_loss": jnp.mean(per_sample)}
@@ -104,15 +126,21 @@ def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | No
         key, arch_key = jax.random.split(state.key)
         arch_step = arch.make_arch_step(
             arch_cfg.mode,
-            lambda p, a, b: loss_fn(p, a, b, state.target_params, state.target_alphas,
-                                    inv_temp, arch_key),
-            weight_opt, alpha_opt, arch_cfg.get("unrolled_lr", 0.0) or dqn_cfg.learning_rate)
+            lambda p, a, b: loss_fn(
+                p, a, b, state.target_params, state.target_alphas, inv_temp, arch_key
+            ),
+            weight_opt,
+            alpha_opt,
+            arch_cfg.get("unrolled_lr", 0.0) or dqn_cfg.learning_rate,
+        )
         moved, metrics = arch_step(state.arch_state, batch, heldout_batch)
         steps = state.learner_steps + 1
-        target_params = optax.periodic_update(moved.params, state.target_params, steps,
-                                              dqn_cfg.target_update_period)
-        target_alphas = optax.periodic_update(moved.alphas, state.target_alphas, steps,
-                                              dqn_cfg.target_update_period)
+        target_params = optax.periodic_update(
+            moved.params, state.target_params, steps, dqn_cfg.target_update_period
+        )
+        target_alphas = optax.periodic_update(
+            moved.alphas, state.target_alphas, steps, dqn_cfg.target_update_period
+        )
         new_state = DQNState(*moved, key, target_params, target_alphas, steps)
         return topology.constrain_replicated(new_state), metrics
 
@@ -124,17 +152,34 @@ def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype, capacity: int | Non
     (default ``dqn.replay_capacity``) split in proportion to the group sizes."""
     total = sum(group_sizes)
     capacity = dqn_cfg.replay_capacity if capacity is None else capacity
-    return [PrioritizedReplay(max(capacity * n // total, n * (dqn_cfg.n_step + 2)),
-                              n, obs_shape, obs_dtype, dqn_cfg.n_step, dqn_cfg.gamma,
-                              dqn_cfg.priority_exponent, dqn_cfg.importance_exponent)
-            for n in group_sizes]
+    return [
+        PrioritizedReplay(
+            max(capacity * n // total, n * (dqn_cfg.n_step + 2)),
+            n,
+            obs_shape,
+            obs_dtype,
+            dqn_cfg.n_step,
+            dqn_cfg.gamma,
+            dqn_cfg.priority_exponent,
+            dqn_cfg.importance_exponent,
+        )
+        for n in group_sizes
+    ]
 
 
 class Learner:
     """Host-side bookkeeping around the jitted step: replays, samples-per-insert."""
 
-    def __init__(self, model, dqn_cfg, arch_cfg, replays, reward_scale: float,
-                 topology: parallel.Topology | None = None, async_acting: bool = False):
+    def __init__(
+        self,
+        model,
+        dqn_cfg,
+        arch_cfg,
+        replays,
+        reward_scale: float,
+        topology: parallel.Topology | None = None,
+        async_acting: bool = False,
+    ):
         self.cfg = dqn_cfg
         self.replays = replays
         self.reward_scale = reward_scale
@@ -161,8 +206,9 @@ class Learner:
         for replay in self.replays:
             replay.close_open_windows()
 
-    def run_iteration(self, actor, state: DQNState, inv_temp, num_env_steps: int,
-                      next_inv_temp=None):
+    def run_iteration(
+        self, actor, state: DQNState, inv_temp, num_env_steps: int, next_inv_temp=None
+    ):
         """Acts for ``num_env_steps`` (all envs together) and learns at the configured
         samples-per-insert ratio once the training replay holds ``min_replay_size``."""
         c = self.cfg
@@ -178,7 +224,8 @@ class Learner:
                 upcoming = inv_temp if t + 1 < num_steps else next_inv_temp
                 prefetch = None if upcoming is None else (actor, state, upcoming)
                 (actions, obs, rewards, dones, fin), lag = self.pipeline.next(
-                    (actor, state, inv_temp), prefetch)
+                    (actor, state, inv_temp), prefetch
+                )
                 lags.append(lag)
             rewards = np.asarray(dqn_losses.transform_reward(rewards, self.reward_scale))
             start = 0
@@ -193,22 +240,38 @@ class Learner:
             self.inserted += actor.sizes[0]
             while self.sampled < c.samples_per_insert * self.inserted:
                 batch = self.replays[0].sample(self.batch_size, self.rng)
-                held = (self.replays[1].sample(self.batch_size, self.rng)
-                        if len(self.replays) > 1 and self.replays[1].size else None)
+                held = (
+                    self.replays[1].sample(self.batch_size, self.rng)
+                    if len(self.replays) > 1 and self.replays[1].size
+                    else None
+                )
                 if len(self.replays) > 1 and held is None:
                     break  # alternating: wait until the held-out replay has data
-                state, m = self.step(state, self.topology.shard_batch(_device(batch)),
-                                     self.topology.shard_batch(_device(held)), inv_temp)
+                state, m = self.step(
+                    state,
+                    self.topology.shard_batch(_device(batch)),
+                    self.topology.shard_batch(_device(held)),
+                    inv_temp,
+                )
                 self.replays[0].update_priorities(
-                    batch["indices"], self.topology.local_rows(m.pop("priorities")))
+                    batch["indices"], self.topology.local_rows(m.pop("priorities"))
+                )
                 metrics.append(m)
                 self.sampled += self.batch_size
-        out = {"replay_size": self.replays[0].size,
-               "replay_memory_gb": sum(r.memory_bytes() for r in self.replays) / 1e9,
-               "learner_steps": int(self.topology.to_host(state.learner_steps))}
+        out = {
+            "replay_size": self.replays[0].size,
+            "replay_memory_gb": sum(r.memory_bytes() for r in self.replays) / 1e9,
+            "learner_steps": int(self.topology.to_host(state.learner_steps)),
+        }
         if metrics:
-            out.update({k: float(v) for k, v in self.topology.to_host(
-                jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)).items()})
+            out.update(
+                {
+                    k: float(v)
+                    for k, v in self.topology.to_host(
+                        jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)
+                    ).items()
+                }
+            )
         if lags:
             out["policy_lag"] = float(np.mean(lags))
         return state, out, finished
@@ -249,48 +312,76 @@ class Agent:
 
     normalize_reward = False  # rewards are scaled by the game's max return instead
 
-    def __init__(self, c, torso, num_actions: int, mode: str, num_heldout: int,
-                 total_env_steps: int, topology: parallel.Topology | None = None,
-                 obs_shape=(64, 64, 3), obs_dtype=np.uint8):
+    def __init__(
+        self,
+        c,
+        torso,
+        num_actions: int,
+        mode: str,
+        num_heldout: int,
+        total_env_steps: int,
+        topology: parallel.Topology | None = None,
+        obs_shape=(64, 64, 3),
+        obs_dtype=np.uint8,
+    ):
         d = self.cfg = c.dqn
         self.topology = topology = topology or parallel.single_device()
-        self.model = networks.Agent(torso, networks.C51DuelingHead(num_actions, d.num_atoms,
-                                                                   d.hidden))
+        self.model = networks.Agent(
+            torso, networks.C51DuelingHead(num_actions, d.num_atoms, d.hidden)
+        )
         self.num_envs = d.num_envs
         self.steps_per_iteration = max(1, d.iteration_env_steps // d.num_envs) * d.num_envs
         self.arch_cfg = c.arch.copy_and_resolve_references()
         self.arch_cfg.mode = mode
         # Multi-host: each process holds the replay of its own envs.
         capacity = topology.local_share(d.replay_capacity)
-        need = PrioritizedReplay.estimate_bytes(capacity, obs_shape, obs_dtype,
-                                                topology.local_share(d.num_envs))
+        need = PrioritizedReplay.estimate_bytes(
+            capacity, obs_shape, obs_dtype, topology.local_share(d.num_envs)
+        )
         have = _available_memory_bytes()
         if need > 0.9 * have:
-            raise ValueError(f"dqn.replay_capacity={d.replay_capacity:,} needs about "
-                             f"{need / 1e9:.1f} GB of replay memory; {have / 1e9:.1f} GB "
-                             "is available")
+            raise ValueError(
+                f"dqn.replay_capacity={d.replay_capacity:,} needs about "
+                f"{need / 1e9:.1f} GB of replay memory; {have / 1e9:.1f} GB "
+                "is available"
+            )
         # Each group its own Ape-X spread: spread over all columns, the held-out envs
         # (the last columns) would act almost greedily.
         # A process takes its own slice of each group's spread.
         groups = [d.num_envs - num_heldout] + ([num_heldout] if num_heldout else [])
         p, share = topology.process_index, topology.local_share
-        self.policy = make_policy(self.model, d, *[
-            dqn_losses.apex_epsilons(n, d.epsilon_base, d.epsilon_alpha)
-            [p * share(n):(p + 1) * share(n)] for n in groups])
+        self.policy = make_policy(
+            self.model,
+            d,
+            *[
+                dqn_losses.apex_epsilons(n, d.epsilon_base, d.epsilon_alpha)[
+                    p * share(n) : (p + 1) * share(n)
+                ]
+                for n in groups
+            ],
+        )
         self.eval_policy = make_policy(self.model, d, [d.eval_epsilon])
-        self.replays = make_replays(d, [share(n) for n in groups], obs_shape, obs_dtype,
-                                    capacity)
+        self.replays = make_replays(d, [share(n) for n in groups], obs_shape, obs_dtype, capacity)
         scale = d.reward_max_return or procgen_scores.max_return(c.env_name)
-        self.learner = Learner(self.model, d, self.arch_cfg, self.replays, scale, topology,
-                               bool(c.get("parallel") and c.parallel.async_actor))
+        self.learner = Learner(
+            self.model,
+            d,
+            self.arch_cfg,
+            self.replays,
+            scale,
+            topology,
+            bool(c.get("parallel") and c.parallel.async_actor),
+        )
 
     def init_state(self, alphas, sample_obs, key) -> DQNState:
-        return init_state(self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key,
-                          self.topology)
+        return init_state(
+            self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key, self.topology
+        )
 
     def run_iteration(self, actor, state, inv_temp, next_inv_temp=None):
-        return self.learner.run_iteration(actor, state, inv_temp, self.steps_per_iteration,
-                                          next_inv_temp)
+        return self.learner.run_iteration(
+            actor, state, inv_temp, self.steps_per_iteration, next_inv_temp
+        )
 
     def close(self) -> None:
         if self.learner.pipeline is not None:
@@ -324,8 +415,10 @@ class Agent:
     def load_extra(self, directory: str, step: int) -> str:
         paths = [self._replay_path(directory, step, g) for g in range(len(self.replays))]
         if not all(os.path.exists(p) for p in paths):
-            return (f"no replay saved with checkpoint {step}: the replay refills from "
-                    f"empty ({self.cfg.min_replay_size:,} transitions before learning)")
+            return (
+                f"no replay saved with checkpoint {step}: the replay refills from "
+                f"empty ({self.cfg.min_replay_size:,} transitions before learning)"
+            )
         for replay, path in zip(self.replays, paths):
             replay.load(path)
         return ""

@@ -7,6 +7,7 @@
   weighting / averaging by the caller.
 * Exploration follows Ape-X (Horgan et al. 2018): one fixed epsilon per env.
 """
+
 from __future__ import annotations
 
 import chex
@@ -41,9 +42,15 @@ def q_values(q_logits: Array, atoms: Array) -> Array:
     return jnp.sum(jax.nn.softmax(q_logits, axis=-1) * atoms, axis=-1)
 
 
-def categorical_double_q_loss(q_logits_tm1: Array, a_tm1: Array, r_t: Array,
-                              discount_t: Array, q_logits_t_target: Array,
-                              q_logits_t_online: Array, atoms: Array) -> Array:
+def categorical_double_q_loss(
+    q_logits_tm1: Array,
+    a_tm1: Array,
+    r_t: Array,
+    discount_t: Array,
+    q_logits_t_target: Array,
+    q_logits_t_online: Array,
+    atoms: Array,
+) -> Array:
     """Distributional double-Q cross-entropy loss, per sample, shape (B,).
 
     The online network selects a* = argmax_a E[Z_online(s_t, a)]; the target
@@ -53,8 +60,10 @@ def categorical_double_q_loss(q_logits_tm1: Array, a_tm1: Array, r_t: Array,
 
     Shapes: q_logits_* (B, A, K), a_tm1 (B,) int, r_t / discount_t (B,), atoms (K,).
     """
-    chex.assert_rank([q_logits_tm1, a_tm1, r_t, discount_t, q_logits_t_target,
-                      q_logits_t_online, atoms], [3, 1, 1, 1, 3, 3, 1])
+    chex.assert_rank(
+        [q_logits_tm1, a_tm1, r_t, discount_t, q_logits_t_target, q_logits_t_online, atoms],
+        [3, 1, 1, 1, 3, 3, 1],
+    )
     chex.assert_equal_shape([q_logits_tm1, q_logits_t_target, q_logits_t_online])
     chex.assert_equal_shape([a_tm1, r_t, discount_t])
     chex.assert_equal_shape_prefix([q_logits_tm1, a_tm1], 1)
@@ -64,11 +73,17 @@ def categorical_double_q_loss(q_logits_tm1: Array, a_tm1: Array, r_t: Array,
     dtype = q_logits_tm1.dtype
     # The selector goes through an argmax, so no gradient reaches the online logits.
     q_t_selector = jax.lax.stop_gradient(q_values(q_logits_t_online, atoms))
-    batched = jax.vmap(rlax.categorical_double_q_learning,
-                       in_axes=(None, 0, 0, 0, 0, None, 0, 0))
-    return batched(atoms.astype(dtype), q_logits_tm1, a_tm1, r_t.astype(dtype),
-                   discount_t.astype(dtype), atoms.astype(dtype),
-                   q_logits_t_target, q_t_selector.astype(dtype))
+    batched = jax.vmap(rlax.categorical_double_q_learning, in_axes=(None, 0, 0, 0, 0, None, 0, 0))
+    return batched(
+        atoms.astype(dtype),
+        q_logits_tm1,
+        a_tm1,
+        r_t.astype(dtype),
+        discount_t.astype(dtype),
+        atoms.astype(dtype),
+        q_logits_t_target,
+        q_t_selector.astype(dtype),
+    )
 
 
 def apex_epsilons(num_envs: int, base: float = 0.4, alpha: float = 7.0) -> np.ndarray:

@@ -14,9 +14,10 @@
   data axis, the update's sample set and the params replicated; the step is the
   single-device program under ``jax.jit`` shardings, so the update is the same.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -37,15 +38,18 @@ def update_loop(requested: str) -> str:
     """``ppo.update_loop`` resolved: ``auto`` is ``host`` on the CPU backend, else
     ``scan``."""
     if requested not in UPDATE_LOOPS:
-        raise ValueError(f"config ppo.update_loop={requested!r} is not valid; valid "
-                         f"choices: {', '.join(UPDATE_LOOPS)}")
+        raise ValueError(
+            f"config ppo.update_loop={requested!r} is not valid; valid "
+            f"choices: {', '.join(UPDATE_LOOPS)}"
+        )
     if requested == "auto":
         return "host" if jax.default_backend() == "cpu" else "scan"
     return requested
 
 
-def microbatch_size(requested: int, minibatch_sizes, batch_statistics: bool = False,
-                    num_devices: int = 1) -> int:
+def microbatch_size(
+    requested: int, minibatch_sizes, batch_statistics: bool = False, num_devices: int = 1
+) -> int:
     """Samples per gradient slice of a minibatch; 0 means the whole minibatch at once.
 
     ``requested`` is ``ppo.microbatch_size``: 0 = auto (``CPU_MICROBATCH`` on the CPU
@@ -62,12 +66,13 @@ def microbatch_size(requested: int, minibatch_sizes, batch_statistics: bool = Fa
     """
     sizes = [m for m in minibatch_sizes if m]
     if requested < 0:
-        raise ValueError(f"config ppo.microbatch_size={requested} must be >= 0 "
-                         "(0 = auto)")
+        raise ValueError(f"config ppo.microbatch_size={requested} must be >= 0 (0 = auto)")
     if requested and num_devices > 1:
-        raise ValueError(f"config ppo.microbatch_size={requested} slices minibatches on "
-                         f"one device; with {num_devices} learner devices the minibatch "
-                         "is split over them: set ppo.microbatch_size=0")
+        raise ValueError(
+            f"config ppo.microbatch_size={requested} slices minibatches on "
+            f"one device; with {num_devices} learner devices the minibatch "
+            "is split over them: set ppo.microbatch_size=0"
+        )
     if requested == 0:
         if jax.default_backend() != "cpu" or batch_statistics or num_devices > 1:
             return 0
@@ -78,14 +83,24 @@ def microbatch_size(requested: int, minibatch_sizes, batch_statistics: bool = Fa
         return 0
     bad = [m for m in sizes if m > requested and m % requested]
     if bad:
-        raise ValueError(f"config ppo.microbatch_size={requested} does not divide the "
-                         f"minibatch of {bad[0]} samples; use a divisor of it or 0 (auto)")
+        raise ValueError(
+            f"config ppo.microbatch_size={requested} does not divide the "
+            f"minibatch of {bad[0]} samples; use a divisor of it or 0 (auto)"
+        )
     return requested
 
 
-def make_minibatch_step(loss_fn, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibatch_sizes,
-                        loop: str = "host", batch_statistics: bool = False,
-                        topology: parallel.Topology | None = None):
+def make_minibatch_step(
+    loss_fn,
+    ppo_cfg,
+    arch_cfg,
+    weight_opt,
+    alpha_opt,
+    minibatch_sizes,
+    loop: str = "host",
+    batch_statistics: bool = False,
+    topology: parallel.Topology | None = None,
+):
     """``step(arch_state, train_mb, heldout_mb, inv_temp, arch_key) -> (arch_state,
     metrics)``: one optimisation step on a minibatch whose advantages are already
     normalised (the learner normalises each whole minibatch, so microbatched gradients
@@ -93,8 +108,11 @@ def make_minibatch_step(loss_fn, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minib
     For the ``host`` loop: jitted, or a host loop over jitted microbatch gradients;
     for ``scan``: the pure step, to be traced inside the scan."""
     topology = topology or parallel.single_device()
-    xi = ((arch_cfg.get("unrolled_lr", 0.0) or ppo_cfg.learning_rate)
-          if arch_cfg.mode == "unrolled" else 0.0)  # the virtual step's learning rate
+    xi = (
+        (arch_cfg.get("unrolled_lr", 0.0) or ppo_cfg.learning_rate)
+        if arch_cfg.mode == "unrolled"
+        else 0.0
+    )  # the virtual step's learning rate
     pure = arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt, xi)
 
     def replicated_step(state, *args):
@@ -103,17 +121,21 @@ def make_minibatch_step(loss_fn, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minib
 
     if loop == "scan":
         if ppo_cfg.microbatch_size:
-            raise ValueError(f"config ppo.microbatch_size={ppo_cfg.microbatch_size} needs "
-                             "ppo.update_loop=host (the scan takes whole minibatches); "
-                             "set ppo.microbatch_size=0 or ppo.update_loop=host")
+            raise ValueError(
+                f"config ppo.microbatch_size={ppo_cfg.microbatch_size} needs "
+                "ppo.update_loop=host (the scan takes whole minibatches); "
+                "set ppo.microbatch_size=0 or ppo.update_loop=host"
+            )
         return replicated_step
-    size = microbatch_size(ppo_cfg.microbatch_size, minibatch_sizes, batch_statistics,
-                           topology.num_learner_devices)
+    size = microbatch_size(
+        ppo_cfg.microbatch_size, minibatch_sizes, batch_statistics, topology.num_learner_devices
+    )
     if size:
         # Parts split the slice again: only where that leaves the update unchanged.
         parts = CPU_PARTS if size % CPU_PARTS == 0 and not batch_statistics else 1
-        return arch.make_microbatched_arch_step(arch_cfg.mode, loss_fn, weight_opt,
-                                                alpha_opt, size, parts)
+        return arch.make_microbatched_arch_step(
+            arch_cfg.mode, loss_fn, weight_opt, alpha_opt, size, parts
+        )
     return jax.jit(replicated_step)
 
 
@@ -135,18 +157,19 @@ class Loop:
         # scan: traced inside the one outer jit; host: a jitted call of its own.
         return fn if self.kind == "scan" else self._jit(fn)
 
-    def steps(self, state: arch.ArchState, minibatch: Callable, samples, schedule,
-              inv_temp):
+    def steps(self, state: arch.ArchState, minibatch: Callable, samples, schedule, inv_temp):
         """Runs ``step`` on ``minibatch(samples, *schedule[i])`` for every i in order
         (``schedule``: arrays with leading epochs x minibatches axes, run in host order).
         Returns the final state and the per-step metrics stacked."""
         order = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
         schedule = jax.tree.map(order, schedule)
         if self.kind == "scan":
+
             def body(state, xs):
                 *indices, arch_key = xs
                 train_mb, held_mb = minibatch(samples, *indices)
                 return self.step(state, train_mb, held_mb, inv_temp, arch_key)
+
             return jax.lax.scan(body, state, schedule)
         take = self._jit(minibatch)
         history = []
@@ -164,10 +187,27 @@ class Loop:
         return lambda state, rollout, inv_temp: run(state, place(rollout), inv_temp)
 
 
-def make_loop(loss_fn, ppo_cfg, arch_cfg, weight_opt, alpha_opt, minibatch_sizes,
-              batch_statistics: bool, topology: parallel.Topology | None) -> Loop:
+def make_loop(
+    loss_fn,
+    ppo_cfg,
+    arch_cfg,
+    weight_opt,
+    alpha_opt,
+    minibatch_sizes,
+    batch_statistics: bool,
+    topology: parallel.Topology | None,
+) -> Loop:
     topology = topology or parallel.single_device()
     kind = update_loop(ppo_cfg.update_loop)
-    step = make_minibatch_step(loss_fn, ppo_cfg, arch_cfg, weight_opt, alpha_opt,
-                               minibatch_sizes, kind, batch_statistics, topology)
+    step = make_minibatch_step(
+        loss_fn,
+        ppo_cfg,
+        arch_cfg,
+        weight_opt,
+        alpha_opt,
+        minibatch_sizes,
+        kind,
+        batch_statistics,
+        topology,
+    )
     return Loop(kind, step, topology)
