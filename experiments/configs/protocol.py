@@ -28,29 +28,12 @@ from __future__ import annotations
 import copy
 
 from experiments.configs import base
+from rldarts.envs import PROCGEN_GAMES  # NumPy only: protocols stay free of JAX
 
 SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
 AGENTS = ("ppo", "dqn")  # = rldarts.experiment.AGENTS (named here without importing JAX)
 QUARTERS = [0.25, 0.5, 0.75, 1.0]
-PROCGEN_GAMES = (
-    "bigfish",
-    "bossfight",
-    "caveflyer",
-    "chaser",
-    "climber",
-    "coinrun",
-    "dodgeball",
-    "fruitbot",
-    "heist",
-    "jumper",
-    "leaper",
-    "maze",
-    "miner",
-    "ninja",
-    "plunder",
-    "starpilot",
-)
 
 
 def _runs(
