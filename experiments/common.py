@@ -17,6 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_dict, config_flags
 
+from rldarts import errors
 from rldarts.logger import quiet_library_logs
 
 quiet_library_logs()  # before jax picks its backends (first use, in main)
@@ -149,7 +150,7 @@ def run_main(require_supernet: bool) -> None:
         try:
             result = experiment.run(CONFIG.value, workdir, require_supernet)
         except (ValueError, experiment.NonFiniteLossError) as e:
-            sys.exit(f"error: {e}")
+            errors.exit_with(e)
         print(f"\ndone: {result['env_steps']:,} env steps in {workdir}")
         for name, what in [
             ("metrics.csv", "metrics"),

@@ -15,6 +15,8 @@ import sys
 
 from absl import app, flags
 
+from rldarts import errors
+
 RUNS = flags.DEFINE_list("runs", None, "Workdirs or folders of workdirs, comma-separated.")
 OUT = flags.DEFINE_string("out", None, "Output folder for report.md and its figures.")
 
@@ -31,7 +33,7 @@ def main(argv):
             [os.path.abspath(d) for d in RUNS.value], os.path.abspath(OUT.value)
         )
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        errors.exit_with(e)
     print(f"report: {path}")
 
 

@@ -33,6 +33,7 @@ from absl import app, flags  # noqa: E402
 from experiments.configs import protocol as protocol_lib  # noqa: E402
 from launch import engines, milestones, plan, scheduler  # noqa: E402
 from launch.plan import expand, is_finished, write_random  # noqa: E402,F401 (API)
+from rldarts import errors  # noqa: E402
 
 PROTOCOL = flags.DEFINE_string(
     "protocol", "cpu_small", f"one of {', '.join(protocol_lib.PROTOCOLS)}"
@@ -199,7 +200,7 @@ def main(argv):
             path = report.write_report([os.path.abspath(ROOT.value)], os.path.abspath(REPORT.value))
             print(f"report: {path}")
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        errors.exit_with(e)
     if any(r.state == scheduler.FAILED for r in results):
         sys.exit(1)
 

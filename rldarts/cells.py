@@ -39,10 +39,15 @@ import numpy as np
 
 from rldarts import conv as conv_lib
 from rldarts import ops as ops_lib
-from rldarts.genotypes import (
-    CellGenotype,
-    NetworkGenotype,  # noqa: F401
-)
+
+# `X as X`: re-exported, `rldarts.cells` is the public entry point to cells, genotypes and
+# their discretization. Never let a lint fix drop them.
+from rldarts.genotypes import EDGE_WEIGHTS as EDGE_WEIGHTS
+from rldarts.genotypes import CellGenotype
+from rldarts.genotypes import NetworkGenotype as NetworkGenotype
+from rldarts.genotypes import discretize as discretize
+from rldarts.genotypes import discretize_cell as discretize_cell
+from rldarts.genotypes import split_alphas as split_alphas
 
 OUTPUT_MODES = ("concat_conv", "sum", "average", "weighted_sum", "last_node")
 METHODS = ("darts", "gdas", "pc_darts")
