@@ -40,7 +40,7 @@ lint: setup
 	$(VENV)/bin/ruff check .; status=$$?; $(VENV)/bin/ruff format --check . && exit $$status
 
 test: setup lint
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 search: setup
 	$(PY) -m experiments.search --config=experiments/configs/search.py:cpu_demo \
