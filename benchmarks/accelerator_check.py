@@ -93,7 +93,7 @@ def verify_imports() -> int:
     for module, req in REQUIREMENTS:
         try:
             importlib.import_module(module)
-        except Exception as e:  # noqa: BLE001 - reported
+        except Exception as e:  # any failure to import is reported
             bad.append(f"{module} ({req}): {type(e).__name__}: {e}")
     if not _qt_available():
         bad.append("Qt5 Core/Gui (PyQt5-Qt5): not found")
@@ -315,7 +315,7 @@ def devices(out_path: str) -> int:
             from importlib import metadata
 
             info[f"{name}_version"] = metadata.version(name)
-        except Exception:  # noqa: BLE001 - reported as missing
+        except Exception:  # reported as missing
             info[f"{name}_version"] = None
     print("jax.devices():", jax.devices(), flush=True)
     try:  # EnvPool Procgen, as the benchmarks make it (Qt5 preloaded by rldarts.envs)
@@ -325,7 +325,7 @@ def devices(out_path: str) -> int:
         obs = venv.reset()
         info["procgen_obs_shape"] = list(obs.shape)
         venv.close()
-    except Exception as e:  # noqa: BLE001 - the check's point is to report it
+    except Exception as e:  # the check's point is to report it
         info["procgen_error"] = f"{type(e).__name__}: {e}"
     with open(out_path, "w") as f:
         json.dump(info, f, indent=1)

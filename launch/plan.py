@@ -105,7 +105,7 @@ def expand(protocol: dict, root: str) -> list[Run]:
     root = os.path.abspath(root)
     agent = protocol["agent"]
     cells = [(g, s) for g in protocol["games"] for s in protocol["seeds"]]
-    wd = lambda kind, g, s: os.path.join(root, kind, g, f"seed{s}")  # noqa: E731
+    wd = lambda kind, g, s: os.path.join(root, kind, g, f"seed{s}")
     runs = [_run("search", protocol["search"], agent, g, s, wd("search", g, s)) for g, s in cells]
     runs += [
         _run(

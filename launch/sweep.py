@@ -32,7 +32,7 @@ from absl import app, flags  # noqa: E402
 
 from experiments.configs import protocol as protocol_lib  # noqa: E402
 from launch import engines, milestones, plan, scheduler  # noqa: E402
-from launch.plan import expand, is_finished, write_random  # noqa: E402,F401 (API)
+from launch.plan import expand, is_finished, write_random  # noqa: E402 (API)
 from rldarts import errors  # noqa: E402
 
 PROTOCOL = flags.DEFINE_string(

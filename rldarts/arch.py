@@ -278,9 +278,7 @@ def make_microbatched_arch_step(
         total = None
         for j in range(parts):
             part = jax.tree.map(
-                lambda x: jax.lax.dynamic_slice_in_dim(  # noqa: B023
-                    x, index * size + j * part_size, part_size
-                ),
+                lambda x: jax.lax.dynamic_slice_in_dim(x, index * size + j * part_size, part_size),
                 batch,
             )
             out = gradients(params, alphas, part, *args, wrt=wrt)

@@ -61,7 +61,7 @@ class Pipeline:
         if self._pending is not None:
             try:
                 self._pending.result()
-            except Exception:  # noqa: BLE001 - the learner's own error is the one to report
+            except Exception:  # the learner's own error is the one to report
                 pass
             self._pending = None
 

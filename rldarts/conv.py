@@ -92,7 +92,7 @@ def conv_general_dilated(
         for a, b in bounds:
             lhs_c = lax.slice_in_dim(lhs, a, b, axis=lhs_batch)
             g_c = lax.slice_in_dim(g, a, b, axis=out_batch)
-            part = jax.vjp(lambda w: conv(lhs_c, w), rhs)[1](g_c)[0]  # noqa: B023
+            part = jax.vjp(lambda w: conv(lhs_c, w), rhs)[1](g_c)[0]
             d_rhs = part if d_rhs is None else d_rhs + part
         return d_lhs, d_rhs
 

@@ -264,7 +264,7 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     primary = topo.is_primary
     log = log or (lambda line: print(line, flush=True))
     if not primary:
-        log = lambda line: None  # noqa: E731 - process 0 reports
+        log = lambda line: None  # process 0 reports
     ckpt_dir = os.path.join(workdir, "checkpoints")
     ckpt = Checkpointer(ckpt_dir, config_checks.fingerprint(c))
     ckpt.check_fingerprint()
@@ -317,7 +317,7 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     t_start = time.time()
     env_steps = iteration * agent.steps_per_iteration
     total_steps = s.num_iterations * agent.steps_per_iteration
-    temperature = lambda i: arch.inverse_temperature(  # noqa: E731
+    temperature = lambda i: arch.inverse_temperature(
         c.arch, arch.schedule_progress(i, s.num_iterations)
     )
     try:

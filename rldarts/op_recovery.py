@@ -200,7 +200,7 @@ def make_trainer(cfg: RecoveryConfig):
             def body(carry, t):
                 inv_temp = arch.inverse_temperature(arch_cfg, (t - start) / cfg.steps)
                 pick = lambda pool: (
-                    *jax.tree.map(lambda a: a[t % n], pool),  # noqa: E731
+                    *jax.tree.map(lambda a: a[t % n], pool),
                     inv_temp,
                     jax.random.fold_in(key, t),
                 )

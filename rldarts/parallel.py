@@ -169,7 +169,7 @@ class Topology:
             and (self.actor_mesh.devices == self.mesh.devices).all()
         ):
             return tree
-        local = lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x  # noqa: E731
+        local = lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x
         return jax.device_put(jax.tree.map(local, tree), sharding)
 
     def place_obs(self, obs: np.ndarray):

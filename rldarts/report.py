@@ -99,8 +99,7 @@ def find_workdirs(root: str, max_depth: int = MAX_DEPTH) -> list[str]:
     if not os.path.isdir(root):
         raise ValueError(f"--runs: {root} is not a directory")
     is_workdir = lambda p: all(
-        os.path.isfile(os.path.join(p, f))  # noqa: E731
-        for f in ("config.json", "metrics.csv")
+        os.path.isfile(os.path.join(p, f)) for f in ("config.json", "metrics.csv")
     )
     if is_workdir(root):
         return [root]
@@ -452,7 +451,7 @@ def _scores(runs) -> list[str]:
         "| method | levels | n | mean [95% CI] | IQM [95% CI] |",
         "|---|---|---|---|---|",
     ]
-    ci = lambda lo_hi: f"[{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]"  # noqa: E731
+    ci = lambda lo_hi: f"[{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]"
     for (label, key), scores in sorted(per_label.items()):
         a = analysis.aggregate(scores)
         out.append(

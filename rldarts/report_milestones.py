@@ -74,7 +74,7 @@ def _figure(path: str, title: str, points: dict, refs: dict, ylabel: str):
 def _cells_text(rs) -> list[str]:
     """Which milestones share a cell: letters name the distinct genotypes of a game."""
     names: dict = {}
-    letter = lambda g: names.setdefault(  # noqa: E731
+    letter = lambda g: names.setdefault(
         None if g is None else g.to_json(), chr(ord("A") + len(names))
     )
     return [

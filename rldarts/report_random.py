@@ -24,7 +24,7 @@ def section(runs, out_dir) -> list[str]:
         "",
     ]
     searches = [r for r in runs if r.method == "search"]
-    same = lambda a, b: a is not None and b is not None and a.to_json() == b.to_json()  # noqa
+    same = lambda a, b: a is not None and b is not None and a.to_json() == b.to_json()
     for (game, agent), rs in rep._group(randoms, lambda r: (r.game, r.agent)).items():
         darts = sorted(
             (r for r in runs if r.method == "darts cell" and r.game == game and r.agent == agent),

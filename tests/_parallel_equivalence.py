@@ -90,7 +90,7 @@ def dqn_case(c):
     rng = np.random.default_rng(0)
     b = c.dqn.batch_size
     batch = lambda: {
-        "obs": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),  # noqa: E731
+        "obs": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),
         "next_obs": rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),
         "actions": rng.integers(0, 15, b).astype(np.int32),
         "rewards": rng.random(b).astype(np.float32),

@@ -45,10 +45,10 @@ def test_gradients_match_lax(kernel, stride, dilation, groups, padding):
         feature_group_count=groups,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
-    ours = lambda x, w: conv_lib.conv_general_dilated(x, w, **kw)  # noqa: E731
-    ref = lambda x, w: lax.conv_general_dilated(x, w, **kw)  # noqa: E731
+    ours = lambda x, w: conv_lib.conv_general_dilated(x, w, **kw)
+    ref = lambda x, w: lax.conv_general_dilated(x, w, **kw)
     cot = jnp.asarray(rng.normal(size=ref(x, w).shape), jnp.float32)
-    loss = lambda f: lambda x, w: jnp.sum(f(x, w) * cot)  # noqa: E731
+    loss = lambda f: lambda x, w: jnp.sum(f(x, w) * cot)
     np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-6, atol=1e-6)
     g_ours = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, w)
     g_ref = jax.grad(loss(ref), argnums=(0, 1))(x, w)
@@ -62,7 +62,7 @@ def test_weight_gradient_against_numpy():
     x = rng.normal(size=(40, 6, 6, 3)).astype(np.float32)  # 40 samples: 3 chunks
     w = rng.normal(size=(3, 3, 3, 5)).astype(np.float32)
     dy = rng.normal(size=(40, 6, 6, 5)).astype(np.float32)
-    f = lambda w: conv_lib.conv_general_dilated(  # noqa: E731
+    f = lambda w: conv_lib.conv_general_dilated(
         jnp.asarray(x), w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
     assert len(conv_lib.chunk_bounds(40)) > 1

@@ -48,7 +48,7 @@ def test_gdas_search_resumes_exactly(gdas_dir, tmp_path):
     assert [r["env_steps"] for r in resumed] == [256, 512, 768]
     for key in ("loss", "policy_loss", "alpha_entropy", "alpha_grad_norm", "episode_return_test"):
         assert resumed[-1][key] == straight[-1][key], (key, resumed[-1][key], straight[-1][key])
-    last = lambda d: json.loads(open(d / "alpha_history.jsonl").readlines()[-1])  # noqa
+    last = lambda d: json.loads(open(d / "alpha_history.jsonl").readlines()[-1])
     np.testing.assert_array_equal(
         np.asarray(last(work)["alphas"]["normal"][1]),
         np.asarray(last(gdas_dir)["alphas"]["normal"][1]),

@@ -166,8 +166,8 @@ def test_pc_darts_node_weights_edges_by_softmax_of_edge_weights():
         got = np.asarray(cell.apply(params, x, alphas, 1.0, edge_weights))
         # shuffle of (skip on 2 channels, bypass 2) with K=2 maps channels [0,1,2,3]
         # to [0,2,1,3]; node 0 = bn(shuffle(x)); node 1 = bn(b0 shuffle(x) + b1 shuffle(n0)).
-        shuffle = lambda h: h[..., [0, 2, 1, 3]]  # noqa: E731
-        bn = lambda h: (h - h.mean((0, 1, 2))) / np.sqrt(h.var((0, 1, 2)) + 1e-5)  # noqa
+        shuffle = lambda h: h[..., [0, 2, 1, 3]]
+        bn = lambda h: (h - h.mean((0, 1, 2))) / np.sqrt(h.var((0, 1, 2)) + 1e-5)
         b = np.exp(beta) / np.exp(beta).sum()
         n0 = bn(shuffle(np.asarray(x)))
         want = bn(b[0] * shuffle(np.asarray(x)) + b[1] * shuffle(n0))

@@ -97,7 +97,7 @@ def test_smoke_protocol_on_ray_end_to_end(smoke):
         assert log.rstrip().endswith("=== exit 0 ===") and "done: 768 env steps" in log
     # Milestone 1.0 is the search's final genotype; 0.5 the one written at 256 <= 384.
     final = (root / SEARCH / "genotype.json").read_text()
-    m = lambda f: root / "milestone_genotypes/starpilot/seed0" / f  # noqa: E731
+    m = lambda f: root / "milestone_genotypes/starpilot/seed0" / f
     assert (m("m1.0") / "genotype.json").read_text() == final
     history = [json.loads(ln) for ln in (root / SEARCH / "genotype_history.jsonl").open()]
     assert [h["env_steps"] for h in history] == [256, 512, 768]
@@ -187,7 +187,7 @@ def test_milestone_selection_from_a_hand_written_history(tmp_path):
     _history(path, [(256, "Conv3x3Relu"), (512, "SkipConnection"), (768, "MaxPool3x3")], torn=True)
     records = milestones.read_history(str(path))
     assert [r["env_steps"] for r in records] == [256, 512, 768]  # torn last line dropped
-    pick = lambda f, budget=768: milestones.select(records, f, budget)["env_steps"]  # noqa
+    pick = lambda f, budget=768: milestones.select(records, f, budget)["env_steps"]
     # fraction x budget: 384 -> 256; 512 -> 512 (equal counts); 576 -> 512; 768 -> 768
     assert [pick(0.5), pick(2 / 3), pick(0.75), pick(1.0)] == [256, 512, 512, 768]
     assert pick(0.5, budget=2048) == 768  # a longer budget: the search stopped earlier

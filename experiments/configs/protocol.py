@@ -43,7 +43,7 @@ def _runs(
     steps = int(total_env_steps or c.total_env_steps)
     run = lambda config, net: {
         "config": config,
-        "preset": preset,  # noqa: E731
+        "preset": preset,
         "total_env_steps": steps,
         "network": net,
     }

@@ -275,7 +275,7 @@ def _split_groups(rollout, num_train: int, heldout: bool):
     held-out ones (None without held-out envs)."""
     steps = {k: v for k, v in rollout.items() if k != "last_obs"}
     group = lambda cols: (
-        {k: v[:, cols] for k, v in steps.items()},  # noqa: E731
+        {k: v[:, cols] for k, v in steps.items()},
         rollout["last_obs"][cols],
     )
     return group(slice(0, num_train)), (group(slice(num_train, None)) if heldout else None)

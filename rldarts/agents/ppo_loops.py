@@ -161,7 +161,7 @@ class Loop:
         """Runs ``step`` on ``minibatch(samples, *schedule[i])`` for every i in order
         (``schedule``: arrays with leading epochs x minibatches axes, run in host order).
         Returns the final state and the per-step metrics stacked."""
-        order = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        order = lambda x: x.reshape((-1,) + x.shape[2:])
         schedule = jax.tree.map(order, schedule)
         if self.kind == "scan":
 
