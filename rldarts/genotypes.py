@@ -334,7 +334,8 @@ def _load_versioned(text: str) -> dict:
     return data
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """NumPy softmax over the last axis (alphas -> op probabilities)."""
     z = np.exp(x - x.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
 
@@ -383,7 +384,7 @@ def discretize_cell(
                 f"alphas of node {j} have shape {a.shape}; expected "
                 f"{(num_inputs + j, len(ops))} for {len(ops)} ops"
             )
-        probs = _softmax(inverse_temperature * a)[:, real]
+        probs = softmax(inverse_temperature * a)[:, real]
         best = probs.argmax(axis=1)
         strength = probs[np.arange(len(probs)), best]
         if edge_weights is not None:
@@ -393,7 +394,7 @@ def discretize_cell(
                     f"edge weights of node {j} have shape {beta.shape}; "
                     f"expected {(num_inputs + j,)}"
                 )
-            strength = strength * _softmax(beta)
+            strength = strength * softmax(beta)
         # Stable sort on -strength: equal strengths keep the lower input index.
         kept = sorted(np.argsort(-strength, kind="stable")[:k])
         nodes.append(tuple((int(i), ops[real[best[i]]]) for i in kept))

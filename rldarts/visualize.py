@@ -23,7 +23,7 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.path import Path
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from rldarts.genotypes import EDGE_WEIGHTS, split_alphas
+from rldarts.genotypes import EDGE_WEIGHTS, softmax, split_alphas
 from rldarts.logger import atomic_write
 
 FAMILY_COLORS = {
@@ -58,12 +58,6 @@ def _src_name(index: int, num_inputs: int) -> str:
     return f"in_{index}" if index < num_inputs else f"n{index - num_inputs}"
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _validate_genotype(genotype: Any) -> tuple[int, list[list[tuple[int, str]]]]:
     num_inputs = int(genotype.num_inputs)
     nodes = [[(int(src), str(op)) for src, op in node] for node in genotype.nodes]
@@ -88,7 +82,7 @@ def alpha_probabilities(
                 f"alphas[{i}] has shape {a.shape}, expected "
                 f"{(num_inputs + i, len(op_names))} (num_ops = len(op_names))"
             )
-    return num_inputs, [_softmax(inverse_temperature * a) for a in arrays]
+    return num_inputs, [softmax(inverse_temperature * a) for a in arrays]
 
 
 def _edge_rows(num_inputs: int, probs: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
