@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rldarts import parallel
-from rldarts.envs import TrainingEnv
+from rldarts.training_env import TrainingEnv
 
 EnvFactory = Callable[[int], Sequence[TrainingEnv]]  # segment index -> env groups
 

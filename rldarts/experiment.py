@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from rldarts import arch, config_checks, envs, networks, parallel, visualize
+from rldarts import arch, config_checks, envs, networks, parallel, training_env, visualize
 from rldarts import ops as ops_lib
 from rldarts.actor import Actor
 from rldarts.agents import dqn, ppo
@@ -172,7 +172,7 @@ def _env_factory(c, agent, num_heldout: int, topology: parallel.Topology):
                 )
             )
         return [
-            envs.TrainingEnv(g, c.ppo.gamma, agent.normalize_reward, c.ppo.reward_clip)
+            training_env.TrainingEnv(g, c.ppo.gamma, agent.normalize_reward, c.ppo.reward_clip)
             for g in groups
         ]
 

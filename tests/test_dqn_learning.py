@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from experiments.configs import base
-from rldarts import envs, networks
+from rldarts import envs, networks, training_env
 from rldarts.actor import Actor
 from rldarts.agents import dqn, dqn_losses
 
@@ -26,7 +26,7 @@ def test_dqn_learns_cartpole_within_budget():
 
     def env_factory(segment):
         return [
-            envs.TrainingEnv(
+            training_env.TrainingEnv(
                 envs.make_gym("CartPole-v1", d.num_envs, seed=segment),
                 d.gamma,
                 normalize_reward=False,

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from rldarts import envs
+from rldarts import envs, training_env
 
 # CartPole-v1 constants: Euler step x' = x + TAU * x_dot; reset state ~ U(-0.05, 0.05);
 # termination when |x| > 2.4 or |theta| > 12 degrees.
@@ -22,7 +22,7 @@ def test_episode_stats_hand_scripted():
     # env0: (1+2, len 2) at t1, (3+0, len 2) at t3; env1: (0+1+1, len 3) at t2,
     # (1, len 1) at t3, (2, len 1) at t4.
     expected = [([], []), ([3], [2]), ([2], [3]), ([3, 1], [2, 1]), ([2], [1])]
-    stats = envs.EpisodeStats(2)
+    stats = training_env.EpisodeStats(2)
     for t, (r, d) in enumerate(zip(rewards, dones)):
         rets, lens = stats.update(r, d)
         np.testing.assert_allclose(rets, expected[t][0], err_msg=f"t={t}")
@@ -32,9 +32,9 @@ def test_episode_stats_hand_scripted():
 
 
 def test_episode_stats_state_roundtrip():
-    a = envs.EpisodeStats(3)
+    a = training_env.EpisodeStats(3)
     a.update(np.array([1.0, 2.0, 3.0]), np.array([False, True, False]))
-    b = envs.EpisodeStats(3)
+    b = training_env.EpisodeStats(3)
     b.load_state_dict(a.state_dict())
     r, d = np.array([0.5, 0.5, 0.5]), np.array([True, True, True])
     for x, y in zip(a.update(r, d), b.update(r, d)):
@@ -64,7 +64,7 @@ def test_reward_normalizer_matches_direct_numpy():
     dones = rng.random((T, N)) < 0.15
     rewards[40, 1] = 500.0  # Outlier so that clipping is exercised.
     expected = _reference_normalized(rewards, dones, gamma, clip, 1e-8)
-    norm = envs.RewardNormalizer(N, gamma, clip=clip)
+    norm = training_env.RewardNormalizer(N, gamma, clip=clip)
     got = np.array([norm(r, d) for r, d in zip(rewards, dones)])
     assert got.dtype == np.float32
     assert np.any(np.abs(expected) == clip), "test should exercise clipping"
@@ -73,10 +73,10 @@ def test_reward_normalizer_matches_direct_numpy():
 
 def test_reward_normalizer_state_roundtrip():
     rng = np.random.default_rng(1)
-    a = envs.RewardNormalizer(2, 0.99)
+    a = training_env.RewardNormalizer(2, 0.99)
     for _ in range(5):
         a(rng.normal(size=2), rng.random(2) < 0.3)
-    b = envs.RewardNormalizer(2, 0.99)
+    b = training_env.RewardNormalizer(2, 0.99)
     b.load_state_dict(a.state_dict())
     for _ in range(5):
         r, d = rng.normal(size=2), rng.random(2) < 0.3
@@ -89,7 +89,7 @@ def test_autoreset_same_step_no_dummy_transition():
     assert (venv.num_actions, venv.observation_shape) == (2, (4,))
     obs = venv.reset()
     assert obs.dtype == np.float32 and obs.shape == (3, 4)
-    stats, lengths, num_done = envs.EpisodeStats(3), [], 0
+    stats, lengths, num_done = training_env.EpisodeStats(3), [], 0
     for _ in range(60):  # Always push left: episodes last ~10 steps.
         nxt, rew, done, info = venv.step(np.zeros(3, np.int64))
         assert rew.dtype == np.float32 and done.dtype == bool
@@ -130,7 +130,7 @@ def test_autoreset_truncation_flag():
 
 def test_training_env_raw_logging_and_normalized_rewards():
     venv = envs.make_gym("CartPole-v1", 2, seed=0, num_threads=1)
-    tenv = envs.TrainingEnv(venv, gamma=0.99, normalize_reward=True)
+    tenv = training_env.TrainingEnv(venv, gamma=0.99, normalize_reward=True)
     tenv.reset()
     finished = []
     for _ in range(40):

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from experiments.configs import base
-from rldarts import envs, networks
+from rldarts import envs, networks, training_env
 from rldarts.actor import Actor
 from rldarts.agents import ppo
 from rldarts.agents.ppo import collect_rollout
@@ -30,7 +30,7 @@ def test_ppo_solves_cartpole_within_budget():
 
     def env_factory(segment):
         venv = envs.make_gym("CartPole-v1", c.ppo.num_envs, seed=segment)
-        return [envs.TrainingEnv(venv, c.ppo.gamma, c.ppo.normalize_reward)]
+        return [training_env.TrainingEnv(venv, c.ppo.gamma, c.ppo.normalize_reward)]
 
     key = jax.random.PRNGKey(0)
     actor = Actor(env_factory, ppo.make_policy(model), key)
@@ -76,7 +76,7 @@ def test_ppo_with_the_async_actor_solves_cartpole():
 
     def env_factory(segment):
         venv = envs.make_gym("CartPole-v1", c.ppo.num_envs, seed=segment)
-        return [envs.TrainingEnv(venv, c.ppo.gamma, c.ppo.normalize_reward)]
+        return [training_env.TrainingEnv(venv, c.ppo.gamma, c.ppo.normalize_reward)]
 
     key = jax.random.PRNGKey(0)
     actor = Actor(env_factory, agent.policy, key)
