@@ -7,6 +7,7 @@ are a list with one ``(num_inputs + i, num_ops)`` array per node i.
 
 PNG writers build ``matplotlib.figure.Figure`` objects on an explicit Agg canvas (never pyplot, so
 no global figure state and no display needed), create parent dirs and write atomically.
+Where a cell diagram's parts go is rldarts/cell_layout.py's geometry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Patch
 from matplotlib.path import Path
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from rldarts import cell_layout
+from rldarts.cell_layout import node_name, validate_genotype
 from rldarts.genotypes import EDGE_WEIGHTS, softmax, split_alphas
 from rldarts.logger import atomic_write
 
@@ -54,20 +57,6 @@ def op_family(op_name: str) -> str:
     return "other"
 
 
-def _src_name(index: int, num_inputs: int) -> str:
-    return f"in_{index}" if index < num_inputs else f"n{index - num_inputs}"
-
-
-def _validate_genotype(genotype: Any) -> tuple[int, list[list[tuple[int, str]]]]:
-    num_inputs = int(genotype.num_inputs)
-    nodes = [[(int(src), str(op)) for src, op in node] for node in genotype.nodes]
-    for i, node in enumerate(nodes):
-        for src, _ in node:
-            if not 0 <= src < num_inputs + i:
-                raise ValueError(f"node {i}: input index {src} not in [0, {num_inputs + i})")
-    return num_inputs, nodes
-
-
 def alpha_probabilities(
     alphas: Sequence[Any], op_names: Sequence[str], inverse_temperature: float = 1.0
 ) -> tuple[int, list[np.ndarray]]:
@@ -87,7 +76,7 @@ def alpha_probabilities(
 
 def _edge_rows(num_inputs: int, probs: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
     names = [
-        f"{_src_name(s, num_inputs)}->n{i}" for i, p in enumerate(probs) for s in range(len(p))
+        f"{node_name(s, num_inputs)}->n{i}" for i, p in enumerate(probs) for s in range(len(p))
     ]
     return names, np.concatenate(probs, axis=0)
 
@@ -123,13 +112,13 @@ def _dot_footer(num_nodes: int) -> list[str]:
 
 def genotype_to_dot(genotype: Any, title: str = "") -> str:
     """Graphviz DOT text of a discrete cell (one labelled edge per kept op, every node -> out)."""
-    num_inputs, nodes = _validate_genotype(genotype)
+    num_inputs, nodes = validate_genotype(genotype)
     lines = _dot_header(title, num_inputs, len(nodes))
     for i, node in enumerate(nodes):
         for src, op in node:
             color = FAMILY_COLORS[op_family(op)]
             lines.append(
-                f'  "{_src_name(src, num_inputs)}" -> "n{i}" [label={_quote(op)}, '
+                f'  "{node_name(src, num_inputs)}" -> "n{i}" [label={_quote(op)}, '
                 f'color="{color}", fontcolor="{color}"];'
             )
     return "\n".join(lines + _dot_footer(len(nodes))) + "\n"
@@ -152,7 +141,7 @@ def alphas_to_dot(
             label = "\\n".join(f"{op_names[k]} {row[k]:.2f}" for k in order)
             color = FAMILY_COLORS[op_family(op_names[order[0]])]
             lines.append(
-                f'  "{_src_name(src, num_inputs)}" -> "n{i}" [label="{label}", '
+                f'  "{node_name(src, num_inputs)}" -> "n{i}" [label="{label}", '
                 f'color="{color}", penwidth={1.0 + 3.0 * row[order[0]]:.2f}];'
             )
     return "\n".join(lines + _dot_footer(len(probs))) + "\n"
@@ -169,105 +158,12 @@ def _save_figure(fig: Figure, path: Any, dpi: int) -> None:
         fig.clear()
 
 
-# ------------------------------------------------------------------ genotype drawing (layout)
-_DX = 1.6  # data units between columns
-_R = 0.24  # node circle radius
-_BOX = (0.34, 0.21)  # half width / half height of in/out boxes
-_SCALE = 1.3  # inches per data unit (uniform, so the geometry below is exact)
-_FONT = 9.0  # label font size (points)
-
-
-def _bezier(p0, c, p2, t):
-    t = np.asarray(t, dtype=float)[:, None]
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * c + t**2 * p2
-
-
-def _inside(pts: np.ndarray, shape: tuple, pad: float = 0.03) -> np.ndarray:
-    kind, (x, y) = shape
-    if kind == "circle":
-        return np.hypot(pts[:, 0] - x, pts[:, 1] - y) < _R + pad
-    return (np.abs(pts[:, 0] - x) < _BOX[0] + pad) & (np.abs(pts[:, 1] - y) < _BOX[1] + pad)
-
-
-def _overlap(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
-
-
-def _layout_genotype(genotype: Any) -> dict:
-    """Positions, edge polylines and non-overlapping label boxes (data units)."""
-    num_inputs, nodes = _validate_genotype(genotype)
-    n = len(nodes)
-    shapes = {
-        f"in_{k}": ("box", (0.0, ((num_inputs - 1) / 2 - k) * 0.8)) for k in range(num_inputs)
-    }
-    shapes.update({f"n{j}": ("circle", ((j + 1) * _DX, 0.0)) for j in range(n)})
-    shapes["out"] = ("box", ((n + 1) * _DX, 0.0))
-    col = lambda name: (
-        0 if name.startswith("in_") else (n + 1 if name == "out" else int(name[1:]) + 1)
-    )
-    edges, seen = [], {}
-    for i, node in enumerate(nodes):
-        for src, op in node:
-            edges.append((_src_name(src, num_inputs), f"n{i}", op))
-    edges += [(f"n{j}", "out", None) for j in range(n)]
-    t = np.linspace(0.0, 1.0, 121)
-    for e, (a, b, op) in enumerate(edges):
-        p0, p2 = np.array(shapes[a][1]), np.array(shapes[b][1])
-        span = col(b) - col(a)
-        dup = seen.get((a, b), 0)
-        seen[(a, b)] = dup + 1
-        if op is None:  # node -> out: below the row, nested arcs never cross
-            if span > 1:  # arrowheads spread along the bottom edge of the out box
-                p2 = p2 + [min(-0.2 + 0.1 * (span - 2), _BOX[0] - 0.08), -_BOX[1]]
-            apex = 0.0 if span == 1 else -(0.35 + 0.3 * (span - 2))
-        else:  # op edges: straight to the next column, arcs above otherwise
-            apex = 0.0 if span == 1 else 0.5 + 0.38 * (span - 2)
-        if dup:
-            apex = (abs(apex) + 0.35 * ((dup + 1) // 2)) * (1 if dup % 2 else -1)
-        d = p2 - p0
-        normal = np.array([-d[1], d[0]]) / np.hypot(*d)
-        ctrl = (p0 + p2) / 2 + 2 * apex * normal
-        curve = _bezier(p0, ctrl, p2, t)
-        keep = ~_inside(curve, shapes[a]) & ~_inside(curve, shapes[b])
-        edges[e] = dict(src=a, dst=b, op=op, span=span, curve=curve[keep], full=curve)
-    # Greedy label placement: straight/short edges first, then candidates along each curve.
-    char_w, line_h = 0.6 * _FONT / 72 / _SCALE, 1.9 * _FONT / 72 / _SCALE
-    obstacles = [
-        (s[1][0] - _R, s[1][1] - _R, s[1][0] + _R, s[1][1] + _R)
-        if s[0] == "circle"
-        else (s[1][0] - _BOX[0], s[1][1] - _BOX[1], s[1][0] + _BOX[0], s[1][1] + _BOX[1])
-        for s in shapes.values()
-    ]
-    labels = []
-    for e in sorted((e for e in edges if e["op"]), key=lambda e: e["span"]):
-        hw, hh = (len(e["op"]) * char_w + 0.08) / 2, line_h / 2
-        best = None
-        for frac in (0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78):
-            x, y = e["full"][int(round(frac * (len(t) - 1)))]
-            box = (x - hw, y - hh, x + hw, y + hh)
-            cost = sum(_overlap(box, o) for o in obstacles + [lb["box"] for lb in labels])
-            if best is None or cost < best[0] - 1e-12:
-                best = (cost, (x, y), box)
-            if cost == 0:
-                break
-        labels.append(dict(text=e["op"], xy=best[1], box=best[2]))
-    pts = np.concatenate(
-        [e["full"] for e in edges]
-        + [np.array(o).reshape(2, 2) for o in obstacles]
-        + [np.array(lb["box"]).reshape(2, 2) for lb in labels]
-    )
-    lo, hi = pts.min(axis=0) - 0.15, pts.max(axis=0) + 0.15
-    return dict(shapes=shapes, edges=edges, labels=labels, xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
-
-
 def draw_genotype(genotype: Any, path: Any, title: str = "") -> None:
     """Left-to-right layered PNG of a discrete cell with op-coloured, labelled arrows."""
-    lay = _layout_genotype(genotype)
+    lay = cell_layout.layout(genotype)
     (x0, x1), (y0, y1) = lay["xlim"], lay["ylim"]
     top_in, bottom_in = (0.5 if title else 0.1), 0.5
-    w, h = (x1 - x0) * _SCALE, (y1 - y0) * _SCALE
+    w, h = (x1 - x0) * cell_layout.SCALE, (y1 - y0) * cell_layout.SCALE
     fig = Figure(figsize=(max(w, 4.0), h + top_in + bottom_in))
     fig_w, fig_h = fig.get_size_inches()
     ax = fig.add_axes((0.5 - w / 2 / fig_w, bottom_in / fig_h, w / fig_w, h / fig_h))
@@ -293,15 +189,17 @@ def draw_genotype(genotype: Any, path: Any, title: str = "") -> None:
         )
     for name, (kind, (x, y)) in lay["shapes"].items():
         if kind == "circle":
-            ax.add_patch(Circle((x, y), _R, fc="#cfe2f3", ec="#2b4a6f", lw=1.5, zorder=3))
+            ax.add_patch(
+                Circle((x, y), cell_layout.R, fc="#cfe2f3", ec="#2b4a6f", lw=1.5, zorder=3)
+            )
             text = name[1:]
         else:
             fc = "#d9ead3" if name == "out" else "#e3e3e3"
             ax.add_patch(
                 FancyBboxPatch(
-                    (x - _BOX[0] + 0.05, y - _BOX[1] + 0.05),
-                    2 * _BOX[0] - 0.1,
-                    2 * _BOX[1] - 0.1,
+                    (x - cell_layout.BOX[0] + 0.05, y - cell_layout.BOX[1] + 0.05),
+                    2 * cell_layout.BOX[0] - 0.1,
+                    2 * cell_layout.BOX[1] - 0.1,
                     boxstyle="round,pad=0.05",
                     fc=fc,
                     ec="#444444",
@@ -318,7 +216,7 @@ def draw_genotype(genotype: Any, path: Any, title: str = "") -> None:
             lb["text"],
             ha="center",
             va="center",
-            fontsize=_FONT,
+            fontsize=cell_layout.FONT,
             color=color,
             zorder=5,
             bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=color, lw=0.8),
@@ -447,7 +345,7 @@ def plot_alpha_history(
                     continue
                 for k in range(num_ops):
                     ax.plot(steps, p[:, edge, k], color=colors[k], lw=1.5, marker=marker, ms=3)
-                ax.set_title(f"{_src_name(src, n_in)}->n{i}", fontsize=9)
+                ax.set_title(f"{node_name(src, n_in)}->n{i}", fontsize=9)
                 ax.set_ylim(0.0, ymax)
                 ax.grid(alpha=0.3)
                 ax.tick_params(labelsize=8)
@@ -492,7 +390,7 @@ def plot_edge_weight_history(history: Sequence[tuple[float, Mapping[str, Any]]],
             probs /= probs.sum(axis=1, keepdims=True)
             n_in = probs.shape[1] - i
             for j in range(probs.shape[1]):
-                ax.plot(steps, probs[:, j], lw=1.5, label=f"{_src_name(j, n_in)}->n{i}")
+                ax.plot(steps, probs[:, j], lw=1.5, label=f"{node_name(j, n_in)}->n{i}")
             ax.set_title(f"{ct} n{i}", fontsize=9)
             ax.set_ylim(0.0, 1.0)
             ax.grid(alpha=0.3)

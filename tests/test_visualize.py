@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rldarts import cell_layout
 from rldarts import visualize as viz
 
 Genotype = collections.namedtuple("Genotype", ["num_inputs", "nodes"])
@@ -154,14 +155,14 @@ def test_draw_genotype_multi_input_png(tmp_path):
 
 
 def test_genotype_layout_labels_do_not_overlap():
-    layout = viz._layout_genotype(GENOTYPE)
+    layout = cell_layout.layout(GENOTYPE)
     boxes = [lb["box"] for lb in layout["labels"]]
     assert sorted(lb["text"] for lb in layout["labels"]) == sorted(
         op for node in GENOTYPE.nodes for _, op in node
     )
     for i in range(len(boxes)):
         for j in range(i):
-            assert viz._overlap(boxes[i], boxes[j]) == 0.0
+            assert cell_layout.overlap(boxes[i], boxes[j]) == 0.0
     x = {name: s[1][0] for name, s in layout["shapes"].items()}
     assert x["in_0"] < x["n0"] < x["n1"] < x["n2"] < x["n3"] < x["out"]  # left to right
 
