@@ -20,7 +20,7 @@ setup(
         "ml-collections>=0.1.1",
         "orbax-checkpoint>=0.6",
         "envpool>=1.0",
-        "PyQt5-Qt5>=5.15",  # the Qt5 Core/Gui runtime of envpool.procgen (see rldarts.envs)
+        "PyQt5-Qt5>=5.15",  # the Qt5 Core/Gui runtime of envpool.procgen (see rldarts.env.envs)
         "matplotlib>=3.8",
         "pillow>=10",
         "tensorboardX>=2.6",

@@ -66,7 +66,7 @@ def _importable(module: str) -> bool:
 
 
 def _qt_available() -> bool:
-    """As rldarts.envs finds Qt5: the system's libraries or the PyQt5-Qt5 wheel's."""
+    """As rldarts.env.envs finds Qt5: the system's libraries or the PyQt5-Qt5 wheel's."""
     try:
         for lib in QT_LIBS:
             ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
@@ -318,8 +318,8 @@ def devices(out_path: str) -> int:
         except Exception:  # reported as missing
             info[f"{name}_version"] = None
     print("jax.devices():", jax.devices(), flush=True)
-    try:  # EnvPool Procgen, as the benchmarks make it (Qt5 preloaded by rldarts.envs)
-        from rldarts import envs
+    try:  # EnvPool Procgen, as the benchmarks make it (Qt5 preloaded by rldarts.env.envs)
+        from rldarts.env import envs
 
         venv = envs.make_procgen("starpilot", 2)
         obs = venv.reset()

@@ -9,7 +9,7 @@ float summation order). Prints JSON with two comparisons, each measured in one p
   with flax's ``nn.Conv`` using lax's convolution vs the chunked one.
 
 Finding (benchmarks/results/README.md): both are several times faster chunked, so the
-library's convolutions use it on CPU. Both sides run through ``rldarts.conv``: the lax
+library's convolutions use it on CPU. Both sides run through ``rldarts.model.conv``: the lax
 side with ``MAX_CHUNKS = 1`` (one chunk = XLA's own gradient), the chunked side with
 ``CHUNK = --chunk`` and no cap on the number of chunks.
 
@@ -25,13 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from rldarts import conv as conv_lib
-from rldarts import networks
-from rldarts.agents import ppo_losses
+from rldarts.learn import ppo_losses
+from rldarts.model import conv as conv_lib
+from rldarts.model import networks
 
 
 def use_chunks(chunk: int | None) -> None:
-    """rldarts.conv settings, read when a function is traced: None = lax's gradient."""
+    """rldarts.model.conv settings, read when a function is traced: None = lax's gradient."""
     conv_lib.CHUNK, conv_lib.MAX_CHUNKS = (16, 1) if chunk is None else (chunk, 1 << 30)
 
 

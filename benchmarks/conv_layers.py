@@ -3,7 +3,7 @@ and weight gradient, and each max pool's forward and forward+backward, in millis
 at one batch size. `benchmarks/torch_reference.py --layers` prints the same table for
 PyTorch, so the two show which layers make the gap (benchmarks/results/README.md).
 
-The convolutions go through ``rldarts.conv`` as the networks use them (chunked weight
+The convolutions go through ``rldarts.model.conv`` as the networks use them (chunked weight
 gradient on CPU; ``--conv-max-chunks 1`` for XLA's own).
 
     .venv/bin/python -m benchmarks.conv_layers [--batch 256]
@@ -15,8 +15,8 @@ import time
 
 import jax
 
-from rldarts import conv as conv_lib
-from rldarts.ops import max_pool
+from rldarts.model import conv as conv_lib
+from rldarts.model.ops import max_pool
 
 # (spatial size, in channels, out channels, how many such convs in IMPALA-CNN)
 CONV_LAYERS = ((64, 3, 16, 1), (32, 16, 16, 4), (32, 16, 32, 1), (16, 32, 32, 5), (8, 32, 32, 4))

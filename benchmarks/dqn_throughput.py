@@ -24,8 +24,9 @@ import numpy as np
 
 from benchmarks.ppo_throughput import NET_SIZES, network_config, parse_devices
 from experiments.configs import base
-from rldarts import envs, experiment
-from rldarts.replay import PrioritizedReplay
+from rldarts.env import envs
+from rldarts.learn.replay import PrioritizedReplay
+from rldarts.run import experiment
 
 
 def bench(name, args, learner_devices=1):

@@ -8,7 +8,7 @@ Needs only jax + numpy, so it runs in a scratch venv holding any jax/jaxlib vers
     /tmp/venv_jax0430/bin/pip install jax==0.4.30 jaxlib==0.4.30 "numpy<2" "ml_dtypes<0.5"
     /tmp/venv_jax0430/bin/python benchmarks/jax_versions.py --batch 512
 
-``--chunked`` routes the convolutions through ``rldarts.conv`` (the library's chunked
+``--chunked`` routes the convolutions through ``rldarts.model.conv`` (the library's chunked
 weight gradient; needs flax in that venv and the repository on PYTHONPATH).
 """
 
@@ -45,14 +45,14 @@ def init(key, depths=(16, 32, 32), dense=256, actions=15):
     return params, head
 
 
-CONV = lax.conv_general_dilated  # --chunked: rldarts.conv.conv_general_dilated
+CONV = lax.conv_general_dilated  # --chunked: rldarts.model.conv.conv_general_dilated
 
 
 def conv(x, wb):
     return CONV(x, wb[0], (1, 1), "SAME", dimension_numbers=DN) + wb[1]
 
 
-def max_pool(x):  # 3x3 stride 2 SAME, as a max over shifted strided views (rldarts.ops)
+def max_pool(x):  # 3x3 stride 2 SAME, as a max over shifted strided views (rldarts.model.ops)
     b, h, w, c = x.shape
     xp = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)), constant_values=-jnp.inf)
     out = None
@@ -99,7 +99,7 @@ def main():
     args = ap.parse_args()
     if args.chunked:
         global CONV
-        from rldarts import conv as conv_lib
+        from rldarts.model import conv as conv_lib
 
         CONV = conv_lib.conv_general_dilated
     r = np.random.RandomState(0)

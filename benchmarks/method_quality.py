@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from rldarts.genotypes import NetworkGenotype
-from rldarts.logger import read_metrics
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run.logger import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

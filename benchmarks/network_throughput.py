@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rldarts import networks
+from rldarts.model import networks
 
 
 def _time(fn, *args, repeats):

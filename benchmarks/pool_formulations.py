@@ -3,13 +3,13 @@ CPU learner runs them), the variants of a case timed alternately in one process:
 
 * ``max`` (IMPALA-CNN): ``views_autodiff``, the max over strided views differentiated
   by JAX (the library's max pool up to session 8: its backward pads every view's
-  gradient with interior padding), ``custom_vjp_fused``, ``rldarts.ops.max_pool`` with
+  gradient with interior padding), ``custom_vjp_fused``, ``rldarts.model.ops.max_pool`` with
   its forward left to XLA's fusion (``pooling._materialized`` off), and ``custom_vjp``,
-  ``rldarts.ops.max_pool`` as it is;
+  ``rldarts.model.ops.max_pool`` as it is;
 * ``avg`` (the ``cpu_demo`` supernet, joint mode: every strided parameter-free op
   starts with a 3x3 average pool): ``reduce_window``, ``nn.avg_pool`` with
   ``count_include_pad=False`` (the library's up to session 8), vs ``custom_vjp``,
-  ``rldarts.ops.avg_pool``.
+  ``rldarts.model.ops.avg_pool``.
 
     .venv/bin/python -m benchmarks.pool_formulations [--cases max,avg] [--repeats 3]
 """
@@ -24,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import base
-from rldarts import arch, experiment, ops, pooling
-from rldarts.agents import ppo
+from rldarts.learn import arch, ppo
+from rldarts.model import ops, pooling
+from rldarts.run import experiment
 
 
 def random_minibatch(n: int, seed: int = 0) -> dict:

@@ -48,10 +48,12 @@ import jax
 import numpy as np
 
 from experiments.configs import base
-from rldarts import arch, envs, experiment, networks, random_search
-from rldarts import conv as conv_lib
-from rldarts.actor import Actor
-from rldarts.agents import ppo, ppo_loops
+from rldarts.env import envs
+from rldarts.learn import arch, ppo, ppo_loops
+from rldarts.learn.actor import Actor
+from rldarts.model import conv as conv_lib
+from rldarts.model import networks, random_search
+from rldarts.run import experiment
 
 
 def env_only_sps(game, num_envs, steps=300):
@@ -402,13 +404,13 @@ def main():
         "--conv-max-chunks",
         type=int,
         default=conv_lib.MAX_CHUNKS,
-        help="rldarts.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient",
+        help="rldarts.model.conv.MAX_CHUNKS; 1 = XLA's own conv weight gradient",
     )
     ap.add_argument(
         "--conv-chunk",
         type=int,
         default=conv_lib.CHUNK,
-        help="rldarts.conv.CHUNK: samples per weight-gradient chunk",
+        help="rldarts.model.conv.CHUNK: samples per weight-gradient chunk",
     )
     ap.add_argument(
         "--cpu-parts",

@@ -24,8 +24,8 @@ import jax
 from benchmarks.pool_formulations import random_minibatch
 from benchmarks.ppo_throughput import network_config
 from experiments.configs import base
-from rldarts import experiment
-from rldarts.agents import ppo, ppo_losses
+from rldarts.learn import ppo, ppo_losses
+from rldarts.run import experiment
 
 
 def thunk_times(fn, args, calls, directory):

@@ -1,4 +1,4 @@
-"""The command-line shell around rldarts.experiment.run shared by search and train.
+"""The command-line shell around rldarts.run.experiment.run shared by search and train.
 
 Mistakes on the command line (an unknown preset or config file, a misspelt
 ``--config.KEY``, a value of the wrong type) end in one line ``error: ...`` that names the
@@ -17,8 +17,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_dict, config_flags
 
-from rldarts import errors
-from rldarts.logger import quiet_library_logs
+from rldarts.run import errors
+from rldarts.run.logger import quiet_library_logs
 
 quiet_library_logs()  # before jax picks its backends (first use, in main)
 
@@ -144,7 +144,7 @@ def run_main(require_supernet: bool) -> None:
                 "error: both --config=experiments/configs/FILE.py:PRESET and "
                 "--workdir=DIR are required"
             )
-        from rldarts import experiment  # heavy imports after flag parsing
+        from rldarts.run import experiment  # heavy imports after flag parsing
 
         workdir = os.path.abspath(WORKDIR.value)
         try:

@@ -41,8 +41,8 @@ def main(argv):
         seeds = [int(s) for s in SEEDS.value]
     except ValueError:
         sys.exit(f"error: --seeds must be integers, got {SEEDS.value}")
-    from rldarts import op_recovery  # heavy imports after flag parsing
-    from rldarts.logger import atomic_write_json
+    from rldarts.common.files import atomic_write_json
+    from rldarts.report import op_recovery  # heavy imports after flag parsing
 
     overrides = {
         k: v

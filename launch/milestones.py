@@ -1,7 +1,7 @@
 """Cells along the search: the genotype a search had discretized at a fraction of its budget.
 
 Every search appends one JSON line per genotype write to ``genotype_history.jsonl``
-(``{"env_steps": n, "genotype": {...}}``, rldarts/experiment.py). The milestone at
+(``{"env_steps": n, "genotype": {...}}``, rldarts/run/experiment.py). The milestone at
 fraction f of a budget B is the last record with env_steps <= f x B; it is written as a
 genotype file in genotype.json's exact format, with ``milestone.json`` beside it (what
 it was cut from), both atomically, so a retrain of it reads like any other genotype.
@@ -53,8 +53,8 @@ def select(records: list[dict], fraction: float, budget: int) -> dict:
 def write_milestone(run: Run) -> str:
     """Writes the milestone genotype of `run` (kind 'milestone') from its search's history;
     returns the genotype path. Raises ValueError naming the problem."""
-    from rldarts.genotypes import NetworkGenotype  # validates the record; imports JAX
-    from rldarts.logger import atomic_write_json, atomic_write_text
+    from rldarts.common.files import atomic_write_json, atomic_write_text
+    from rldarts.model.genotypes import NetworkGenotype  # validates the record; imports JAX
 
     history = os.path.join(run.after, HISTORY_FILE)
     rec = select(read_history(history), run.milestone, run.search_budget)

@@ -18,7 +18,7 @@ import os
 import shlex
 import sys
 
-from rldarts.logger import METRICS_CSV, read_metrics
+from rldarts.run.logger import METRICS_CSV, read_metrics
 
 BINARIES = {
     "search": "experiments.search",
@@ -27,9 +27,9 @@ BINARIES = {
     "random": "experiments.train",
     "milestone": "experiments.train",
 }
-GENOTYPE_FILE = "genotype.json"  # = rldarts.random_search.GENOTYPE_FILE (no JAX import here)
+GENOTYPE_FILE = "genotype.json"  # = rldarts.model.random_search.GENOTYPE_FILE (no JAX import here)
 MILESTONE_INFO = "milestone.json"  # beside a milestone genotype: what it was cut from
-HISTORY_FILE = "genotype_history.jsonl"  # written by every search (rldarts/experiment.py)
+HISTORY_FILE = "genotype_history.jsonl"  # written by every search (rldarts/run/experiment.py)
 
 
 @dataclasses.dataclass
@@ -127,7 +127,7 @@ def expand(protocol: dict, root: str) -> list[Run]:
     rnd = protocol["baselines"]["random"]
     for g, s in cells:
         for i in range(rnd["num_samples"]):
-            name = f"random_{i:03d}"  # = rldarts.random_search.sample_dir's folder
+            name = f"random_{i:03d}"  # = rldarts.model.random_search.sample_dir's folder
             runs.append(
                 _run(
                     "random",
@@ -192,7 +192,7 @@ def foreign_agent_runs(runs: list[Run], agent: str) -> list[str]:
 
 
 def write_random(protocol: dict, root: str) -> list[str]:
-    from rldarts.random_search import write_random_genotypes
+    from rldarts.model.random_search import write_random_genotypes
 
     rnd = protocol["baselines"]["random"]
     return write_random_genotypes(

@@ -30,10 +30,11 @@ if REPO not in sys.path:  # also runnable as `python launch/sweep.py`
 
 from absl import app, flags  # noqa: E402
 
+from experiments.configs import base  # noqa: E402
 from experiments.configs import protocol as protocol_lib  # noqa: E402
 from launch import engines, milestones, plan, scheduler  # noqa: E402
 from launch.plan import expand, is_finished, write_random  # noqa: E402 (API)
-from rldarts import errors  # noqa: E402
+from rldarts.run import errors  # noqa: E402
 
 PROTOCOL = flags.DEFINE_string(
     "protocol", "cpu_small", f"one of {', '.join(protocol_lib.PROTOCOLS)}"
@@ -195,9 +196,13 @@ def main(argv):
             gpus_per_run=GPUS_PER_RUN.value,
         )
         if REPORT.value and not DRY_RUN.value:
-            from rldarts import report  # matplotlib, JAX: only now
+            from rldarts.report import writer as report  # matplotlib, JAX: only now
 
-            path = report.write_report([os.path.abspath(ROOT.value)], os.path.abspath(REPORT.value))
+            path = report.write_report(
+                [os.path.abspath(ROOT.value)],
+                os.path.abspath(REPORT.value),
+                presets=base.preset_dicts(),
+            )
             print(f"report: {path}")
     except ValueError as e:
         errors.exit_with(e)

@@ -17,8 +17,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from experiments.configs import base
-from rldarts import networks, parallel
-from rldarts.agents import dqn, ppo
+from rldarts.learn import dqn, parallel, ppo
+from rldarts.model import networks
 
 assert jax.device_count() == 4, jax.devices()
 
@@ -54,7 +54,7 @@ def torso(c):
 
 
 def alphas_of(c):
-    from rldarts import ops
+    from rldarts.model import ops
 
     space = ops.resolve_search_space(c.net.search_space)
     return networks.init_network_alphas(c.network, space, c.net.num_nodes, method=c.arch.method)

@@ -1,4 +1,4 @@
-"""rldarts.analysis against hand computations."""
+"""rldarts.report.analysis against hand computations."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rldarts import analysis
+from rldarts.report import analysis
 
 
 def test_normalized_scores_use_easy_mode_constants():

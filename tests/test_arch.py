@@ -10,7 +10,7 @@ import optax
 import pytest
 from ml_collections import config_dict
 
-from rldarts import arch
+from rldarts.learn import arch
 
 
 def loss_fn(params, alphas, batch):
@@ -113,7 +113,7 @@ def test_schedule_reaches_the_final_temperature_on_the_last_iteration():
 
 def test_unseen_levels_need_a_finite_training_set():
     from experiments.configs import base
-    from rldarts import config_checks
+    from rldarts.run import config_checks
 
     c = base.build("smoke")
     c.arch.mode, c.arch.heldout_source, c.num_levels = "alternating", "unseen_levels", 0

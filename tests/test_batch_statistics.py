@@ -20,9 +20,10 @@ import optax
 import pytest
 
 from experiments.configs import base
-from rldarts import arch, config_checks, networks, ops
-from rldarts.actor import Actor
-from rldarts.agents import ppo, ppo_losses
+from rldarts.learn import arch, ppo, ppo_losses
+from rldarts.learn.actor import Actor
+from rldarts.model import networks, ops
+from rldarts.run import config_checks
 
 
 class BatchNormTorso(nn.Module):
@@ -277,7 +278,7 @@ def test_first_minibatch_reproduces_the_behaviour_log_probs():
 _SHARDED_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from rldarts import ops
+    from rldarts.model import ops
     assert len(jax.devices()) == 4, jax.devices()
 
     def loss(w, x):

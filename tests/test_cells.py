@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import rldarts.cells as cells
-from rldarts.genotypes import CellGenotype
+import rldarts.model.cells as cells
+from rldarts.model.genotypes import CellGenotype
 
 OPS = ("Conv3x3Relu", "DilConv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
 

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from rldarts.checkpoint import Checkpointer, CheckpointMismatchError
+from rldarts.run.checkpoint import Checkpointer, CheckpointMismatchError
 
 FP = {"network": "darts_standard", "env_name": "starpilot", "lr": 5e-4, "layers": (16, 32)}
 

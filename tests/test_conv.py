@@ -1,4 +1,4 @@
-"""rldarts.conv: the chunked weight gradient equals lax's own gradient (and NumPy's)."""
+"""rldarts.model.conv: the chunked weight gradient equals lax's own gradient (and NumPy's)."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from rldarts import conv as conv_lib
+from rldarts.model import conv as conv_lib
 
 
 @pytest.mark.parametrize(

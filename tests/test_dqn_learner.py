@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import base
-from rldarts import networks, parallel
-from rldarts.agents import dqn, dqn_losses
+from rldarts.learn import dqn, dqn_losses, parallel
+from rldarts.model import networks
 
 
 class _FakeActor:

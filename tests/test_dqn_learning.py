@@ -6,9 +6,10 @@ import jax
 import numpy as np
 
 from experiments.configs import base
-from rldarts import envs, networks, training_env
-from rldarts.actor import Actor
-from rldarts.agents import dqn, dqn_losses
+from rldarts.env import envs, training_env
+from rldarts.learn import dqn, dqn_losses
+from rldarts.learn.actor import Actor
+from rldarts.model import networks
 
 
 def test_dqn_learns_cartpole_within_budget():

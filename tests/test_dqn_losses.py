@@ -1,4 +1,4 @@
-"""Tests for rldarts.agents.dqn_losses against plain NumPy loop references."""
+"""Tests for rldarts.learn.dqn_losses against plain NumPy loop references."""
 
 import math
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rldarts.agents import dqn_losses
+from rldarts.learn import dqn_losses
 
 
 # ----------------------------------------------------------------------------- references

@@ -1,4 +1,4 @@
-"""Tests for rldarts.envs: reward bookkeeping, autoreset semantics, Procgen, evaluate."""
+"""Tests for rldarts.env.envs: reward bookkeeping, autoreset semantics, Procgen, evaluate."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from rldarts import envs, training_env
+from rldarts.env import envs, training_env
 
 # CartPole-v1 constants: Euler step x' = x + TAU * x_dot; reset state ~ U(-0.05, 0.05);
 # termination when |x| > 2.4 or |theta| > 12 degrees.

@@ -1,4 +1,4 @@
-"""rldarts.errors: the one line a binary stops on. Our own messages stand alone; a
+"""rldarts.run.errors: the one line a binary stops on. Our own messages stand alone; a
 ValueError raised inside a library names where it was raised and how to see the traceback;
 RLDARTS_TRACEBACK=1 gives the traceback itself."""
 
@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from rldarts import errors
-from rldarts.genotypes import NetworkGenotype
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run import errors
 from tests._binaries import ROOT, TRAIN
 
 
@@ -45,7 +45,7 @@ def test_library_error_names_where_it_was_raised():
 def test_error_of_a_c_function_called_by_our_code_is_not_ours():
     """int("x") raises from C: the last Python frame is rldarts' own call, which is not a
     raise statement, so the line still names where it happened."""
-    from rldarts import replay
+    from rldarts.learn import replay
 
     e = _caught(lambda: replay.PrioritizedReplay(capacity=64, num_envs="x", obs_shape=(2,)))
     assert not errors.raised_by_us(e), errors.raised_at(e)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from _binaries import SEARCH, TRAIN, run_binary
 
-from rldarts.genotypes import NetworkGenotype
-from rldarts.logger import read_metrics
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run.logger import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_alternating_mode_with_unseen_levels(tmp_path):
     """First-order bilevel search in-process: held-out envs on unseen levels feed the
     alpha step; their returns are logged apart."""
     from experiments.configs import search
-    from rldarts import experiment
+    from rldarts.run import experiment
 
     c = search.get_config("smoke")
     c.arch.mode = "alternating"

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from rldarts.logger import read_metrics
+from rldarts.run.logger import read_metrics
 from tests._binaries import ROOT, SEARCH, run_binary
 
 ASYNC = "--config.parallel.async_actor=True"

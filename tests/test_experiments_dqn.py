@@ -9,8 +9,8 @@ import os
 import pytest
 from _binaries import SEARCH, run_binary
 
-from rldarts.genotypes import NetworkGenotype
-from rldarts.logger import read_metrics
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run.logger import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_dqn_search_workdir_and_exact_resume(dqn_search_dir, tmp_path):
 
 def test_dqn_replay_that_cannot_fit_is_refused(tmp_path):
     from experiments.configs import train
-    from rldarts import experiment
+    from rldarts.run import experiment
 
     c = train.get_config("smoke")
     c.agent = "dqn"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from _binaries import SEARCH, TRAIN, run_binary
 
-from rldarts.genotypes import NetworkGenotype
-from rldarts.logger import read_metrics
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run.logger import read_metrics
 
 
 @pytest.fixture(scope="module")

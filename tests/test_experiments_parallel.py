@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from rldarts.genotypes import NetworkGenotype
-from rldarts.logger import read_metrics
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run.logger import read_metrics
 from tests._binaries import ROOT, SEARCH, TRAIN
 
 

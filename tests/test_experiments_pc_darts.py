@@ -7,8 +7,8 @@ import json
 import numpy as np
 from _binaries import SEARCH, TRAIN, run_binary
 
-from rldarts.genotypes import NetworkGenotype
-from rldarts.logger import read_metrics
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run.logger import read_metrics
 
 
 def test_pc_darts_unrolled_search_logs_edge_weights_and_retrains(tmp_path):

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from experiments.configs import base, train
-from rldarts import config_checks, experiment
-from rldarts.genotypes import CellGenotype, NetworkGenotype, Provenance
+from rldarts.model.genotypes import CellGenotype, NetworkGenotype, Provenance
+from rldarts.run import config_checks, experiment
 
 CELL = CellGenotype(nodes=(((0, "Relu"),), ((0, "SkipConnection"), (1, "Tanh"))))
 # A cpu_demo search on darts_impala: every key differs from the smoke train preset's.

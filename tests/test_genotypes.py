@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from rldarts.cells import discretize
-from rldarts.genotypes import CellGenotype, NetworkGenotype, Provenance
+from rldarts.model.cells import discretize
+from rldarts.model.genotypes import CellGenotype, NetworkGenotype, Provenance
 
 OPS = ("Conv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
 

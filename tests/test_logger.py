@@ -5,13 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from rldarts.logger import (
-    MetricsLogger,
-    atomic_write_json,
-    atomic_write_text,
-    format_progress,
-    read_metrics,
-)
+from rldarts.common.files import atomic_write_json, atomic_write_text
+from rldarts.run.logger import MetricsLogger, format_progress, read_metrics
 
 
 def _header(path):

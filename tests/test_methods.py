@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rldarts import cells, networks
-from rldarts import ops as ops_lib
-from rldarts.genotypes import EDGE_WEIGHTS, discretize, discretize_cell
+from rldarts.model import cells, networks
+from rldarts.model import ops as ops_lib
+from rldarts.model.genotypes import EDGE_WEIGHTS, discretize, discretize_cell
 
 # --- GDAS ------------------------------------------------------------------------------
 

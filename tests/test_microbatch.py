@@ -9,8 +9,8 @@ import optax
 import pytest
 from ml_collections import config_dict
 
-from rldarts import arch, networks
-from rldarts.agents import ppo, ppo_losses
+from rldarts.learn import arch, ppo, ppo_losses
+from rldarts.model import networks
 
 
 def mean_loss(params, alphas, batch, scale):
@@ -154,7 +154,7 @@ def test_microbatch_size_may_change_on_resume():
     (For DARTS networks, which normalise over their batch, microbatch_size is a
     hyperparameter: tests/test_batch_statistics.py.)"""
     from experiments.configs import base
-    from rldarts import config_checks
+    from rldarts.run import config_checks
 
     a, b = base.get_base_config(), base.get_base_config()
     a.network = b.network = "impala"

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rldarts import cells, networks
-from rldarts.genotypes import CellGenotype, NetworkGenotype
+from rldarts.model import cells, networks
+from rldarts.model.genotypes import CellGenotype, NetworkGenotype
 
 OBS = jnp.asarray(np.random.RandomState(0).randint(0, 256, (3, 64, 64, 3)), jnp.uint8)
 SMALL = dict(depths=(4, 8), dense=16, num_nodes=2)

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from rldarts import op_recovery as opr
-from rldarts.genotypes import CellGenotype
-from rldarts.random_search import sample_cell_genotype
+from rldarts.model.genotypes import CellGenotype
+from rldarts.model.random_search import sample_cell_genotype
+from rldarts.report import op_recovery as opr
 
 
 def test_edge_share():

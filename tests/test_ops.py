@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from rldarts import ops as ops_lib
+from rldarts.model import ops as ops_lib
 
 
 def _np_conv_same(x, w, b, stride=1, dilation=1):

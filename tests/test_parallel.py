@@ -1,4 +1,4 @@
-"""Data-parallel learner (rldarts.parallel): 1 device vs 4 forced host devices make the
+"""Data-parallel learner (rldarts.learn.parallel): 1 device vs 4 forced host devices make the
 same PPO update (both update loops; the DQN learner step: test_parallel_dqn.py), in
 every arch mode and with every arch.method; and the bad settings are refused with one
 line.
@@ -18,7 +18,7 @@ import sys
 import pytest
 from ml_collections import config_dict
 
-from rldarts import parallel
+from rldarts.learn import parallel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PPO_CASES = [

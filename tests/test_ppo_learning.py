@@ -9,10 +9,11 @@ import jax
 import numpy as np
 
 from experiments.configs import base
-from rldarts import envs, networks, training_env
-from rldarts.actor import Actor
-from rldarts.agents import ppo
-from rldarts.agents.ppo import collect_rollout
+from rldarts.env import envs, training_env
+from rldarts.learn import ppo
+from rldarts.learn.actor import Actor
+from rldarts.learn.ppo import collect_rollout
+from rldarts.model import networks
 
 
 def test_ppo_solves_cartpole_within_budget():

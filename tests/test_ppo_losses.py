@@ -1,4 +1,4 @@
-"""Tests for rldarts.agents.ppo_losses against plain-loop NumPy references."""
+"""Tests for rldarts.learn.ppo_losses against plain-loop NumPy references."""
 
 import math
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rlax
 
-from rldarts.agents import ppo_losses as pl
+from rldarts.learn import ppo_losses as pl
 
 RTOL, ATOL = 1e-5, 1e-5
 

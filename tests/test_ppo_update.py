@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from experiments.configs import base
-from rldarts import config_checks, networks
-from rldarts.agents import ppo
+from rldarts.learn import ppo
+from rldarts.model import networks
+from rldarts.run import config_checks
 
 
 class MixedTorso(nn.Module):

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from rldarts import ops as ops_lib
-from rldarts import random_search as rs
-from rldarts.genotypes import NetworkGenotype
+from rldarts.model import ops as ops_lib
+from rldarts.model import random_search as rs
+from rldarts.model.genotypes import NetworkGenotype
 
 OPS = ("Conv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
 
@@ -103,7 +103,7 @@ def test_write_random_genotypes(tmp_path):
 
 
 def test_random_genotypes_record_their_provenance(tmp_path):
-    from rldarts.genotypes import Provenance
+    from rldarts.model.genotypes import Provenance
 
     paths = rs.write_random_genotypes(
         str(tmp_path),

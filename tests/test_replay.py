@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from rldarts.replay import PrioritizedReplay
+from rldarts.learn.replay import PrioritizedReplay
 
 
 def reference(rewards, dones, latest, n, gamma, oldest=0):

@@ -10,8 +10,8 @@ import sys
 import pytest
 from PIL import Image
 
-from rldarts import report
-from rldarts.genotypes import CellGenotype, NetworkGenotype
+from rldarts.model.genotypes import CellGenotype, NetworkGenotype
+from rldarts.report import writer as report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 512  # env steps per iteration; evaluation every 2nd iteration; 8 iterations

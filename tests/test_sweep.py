@@ -12,8 +12,8 @@ from _binaries import ROOT, load_sweep_module
 from experiments.configs import base
 from experiments.configs.protocol import get_protocol
 from launch import engines, plan, scheduler
-from rldarts import procgen_scores
-from rldarts.genotypes import NetworkGenotype
+from rldarts.env import procgen_scores
+from rldarts.model.genotypes import NetworkGenotype
 
 sweep = load_sweep_module()
 

@@ -18,8 +18,8 @@ from _binaries import ROOT, load_sweep_module
 
 from experiments.configs.protocol import get_protocol
 from launch import engines, milestones, plan, scheduler
-from rldarts.genotypes import CellGenotype, NetworkGenotype
-from rldarts.logger import read_metrics
+from rldarts.model.genotypes import CellGenotype, NetworkGenotype
+from rldarts.run.logger import read_metrics
 
 ray = pytest.importorskip("ray", reason="the Ray engine needs Ray (pip install ray)")
 sweep = load_sweep_module()

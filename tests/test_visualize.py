@@ -1,4 +1,4 @@
-"""Tests for rldarts.visualize: DOT text, PNG drawings and the alpha-history plot."""
+"""Tests for rldarts.model.visualize: DOT text, PNG drawings and the alpha-history plot."""
 
 import collections
 import math
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rldarts import cell_layout
-from rldarts import visualize as viz
+from rldarts.model import cell_layout
+from rldarts.model import visualize as viz
 
 Genotype = collections.namedtuple("Genotype", ["num_inputs", "nodes"])
 
@@ -49,15 +49,15 @@ def check_png(path, min_size=(200, 150)):
 
 
 def capture_texts(monkeypatch):
-    """Records every text drawn in figures passed to _save_figure (before they are cleared)."""
-    texts, original = [], viz._save_figure
+    """Records every text drawn in figures passed to save_figure (before they are cleared)."""
+    texts, original = [], viz.save_figure
 
     def wrapper(fig, path, dpi):
         for ax in fig.get_axes():
             texts.extend(t.get_text() for t in ax.texts)
         original(fig, path, dpi)
 
-    monkeypatch.setattr(viz, "_save_figure", wrapper)
+    monkeypatch.setattr(viz, "save_figure", wrapper)
     return texts
 
 
@@ -220,7 +220,7 @@ def test_plot_alpha_history_single_cell_type_unsorted(tmp_path):
 
 
 def test_no_pyplot_import():
-    code = "import sys, rldarts.visualize; sys.exit('matplotlib.pyplot' in sys.modules)"
+    code = "import sys, rldarts.model.visualize; sys.exit('matplotlib.pyplot' in sys.modules)"
     root = os.path.dirname(os.path.dirname(os.path.abspath(viz.__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0

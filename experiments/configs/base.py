@@ -32,10 +32,10 @@ def get_base_config() -> config_dict.ConfigDict:
     c.net.output_mode = "concat_conv"
     c.net.first_conv = True
 
-    # Architecture updates (rldarts.arch).
+    # Architecture updates (rldarts.learn.arch).
     c.arch = config_dict.ConfigDict()
     c.arch.mode = "joint"  # joint | alternating | unrolled (2nd-order DARTS) | frozen
-    # How the supernet mixes its ops (rldarts.arch): darts (every op on every edge) |
+    # How the supernet mixes its ops (rldarts.learn.arch): darts (every op on every edge) |
     # gdas (one op per edge drawn per forward pass) | pc_darts (ops on 1/K channels).
     c.arch.method = "darts"
     c.arch.gumbel_tau = 10.0  # gdas: Gumbel-softmax temperature, linearly annealed to
@@ -117,12 +117,12 @@ def get_base_config() -> config_dict.ConfigDict:
     c.eval.num_envs = 64
     c.eval.train_levels = True
 
-    # Devices (rldarts.parallel). The learner shards every batch over a mesh of
+    # Devices (rldarts.learn.parallel). The learner shards every batch over a mesh of
     # learner_devices (0 = all local devices): the same update as on one device. The
     # acting forward pass shards the env batch over the same devices.
     c.parallel = config_dict.ConfigDict()
     c.parallel.learner_devices = 1
-    # Sebulba split (rldarts.async_actor): an actor thread acts one update behind on
+    # Sebulba split (rldarts.learn.async_actor): an actor thread acts one update behind on
     # actor_devices (local device ids) while the learner trains on the other devices
     # (all of them if none is left).
     c.parallel.async_actor = False
@@ -134,7 +134,7 @@ def get_base_config() -> config_dict.ConfigDict:
     c.parallel.num_processes = 1
     c.parallel.process_id = 0
 
-    # Bookkeeping. Checkpoints cut the run into env segments (rldarts.actor).
+    # Bookkeeping. Checkpoints cut the run into env segments (rldarts.learn.actor).
     c.log = config_dict.ConfigDict()
     c.log.checkpoint_every_iterations = 50
     c.log.genotype_every_iterations = 10
@@ -235,3 +235,8 @@ def build(preset: str, **overrides) -> config_dict.ConfigDict:
     for key, value in overrides.items():
         c[key] = value
     return c
+
+
+def preset_dicts() -> dict:
+    """Preset name -> its full config as a dict (the report names each run's preset)."""
+    return {name: make(get_base_config()).to_dict() for name, make in PRESETS.items()}

@@ -6,7 +6,7 @@ of runs, each with a config file, a preset and an env-step budget:
   retrain  the searched genotype trained from scratch (experiments/train.py);
   impala   the IMPALA-CNN baseline at the same preset widths;
   random   random-search baseline: ``num_samples`` genotypes drawn by
-           ``rldarts.random_search`` (stream ``seed``, the same genotypes for every game
+           ``rldarts.model.random_search`` (stream ``seed``, the same genotypes for every game
            and run seed), each trained per game x seed.
 ``milestones`` (fractions of the search budget in (0, 1]) add a fifth kind: the
 genotype each search had discretized at that point of its budget, retrained from scratch
@@ -28,11 +28,11 @@ from __future__ import annotations
 import copy
 
 from experiments.configs import base
-from rldarts.envs import PROCGEN_GAMES  # NumPy only: protocols stay free of JAX
+from rldarts.env.envs import PROCGEN_GAMES  # NumPy only: protocols stay free of JAX
 
 SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
-AGENTS = ("ppo", "dqn")  # = rldarts.experiment.AGENTS (named here without importing JAX)
+AGENTS = ("ppo", "dqn")  # = rldarts.run.experiment.AGENTS (named here without importing JAX)
 QUARTERS = [0.25, 0.5, 0.75, 1.0]
 
 

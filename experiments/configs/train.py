@@ -5,7 +5,7 @@ Use: --config=experiments/configs/train.py:PRESET --config.genotype=RUN/genotype
 IMPALA-CNN (--config.network=impala says so explicitly).
 
 ``network`` and the ``net.*`` keys start unset here: a genotype file that records how it
-was found fills them (rldarts.config_checks.resolve_genotype_config); without one (or
+was found fills them (rldarts.run.config_checks.resolve_genotype_config); without one (or
 with a format-1 file, which records nothing) they take ``without_genotype``: IMPALA-CNN
 at this preset's widths, so a cell and IMPALA compare at equal widths. A key given on
 the command line wins where it shapes the network around the cells (net.depths,

@@ -1,0 +1,133 @@
+"""The actor shared by every agent: host-stepped envs driven by a jitted policy.
+
+The supernet itself acts: the policy is a pure function
+``policy(params, alphas, obs, key, inverse_temperature, group=0) -> (actions, extras)``
+(extras: what the learner needs, e.g. log-probs and values for PPO), jitted once per
+group. Environments are stepped on the host (EnvPool's in-jit step is not used: it
+aborts on GPU with recent JAX).
+
+The actor may drive several env groups whose columns are concatenated: the training
+envs and, for alternating architecture updates, envs playing held-out levels; each
+keeps its own episode statistics and reward normaliser. Each group acts in its own
+forward pass: the DARTS cells normalise with batch statistics, and the learner never
+mixes training and held-out samples in a batch, so acting must not either (otherwise
+the behaviour log-probabilities could not be reproduced at update time).
+
+Segments: EnvPool's simulator state cannot be checkpointed, so a run is cut into
+segments at its checkpoints. Each segment builds fresh envs seeded by
+``(seed, segment)``; only the reward normalisers' statistics and the RNG key carry
+over. An interrupted run resumed from a checkpoint therefore replays exactly what the
+uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rldarts.env.training_env import TrainingEnv
+from rldarts.learn import parallel
+
+EnvFactory = Callable[[int], Sequence[TrainingEnv]]  # segment index -> env groups
+
+
+class Actor:
+    def __init__(
+        self,
+        env_factory: EnvFactory,
+        policy: Callable,
+        key: jax.Array,
+        topology: parallel.Topology | None = None,
+    ):
+        self._env_factory = env_factory
+        self.policy = jax.jit(policy, static_argnames="group")
+        self.key = key
+        # Devices: the env batch of each forward pass is sharded over the actor's
+        # devices; the learner's params are copied there once per new params.
+        self.topology = topology or parallel.single_device()
+        self._placed = (None, None)  # (learner params object, its copy on the actor)
+        self.envs: list[TrainingEnv] = []
+        self.obs = None
+        self._norm_stats: list | None = None
+
+    @property
+    def sizes(self) -> list[int]:
+        return [e.num_envs for e in self.envs]
+
+    def start_segment(self, segment: int) -> None:
+        """Fresh envs for this segment; reward-normaliser statistics carry over."""
+        if self.envs:
+            self._norm_stats = self._normalizer_stats()
+            self.close()
+        self.envs = list(self._env_factory(segment))
+        self.obs = np.concatenate([e.reset() for e in self.envs])
+        if self._norm_stats is not None:
+            for env, stats in zip(self.envs, self._norm_stats):
+                if env.normalizer is not None and stats is not None:
+                    env.normalizer.rms.load_state_dict(stats)
+
+    def act(self, params, alphas, inv_temp):
+        """Actions for every column, one policy call per env group; extras concatenated
+        in column order."""
+        self.key, sub = jax.random.split(self.key)
+        keys = [sub] if len(self.envs) == 1 else list(jax.random.split(sub, len(self.envs)))
+        params, alphas = self._on_actor(params, alphas)
+        outs, start = [], 0
+        for group, (n, key) in enumerate(zip(self.sizes, keys)):
+            obs = self.topology.place_obs(self.obs[start : start + n])
+            outs.append(self.policy(params, alphas, obs, key, inv_temp, group=group))
+            start += n
+        if len(outs) == 1:
+            actions, extras = outs[0]
+            return np.asarray(actions), extras
+        actions = np.concatenate([np.asarray(a) for a, _ in outs])
+        extras = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[e for _, e in outs])
+        return actions, extras
+
+    def _on_actor(self, params, alphas):
+        if self.topology.trivial:
+            return params, alphas
+        if self._placed[0] is not params:
+            self._placed = (params, self.topology.to_actor((params, alphas)))
+        return self._placed[1]
+
+    def step(self, actions: np.ndarray):
+        """Steps every group. Returns (obs_before, rewards, dones, finished) where
+        ``finished[g]`` = (returns, lengths) of group g's episodes that ended now."""
+        obs_before = self.obs
+        out, rewards, dones, finished = [], [], [], []
+        start = 0
+        for env in self.envs:
+            o, r, d, f_ret, f_len = env.step(actions[start : start + env.num_envs])
+            out.append(o)
+            rewards.append(r)
+            dones.append(d)
+            finished.append((f_ret, f_len))
+            start += env.num_envs
+        self.obs = np.concatenate(out)
+        return obs_before, np.concatenate(rewards), np.concatenate(dones), finished
+
+    def _normalizer_stats(self) -> list:
+        return [
+            None
+            if e.normalizer is None
+            else {k: np.asarray(v).tolist() for k, v in e.normalizer.rms.state_dict().items()}
+            for e in self.envs
+        ]
+
+    def state_dict(self) -> dict:
+        """JSON-able: the RNG key and the reward-normaliser statistics."""
+        return {"key": np.asarray(self.key).tolist(), "normalizers": self._normalizer_stats()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Call before ``start_segment`` of the resumed segment."""
+        self.key = jnp.asarray(np.asarray(state["key"], np.uint32))
+        self._norm_stats = state["normalizers"]
+
+    def close(self):
+        for e in self.envs:
+            e.close()
+        self.envs = []

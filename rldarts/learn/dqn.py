@@ -1,0 +1,425 @@
+"""Rainbow-style DQN learner: C51 + double Q + dueling head, n-step returns, prioritized
+replay, a periodically copied target network, per-env (Ape-X) epsilon-greedy acting.
+
+Reads top to bottom: acting policies, the loss, the jitted learner step (weights and
+alphas through ``rldarts.learn.arch.make_arch_step``, as PPO), then ``run_iteration``, the host
+loop that steps the envs, fills the replays and keeps the samples-per-insert ratio.
+Settings: reference section 8 (config section ``dqn``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rldarts.env import procgen_scores
+from rldarts.learn import arch, async_actor, dqn_losses, parallel
+from rldarts.learn.replay import PrioritizedReplay
+from rldarts.model import networks
+
+
+class DQNState(NamedTuple):
+    params: dict
+    alphas: dict
+    weight_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    key: jax.Array
+    target_params: dict
+    target_alphas: dict
+    learner_steps: jax.Array
+
+    @property
+    def arch_state(self) -> arch.ArchState:
+        """What the optimisation steps move."""
+        return arch.ArchState(self.params, self.alphas, self.weight_opt_state, self.alpha_opt_state)
+
+
+def atoms(dqn_cfg) -> jnp.ndarray:
+    return jnp.linspace(dqn_cfg.v_min, dqn_cfg.v_max, dqn_cfg.num_atoms)
+
+
+def make_weight_optimizer(dqn_cfg) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(dqn_cfg.max_grad_norm),
+        optax.adam(dqn_cfg.learning_rate, eps=dqn_cfg.adam_eps),
+    )
+
+
+def make_policy(model, dqn_cfg, *group_epsilons):
+    """Epsilon-greedy on the expected Q-values; ``group_epsilons[g]`` holds the fixed
+    per-env epsilons of env group ``g`` (the actor's ``group``): the training envs, then
+    the held-out envs, each with its own Ape-X spread."""
+    support = atoms(dqn_cfg)
+    group_epsilons = [jnp.asarray(e, jnp.float32) for e in group_epsilons]
+
+    def policy(params, alphas, obs, key, inv_temp, group=0):
+        # A sampled supernet (gdas) draws its architecture from a key of its own.
+        q = dqn_losses.q_values(
+            model.apply(
+                params, obs, alphas, inv_temp, rngs=arch.arch_rngs(jax.random.fold_in(key, 1))
+            ),
+            support,
+        )
+        eps = jnp.broadcast_to(group_epsilons[group], q.shape[:1])
+        return dqn_losses.epsilon_greedy(key, q, eps), {}
+
+    return policy
+
+
+def init_state(
+    model, dqn_cfg, arch_cfg, alphas, sample_obs, key, topology: parallel.Topology | None = None
+) -> DQNState:
+    key, init_key = jax.random.split(key)
+    params = model.init({"params": init_key, **arch.arch_rngs(init_key)}, sample_obs, alphas)
+    weight_opt = make_weight_optimizer(dqn_cfg)
+    alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
+    state = DQNState(
+        params,
+        alphas,
+        weight_opt.init(params),
+        alpha_opt.init(alphas),
+        key,
+        params,
+        alphas,
+        jnp.zeros((), jnp.int32),
+    )
+    return (topology or parallel.single_device()).replicate(state)
+
+
+def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | None = None):
+    """``step(state, batch, heldout_batch, inv_temp) -> (state, metrics)``, jitted;
+    metrics['priorities'] holds the per-sample losses of the training batch. With
+    several learner devices the batches arrive sharded along the data axis and the
+    state replicated (``rldarts.learn.parallel``): the same step, data-parallel."""
+    topology = topology or parallel.single_device()
+    weight_opt = make_weight_optimizer(dqn_cfg)
+    alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
+    support = atoms(dqn_cfg)
+
+    def loss_fn(params, alphas, batch, target_params, target_alphas, inv_temp, arch_key):
+        # One architecture draw per learner step (gdas), shared by the three passes.
+        rngs = arch.arch_rngs(arch_key)
+        q_tm1 = model.apply(params, batch["obs"], alphas, inv_temp, rngs=rngs)
+        q_t_online = model.apply(params, batch["next_obs"], alphas, inv_temp, rngs=rngs)
+        q_t_target = model.apply(
+            target_params, batch["next_obs"], target_alphas, inv_temp, rngs=rngs
+        )
+        per_sample = dqn_losses.categorical_double_q_loss(
+            q_tm1,
+            batch["actions"],
+            batch["rewards"],
+            batch["discounts"],
+            q_t_target,
+            q_t_online,
+            support,
+        )
+        # Importance weights correct the bias of prioritized sampling.
+        loss = jnp.mean(batch["weights"] * per_sample)
+        return loss, {"priorities": per_sample, "td_loss": jnp.mean(per_sample)}
+
+    @jax.jit
+    def step(state: DQNState, batch, heldout_batch, inv_temp):
+        key, arch_key = jax.random.split(state.key)
+        arch_step = arch.make_arch_step(
+            arch_cfg.mode,
+            lambda p, a, b: loss_fn(
+                p, a, b, state.target_params, state.target_alphas, inv_temp, arch_key
+            ),
+            weight_opt,
+            alpha_opt,
+            arch_cfg.get("unrolled_lr", 0.0) or dqn_cfg.learning_rate,
+        )
+        moved, metrics = arch_step(state.arch_state, batch, heldout_batch)
+        steps = state.learner_steps + 1
+        target_params = optax.periodic_update(
+            moved.params, state.target_params, steps, dqn_cfg.target_update_period
+        )
+        target_alphas = optax.periodic_update(
+            moved.alphas, state.target_alphas, steps, dqn_cfg.target_update_period
+        )
+        new_state = DQNState(*moved, key, target_params, target_alphas, steps)
+        return topology.constrain_replicated(new_state), metrics
+
+    return step
+
+
+def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype, capacity: int | None = None):
+    """One replay per env group (training envs, then held-out envs), ``capacity``
+    (default ``dqn.replay_capacity``) split in proportion to the group sizes."""
+    total = sum(group_sizes)
+    capacity = dqn_cfg.replay_capacity if capacity is None else capacity
+    return [
+        PrioritizedReplay(
+            max(capacity * n // total, n * (dqn_cfg.n_step + 2)),
+            n,
+            obs_shape,
+            obs_dtype,
+            dqn_cfg.n_step,
+            dqn_cfg.gamma,
+            dqn_cfg.priority_exponent,
+            dqn_cfg.importance_exponent,
+        )
+        for n in group_sizes
+    ]
+
+
+class Learner:
+    """Host-side bookkeeping around the jitted step: replays, samples-per-insert."""
+
+    def __init__(
+        self,
+        model,
+        dqn_cfg,
+        arch_cfg,
+        replays,
+        reward_scale: float,
+        topology: parallel.Topology | None = None,
+        async_acting: bool = False,
+    ):
+        self.cfg = dqn_cfg
+        self.replays = replays
+        self.reward_scale = reward_scale
+        self.topology = topology or parallel.single_device()
+        # Multi-host: each process learns from its own replay, its share of each batch.
+        self.batch_size = self.topology.local_share(dqn_cfg.batch_size)
+        self.min_replay_size = self.topology.local_share(dqn_cfg.min_replay_size)
+        self.step = make_learner_step(model, dqn_cfg, arch_cfg, self.topology)
+        # Async: the next env step is taken on the actor thread during this one's
+        # learner steps, with the params from before them (rldarts.learn.async_actor).
+        self.pipeline = async_actor.Pipeline(_act) if async_acting else None
+        # Samples-per-insert counts inserts from the moment learning starts (Reverb's
+        # SampleToInsertRatio, Dopamine): counted from step 0, the learner would run
+        # samples_per_insert * min_replay_size / batch_size steps in a row on the first
+        # transitions, with no env step and a frozen target in between.
+        self.inserted = 0  # transitions added to the training replay while learning
+        self.sampled = 0  # transitions sampled by learner steps
+        self.rng = np.random.default_rng(0)
+
+    def start_segment(self, seed: int, segment: int) -> None:
+        # Sampling RNG per segment: resumed runs sample exactly what straight runs do.
+        self.rng = np.random.default_rng([seed, segment])
+        # The envs are rebuilt: windows open at the boundary would join two episodes.
+        for replay in self.replays:
+            replay.close_open_windows()
+
+    def run_iteration(
+        self, actor, state: DQNState, inv_temp, num_env_steps: int, next_inv_temp=None
+    ):
+        """Acts for ``num_env_steps`` (all envs together) and learns at the configured
+        samples-per-insert ratio once the training replay holds ``min_replay_size``."""
+        c = self.cfg
+        finished = [([], []) for _ in actor.envs]
+        metrics, lags = [], []
+        num_steps = max(1, num_env_steps // sum(actor.sizes))
+        for t in range(num_steps):
+            if self.pipeline is None:
+                actions, obs, rewards, dones, fin = _act(actor, state, inv_temp)
+            else:
+                # The next env step: same iteration, or the next one if it continues
+                # this env segment (None: the envs stay idle for the checkpoint).
+                upcoming = inv_temp if t + 1 < num_steps else next_inv_temp
+                prefetch = None if upcoming is None else (actor, state, upcoming)
+                (actions, obs, rewards, dones, fin), lag = self.pipeline.next(
+                    (actor, state, inv_temp), prefetch
+                )
+                lags.append(lag)
+            rewards = np.asarray(dqn_losses.transform_reward(rewards, self.reward_scale))
+            start = 0
+            for g, (replay, n) in enumerate(zip(self.replays, actor.sizes)):
+                sl = slice(start, start + n)
+                replay.add(obs[sl], actions[sl], rewards[sl], dones[sl])
+                finished[g][0].append(fin[g][0])
+                finished[g][1].append(fin[g][1])
+                start += n
+            if self.replays[0].size < self.min_replay_size:
+                continue
+            self.inserted += actor.sizes[0]
+            while self.sampled < c.samples_per_insert * self.inserted:
+                batch = self.replays[0].sample(self.batch_size, self.rng)
+                held = (
+                    self.replays[1].sample(self.batch_size, self.rng)
+                    if len(self.replays) > 1 and self.replays[1].size
+                    else None
+                )
+                if len(self.replays) > 1 and held is None:
+                    break  # alternating: wait until the held-out replay has data
+                state, m = self.step(
+                    state,
+                    self.topology.shard_batch(_device(batch)),
+                    self.topology.shard_batch(_device(held)),
+                    inv_temp,
+                )
+                self.replays[0].update_priorities(
+                    batch["indices"], self.topology.local_rows(m.pop("priorities"))
+                )
+                metrics.append(m)
+                self.sampled += self.batch_size
+        out = {
+            "replay_size": self.replays[0].size,
+            "replay_memory_gb": sum(r.memory_bytes() for r in self.replays) / 1e9,
+            "learner_steps": int(self.topology.to_host(state.learner_steps)),
+        }
+        if metrics:
+            out.update(
+                {
+                    k: float(v)
+                    for k, v in self.topology.to_host(
+                        jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)
+                    ).items()
+                }
+            )
+        if lags:
+            out["policy_lag"] = float(np.mean(lags))
+        return state, out, finished
+
+    def state_dict(self) -> dict:
+        return {"inserted": self.inserted, "sampled": self.sampled}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inserted, self.sampled = state["inserted"], state["sampled"]
+
+
+def _act(actor, state, inv_temp):
+    """One env step of every env: (actions, obs before, rewards, dones, finished)."""
+    actions, _ = actor.act(state.params, state.alphas, inv_temp)
+    obs, rewards, dones, fin = actor.step(actions)
+    return actions, obs, rewards, dones, fin
+
+
+def _device(batch):
+    if batch is None:
+        return None
+    return {k: v for k, v in batch.items() if k != "indices"}
+
+
+def _available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class Agent:
+    """DQN as the experiment driver sees it (``rldarts.run.experiment``)."""
+
+    normalize_reward = False  # rewards are scaled by the game's max return instead
+
+    def __init__(
+        self,
+        c,
+        torso,
+        num_actions: int,
+        mode: str,
+        num_heldout: int,
+        total_env_steps: int,
+        topology: parallel.Topology | None = None,
+        obs_shape=(64, 64, 3),
+        obs_dtype=np.uint8,
+    ):
+        d = self.cfg = c.dqn
+        self.topology = topology = topology or parallel.single_device()
+        self.model = networks.Agent(
+            torso, networks.C51DuelingHead(num_actions, d.num_atoms, d.hidden)
+        )
+        self.num_envs = d.num_envs
+        self.steps_per_iteration = max(1, d.iteration_env_steps // d.num_envs) * d.num_envs
+        self.arch_cfg = c.arch.copy_and_resolve_references()
+        self.arch_cfg.mode = mode
+        # Multi-host: each process holds the replay of its own envs.
+        capacity = topology.local_share(d.replay_capacity)
+        need = PrioritizedReplay.estimate_bytes(
+            capacity, obs_shape, obs_dtype, topology.local_share(d.num_envs)
+        )
+        have = _available_memory_bytes()
+        if need > 0.9 * have:
+            raise ValueError(
+                f"dqn.replay_capacity={d.replay_capacity:,} needs about "
+                f"{need / 1e9:.1f} GB of replay memory; {have / 1e9:.1f} GB "
+                "is available"
+            )
+        # Each group its own Ape-X spread: spread over all columns, the held-out envs
+        # (the last columns) would act almost greedily.
+        # A process takes its own slice of each group's spread.
+        groups = [d.num_envs - num_heldout] + ([num_heldout] if num_heldout else [])
+        p, share = topology.process_index, topology.local_share
+        self.policy = make_policy(
+            self.model,
+            d,
+            *[
+                dqn_losses.apex_epsilons(n, d.epsilon_base, d.epsilon_alpha)[
+                    p * share(n) : (p + 1) * share(n)
+                ]
+                for n in groups
+            ],
+        )
+        self.eval_policy = make_policy(self.model, d, [d.eval_epsilon])
+        self.replays = make_replays(d, [share(n) for n in groups], obs_shape, obs_dtype, capacity)
+        scale = d.reward_max_return or procgen_scores.max_return(c.env_name)
+        self.learner = Learner(
+            self.model,
+            d,
+            self.arch_cfg,
+            self.replays,
+            scale,
+            topology,
+            bool(c.get("parallel") and c.parallel.async_actor),
+        )
+
+    def init_state(self, alphas, sample_obs, key) -> DQNState:
+        return init_state(
+            self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key, self.topology
+        )
+
+    def run_iteration(self, actor, state, inv_temp, next_inv_temp=None):
+        return self.learner.run_iteration(
+            actor, state, inv_temp, self.steps_per_iteration, next_inv_temp
+        )
+
+    def close(self) -> None:
+        if self.learner.pipeline is not None:
+            self.learner.pipeline.close()
+
+    def start_segment(self, seed: int, segment: int) -> None:
+        self.learner.start_segment(seed, segment)
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)
+
+    def _replay_path(self, directory, step, group):
+        return os.path.join(directory, f"replay_{step}_g{group}.npz")
+
+    def save_extra(self, directory: str, step: int) -> None:
+        """The replays, tagged with the checkpoint step (written before the checkpoint)."""
+        os.makedirs(directory, exist_ok=True)
+        for g, replay in enumerate(self.replays):
+            replay.save(self._replay_path(directory, step, g))
+
+    def prune_extra(self, directory: str, kept_steps) -> None:
+        """Removes replays of checkpoints that no longer exist."""
+        keep = {f"replay_{s}_" for s in kept_steps}
+        for name in os.listdir(directory):
+            if name.startswith("replay_") and not any(name.startswith(k) for k in keep):
+                os.remove(os.path.join(directory, name))
+
+    def load_extra(self, directory: str, step: int) -> str:
+        paths = [self._replay_path(directory, step, g) for g in range(len(self.replays))]
+        if not all(os.path.exists(p) for p in paths):
+            return (
+                f"no replay saved with checkpoint {step}: the replay refills from "
+                f"empty ({self.cfg.min_replay_size:,} transitions before learning)"
+            )
+        for replay, path in zip(self.replays, paths):
+            replay.load(path)
+        return ""

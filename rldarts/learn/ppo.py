@@ -1,0 +1,414 @@
+"""PPO learner (Schulman et al. 2017; Procgen settings of Cobbe et al. 2020).
+
+Reads top to bottom: the acting policy, the loss, then ``make_update``: a whole rollout
+(time-major, ``(T, N, ...)``) -> GAE (a reverse ``lax.scan``) -> ``update_epochs`` x
+``num_minibatches`` optimisation steps on shuffled minibatches. Weights and alphas move
+through ``rldarts.learn.arch.make_arch_step``, so the joint, alternating, unrolled and frozen
+architecture modes are the same code for every agent. How the loops run (one jitted
+``lax.scan`` or a host loop of jitted steps, microbatched gradients on CPU, a data-
+parallel mesh of devices) sits behind one seam, ``rldarts.learn.ppo_loops``; every
+choice there makes the same update. ``Agent`` adds acting, optionally on an actor
+thread one update behind (``rldarts.learn.async_actor``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rldarts.learn import arch, async_actor, parallel, ppo_loops, ppo_losses
+from rldarts.learn.ppo_loops import microbatch_size, update_loop  # noqa: F401 (public)
+from rldarts.model import networks
+
+
+class PPOState(NamedTuple):
+    params: dict
+    alphas: dict
+    weight_opt_state: optax.OptState
+    alpha_opt_state: optax.OptState
+    key: jax.Array
+
+    @property
+    def arch_state(self) -> arch.ArchState:
+        """What the optimisation steps move (everything but the RNG key)."""
+        return arch.ArchState(self.params, self.alphas, self.weight_opt_state, self.alpha_opt_state)
+
+
+def make_weight_optimizer(ppo_cfg, num_updates: int) -> optax.GradientTransformation:
+    """Adam(eps 1e-5) after global grad-norm clipping; lr optionally annealed to 0."""
+    lr = (
+        optax.linear_schedule(ppo_cfg.learning_rate, 0.0, num_updates)
+        if ppo_cfg.anneal_lr
+        else ppo_cfg.learning_rate
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(ppo_cfg.max_grad_norm), optax.adam(lr, eps=ppo_cfg.adam_eps)
+    )
+
+
+def make_policy(model):
+    """Stochastic acting: sample from the policy logits; extras for the learner. Every
+    env group acts alike (``group`` is the actor's group index)."""
+
+    def policy(params, alphas, obs, key, inv_temp, group=0):
+        del group
+        # A sampled supernet (gdas) draws its architecture per forward pass from a key
+        # of its own, so the action stream is the same for every method.
+        logits, value = model.apply(
+            params, obs, alphas, inv_temp, rngs=arch.arch_rngs(jax.random.fold_in(key, 1))
+        )
+        actions = jax.random.categorical(key, logits)
+        log_probs = ppo_losses.categorical_log_prob(logits, actions)
+        return actions, {"log_probs": log_probs, "values": value}
+
+    return policy
+
+
+def make_loss(model, ppo_cfg):
+    """``loss(params, alphas, minibatch, inv_temp, arch_key) -> (loss, metrics)``; the
+    minibatch's advantages are already normalised (over the whole minibatch)."""
+
+    def loss_fn(params, alphas, batch, inv_temp, arch_key=None):
+        logits, value = model.apply(
+            params, batch["obs"], alphas, inv_temp, rngs=arch.arch_rngs(arch_key)
+        )
+        return ppo_losses.ppo_loss(
+            logits,
+            value,
+            batch,
+            ppo_cfg.clip_eps,
+            ppo_cfg.vf_coef,
+            ppo_cfg.ent_coef,
+            ppo_cfg.clip_value_loss,
+            norm_adv=False,
+        )
+
+    return loss_fn
+
+
+def init_state(
+    model,
+    ppo_cfg,
+    arch_cfg,
+    alphas,
+    sample_obs,
+    key,
+    num_updates: int,
+    topology: parallel.Topology | None = None,
+):
+    key, init_key = jax.random.split(key)
+    params = model.init({"params": init_key, **arch.arch_rngs(init_key)}, sample_obs, alphas)
+    weight_opt = make_weight_optimizer(ppo_cfg, num_updates)
+    alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
+    state = PPOState(params, alphas, weight_opt.init(params), alpha_opt.init(alphas), key)
+    return (topology or parallel.single_device()).replicate(state)
+
+
+def make_minibatch_step(
+    model,
+    ppo_cfg,
+    arch_cfg,
+    weight_opt,
+    alpha_opt,
+    minibatch_sizes,
+    loop: str = "host",
+    batch_statistics: bool = False,
+    topology=None,
+):
+    """One optimisation step on a normalised minibatch (``ppo_loops.make_minibatch_step``
+    with the PPO loss): ``step(arch_state, train_mb, heldout_mb, inv_temp, arch_key)``."""
+    return ppo_loops.make_minibatch_step(
+        make_loss(model, ppo_cfg),
+        ppo_cfg,
+        arch_cfg,
+        weight_opt,
+        alpha_opt,
+        minibatch_sizes,
+        loop,
+        batch_statistics,
+        topology,
+    )
+
+
+def make_update(
+    model,
+    ppo_cfg,
+    arch_cfg,
+    num_envs: int,
+    num_heldout_envs: int,
+    num_updates: int,
+    batch_statistics: bool = False,
+    topology: parallel.Topology | None = None,
+):
+    """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``.
+
+    ``rollout``: 'obs' (T, N, ...), 'actions', 'log_probs', 'values', 'rewards',
+    'dones' (T, N) and 'last_obs' (N, ...), host arrays of this process's envs. The last
+    ``num_heldout_envs`` columns are held-out data for alternating architecture
+    updates. ``batch_statistics``: the torso normalises over its batch
+    (``networks.uses_batch_statistics``). Where and how the loops run (one jitted scan
+    or a host loop; microbatches; devices) is ``ppo_loops``'s business.
+    """
+    topology = topology or parallel.single_device()
+    weight_opt = make_weight_optimizer(ppo_cfg, num_updates)
+    alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
+    num_train_envs = num_envs - num_heldout_envs
+    nmb, epochs = ppo_cfg.num_minibatches, ppo_cfg.update_epochs
+    for name, n in (
+        ("training", num_train_envs * ppo_cfg.num_steps),
+        ("held-out", num_heldout_envs * ppo_cfg.num_steps),
+    ):
+        if n % nmb:
+            raise ValueError(
+                f"ppo.num_minibatches={nmb} does not divide the {n} {name} "
+                "samples of a rollout (num_envs x num_steps)"
+            )
+    minibatch_sizes = [n * ppo_cfg.num_steps // nmb for n in (num_train_envs, num_heldout_envs)]
+    loop = ppo_loops.make_loop(
+        make_loss(model, ppo_cfg),
+        ppo_cfg,
+        arch_cfg,
+        weight_opt,
+        alpha_opt,
+        minibatch_sizes,
+        batch_statistics,
+        topology,
+    )
+
+    def prepare(state: PPOState, groups, inv_temp):
+        """GAE over the rollout, flattened into training and held-out sample sets; the
+        new RNG key; per step, the shuffled minibatch indices and the architecture key."""
+        rollout = _join_groups(groups)
+        key, perm_key = jax.random.split(state.key)
+        _, last_value = model.apply(
+            state.params,
+            rollout["last_obs"],
+            state.alphas,
+            inv_temp,
+            rngs=arch.arch_rngs(jax.random.fold_in(perm_key, 2)),
+        )
+        advantages, returns = ppo_losses.gae_advantages(
+            rollout["rewards"],
+            rollout["values"],
+            rollout["dones"],
+            last_value,
+            ppo_cfg.gamma,
+            ppo_cfg.gae_lambda,
+        )
+        data = {k: rollout[k] for k in ("obs", "actions", "log_probs", "values")}
+        data.update(advantages=advantages, returns=returns)
+        flat = lambda tree: jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+        # Every device holds the sample set and gathers its shard of each minibatch.
+        train = topology.constrain_replicated(
+            flat(jax.tree.map(lambda x: x[:, :num_train_envs], data))
+        )
+        heldout = topology.constrain_replicated(
+            flat(jax.tree.map(lambda x: x[:, num_train_envs:], data))
+        )
+        # Explained variance of the value targets: a quick health check of the critic.
+        explained = 1.0 - jnp.var(returns - rollout["values"]) / (jnp.var(returns) + 1e-8)
+        schedule = (*permutations(perm_key), arch_keys(perm_key))
+        return (train, heldout), explained, key, schedule
+
+    def permutations(key):
+        """Per epoch: shuffled minibatch indices, (epochs, num_minibatches, size)."""
+
+        def one(key, size):
+            return jax.random.permutation(key, size).reshape(nmb, size // nmb)
+
+        keys = jax.random.split(key, (epochs, 2))
+        n_train = num_train_envs * ppo_cfg.num_steps
+        n_held = max(num_heldout_envs * ppo_cfg.num_steps, nmb)
+        return (
+            jax.vmap(lambda k: one(k, n_train))(keys[:, 0]),
+            jax.vmap(lambda k: one(k, n_held))(keys[:, 1]),
+        )
+
+    def arch_keys(key):
+        """Per step, the key a sampled supernet draws its architecture from (shared by
+        the step's held-out and training batches), (epochs, num_minibatches) keys."""
+        return jax.random.split(jax.random.fold_in(key, 1), (epochs, nmb))
+
+    def minibatches(samples, idx, held_idx):
+        """One training (and held-out) minibatch, laid out over the learner devices;
+        advantages normalised over the whole minibatch (CleanRL) when ``ppo.norm_adv``."""
+
+        def take(data, i):
+            mb = jax.tree.map(lambda x: x[i], data)
+            if ppo_cfg.norm_adv:
+                mb["advantages"] = ppo_losses.normalize_advantages(mb["advantages"])
+            return topology.constrain_batch(mb)
+
+        train, heldout = samples
+        return take(train, idx), (take(heldout, held_idx) if num_heldout_envs else None)
+
+    def update(state: PPOState, groups, inv_temp):
+        samples, explained, key, schedule = loop.stage(prepare)(state, groups, inv_temp)
+        arch_state, history = loop.steps(state.arch_state, minibatches, samples, schedule, inv_temp)
+        metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), history)
+        # approx_kl_first: the first minibatch still has the acting parameters, so any
+        # KL there comes from recomputing the behaviour log-probabilities (batch-norm
+        # statistics over another batch), not from learning.
+        metrics.update(explained_variance=explained, approx_kl_first=history["approx_kl"][0])
+        return PPOState(*arch_state, key), metrics
+
+    def place(rollout):
+        """This process's env columns -> the training and held-out groups, each sharded
+        along its env axis over the learner devices (global arrays over processes)."""
+        n_train = topology.local_share(num_train_envs)
+        return tuple(
+            None
+            if group is None
+            else (topology.shard_batch(group[0], axis=1), topology.shard_batch(group[1]))
+            for group in _split_groups(rollout, n_train, num_heldout_envs > 0)
+        )
+
+    return loop.compile(update, place)
+
+
+def _split_groups(rollout, num_train: int, heldout: bool):
+    """(steps (T, N, ...), last_obs (N, ...)) of the training columns and of the
+    held-out ones (None without held-out envs)."""
+    steps = {k: v for k, v in rollout.items() if k != "last_obs"}
+    group = lambda cols: (
+        {k: v[:, cols] for k, v in steps.items()},
+        rollout["last_obs"][cols],
+    )
+    return group(slice(0, num_train)), (group(slice(num_train, None)) if heldout else None)
+
+
+def _join_groups(groups) -> dict:
+    """The inverse of ``_split_groups`` (inside jit): one rollout, held-out columns last."""
+    (steps, last_obs), held = groups
+    if held is not None:
+        steps = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), steps, held[0])
+        last_obs = jnp.concatenate([last_obs, held[1]])
+    return dict(steps, last_obs=last_obs)
+
+
+def collect_rollout(actor, state, num_steps: int, inv_temp):
+    """num_steps of acting with the current params; time-major arrays for ``update``."""
+    obs, actions, log_probs, values, rewards, dones = [], [], [], [], [], []
+    finished = [([], []) for _ in actor.envs]
+    for _ in range(num_steps):
+        a, extras = actor.act(state.params, state.alphas, inv_temp)
+        o, r, d, fin = actor.step(a)
+        obs.append(o)
+        actions.append(a)
+        log_probs.append(extras["log_probs"])
+        values.append(extras["values"])
+        rewards.append(r)
+        dones.append(d)
+        for g, (f_ret, f_len) in enumerate(fin):
+            finished[g][0].append(f_ret)
+            finished[g][1].append(f_len)
+    rollout = {
+        "obs": np.stack(obs),
+        "actions": np.stack(actions),
+        "log_probs": np.stack(jax.device_get(log_probs)),
+        "values": np.stack(jax.device_get(values)),
+        "rewards": np.stack(rewards),
+        "dones": np.stack(dones),
+        "last_obs": actor.obs,
+    }
+    return rollout, finished
+
+
+class Agent:
+    """PPO as the experiment driver sees it (``rldarts.run.experiment.AgentInterface``)."""
+
+    def __init__(
+        self,
+        c,
+        torso,
+        num_actions: int,
+        mode: str,
+        num_heldout: int,
+        total_env_steps: int,
+        topology: parallel.Topology | None = None,
+    ):
+        self.cfg = c.ppo
+        self.topology = topology or parallel.single_device()
+        self.model = networks.Agent(torso, networks.PolicyValueHead(num_actions))
+        self.num_envs = c.ppo.num_envs
+        self.normalize_reward = c.ppo.normalize_reward
+        self.steps_per_iteration = c.ppo.num_envs * c.ppo.num_steps
+        iterations = -(-total_env_steps // self.steps_per_iteration)
+        self.num_updates = iterations * c.ppo.update_epochs * c.ppo.num_minibatches
+        self.arch_cfg = c.arch.copy_and_resolve_references()
+        self.arch_cfg.mode = mode
+        self.policy = make_policy(self.model)
+        self.eval_policy = self.policy  # evaluation with the stochastic policy
+        self._update = make_update(
+            self.model,
+            c.ppo,
+            self.arch_cfg,
+            self.num_envs,
+            num_heldout,
+            self.num_updates,
+            networks.uses_batch_statistics(c.network),
+            self.topology,
+        )
+        self._pipeline = (
+            async_actor.Pipeline(self._collect)
+            if c.get("parallel") and c.parallel.async_actor
+            else None
+        )
+
+    def init_state(self, alphas, sample_obs, key) -> PPOState:
+        return init_state(
+            self.model,
+            self.cfg,
+            self.arch_cfg,
+            alphas,
+            sample_obs,
+            key,
+            self.num_updates,
+            self.topology,
+        )
+
+    def _collect(self, actor, state, inv_temp):
+        return collect_rollout(actor, state, self.cfg.num_steps, inv_temp)
+
+    def run_iteration(self, actor, state, inv_temp, next_inv_temp=None):
+        """Collects a rollout and updates on it. With the async actor, the rollout was
+        collected during the previous update (one update behind), and the next one is
+        started now, before this update, unless ``next_inv_temp`` is None (the next
+        iteration starts a new env segment, or there is none)."""
+        if self._pipeline is None:
+            (rollout, finished), lag = self._collect(actor, state, inv_temp), 0
+        else:
+            prefetch = None if next_inv_temp is None else (actor, state, next_inv_temp)
+            (rollout, finished), lag = self._pipeline.next((actor, state, inv_temp), prefetch)
+        state, metrics = self._update(state, rollout, inv_temp)
+        metrics = {k: float(v) for k, v in self.topology.to_host(metrics).items()}
+        if self._pipeline is not None:
+            metrics["policy_lag"] = float(lag)
+        return state, metrics, finished
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+
+    # PPO keeps nothing on the host between iterations.
+    def start_segment(self, seed: int, segment: int) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def save_extra(self, directory: str, step: int) -> None:
+        pass
+
+    def prune_extra(self, directory: str, kept_steps) -> None:
+        pass
+
+    def load_extra(self, directory: str, step: int) -> str:
+        return ""

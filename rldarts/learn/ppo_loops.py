@@ -1,0 +1,213 @@
+"""Where a PPO update runs: the one seam behind which the back-end choices live.
+
+``ppo.make_update`` reads as the algorithm (GAE, shuffles, epochs x minibatches of
+``arch`` steps); this module decides how that runs, and a reader may skip it:
+* **loop** (``ppo.update_loop``): ``scan`` traces the whole update into one jitted
+  ``lax.scan`` (PureJaxRL; the accelerator default); ``host`` jits each stage and
+  loops over epochs and minibatches in Python (the CPU default: XLA:CPU runs
+  convolutions inside a ``lax.scan`` body ~9-12x slower than the same step on its own).
+  Both draw the same shuffles and make the same update (tests/test_ppo_update.py).
+* **microbatches** (``ppo.microbatch_size``, host loop, one device): a minibatch's
+  gradient as the mean of jitted slices (``arch.make_microbatched_arch_step``), faster
+  per sample on XLA:CPU.
+* **devices** (``rldarts.learn.parallel.Topology``): minibatches laid out along the mesh's
+  data axis, the update's sample set and the params replicated; the step is the
+  single-device program under ``jax.jit`` shardings, so the update is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from rldarts.learn import arch, parallel
+
+# Samples per jitted forward+backward on CPU when ppo.microbatch_size is 0 (auto):
+# IMPALA-CNN's gradient runs ~1.7x faster per sample at 256 than at 2048 on XLA:CPU.
+CPU_MICROBATCH = 256
+# Independent gradients per jitted call on CPU (XLA runs them on both cores at once):
+# 4 parts of 64 samples made the IMPALA-CNN minibatch step 1.10-1.18x faster than 1.
+CPU_PARTS = 4
+
+UPDATE_LOOPS = ("auto", "scan", "host")
+
+
+def update_loop(requested: str) -> str:
+    """``ppo.update_loop`` resolved: ``auto`` is ``host`` on the CPU backend, else
+    ``scan``."""
+    if requested not in UPDATE_LOOPS:
+        raise ValueError(
+            f"config ppo.update_loop={requested!r} is not valid; valid "
+            f"choices: {', '.join(UPDATE_LOOPS)}"
+        )
+    if requested == "auto":
+        return "host" if jax.default_backend() == "cpu" else "scan"
+    return requested
+
+
+def microbatch_size(
+    requested: int, minibatch_sizes, batch_statistics: bool = False, num_devices: int = 1
+) -> int:
+    """Samples per gradient slice of a minibatch; 0 means the whole minibatch at once.
+
+    ``requested`` is ``ppo.microbatch_size``: 0 = auto (``CPU_MICROBATCH`` on the CPU
+    backend where it divides every minibatch, else whole minibatches); a value must
+    divide every minibatch (training and held-out) that it is smaller than.
+
+    Slicing is the same update only for networks without batch statistics. With
+    ``batch_statistics`` (the DARTS torsos) auto takes whole minibatches on every
+    backend, so the update is the one the ``scan`` loop and an accelerator make; an
+    explicit size is then a hyperparameter, not a compute choice: batch norm over
+    ``requested``-sample slices ("ghost batch norm"), part of the resume fingerprint
+    (``config_checks.fingerprint``). With several learner devices the minibatch is
+    already split over them: auto takes it whole, and slices are refused.
+    """
+    sizes = [m for m in minibatch_sizes if m]
+    if requested < 0:
+        raise ValueError(f"config ppo.microbatch_size={requested} must be >= 0 (0 = auto)")
+    if requested and num_devices > 1:
+        raise ValueError(
+            f"config ppo.microbatch_size={requested} slices minibatches on "
+            f"one device; with {num_devices} learner devices the minibatch "
+            "is split over them: set ppo.microbatch_size=0"
+        )
+    if requested == 0:
+        if jax.default_backend() != "cpu" or batch_statistics or num_devices > 1:
+            return 0
+        requested = CPU_MICROBATCH
+        if any(m % requested for m in sizes if m > requested):
+            return 0
+    if all(m <= requested for m in sizes):
+        return 0
+    bad = [m for m in sizes if m > requested and m % requested]
+    if bad:
+        raise ValueError(
+            f"config ppo.microbatch_size={requested} does not divide the "
+            f"minibatch of {bad[0]} samples; use a divisor of it or 0 (auto)"
+        )
+    return requested
+
+
+def make_minibatch_step(
+    loss_fn,
+    ppo_cfg,
+    arch_cfg,
+    weight_opt,
+    alpha_opt,
+    minibatch_sizes,
+    loop: str = "host",
+    batch_statistics: bool = False,
+    topology: parallel.Topology | None = None,
+):
+    """``step(arch_state, train_mb, heldout_mb, inv_temp, arch_key) -> (arch_state,
+    metrics)``: one optimisation step on a minibatch whose advantages are already
+    normalised (the learner normalises each whole minibatch, so microbatched gradients
+    are exact for networks without batch statistics; see ``microbatch_size``).
+    For the ``host`` loop: jitted, or a host loop over jitted microbatch gradients;
+    for ``scan``: the pure step, to be traced inside the scan."""
+    topology = topology or parallel.single_device()
+    xi = (
+        (arch_cfg.get("unrolled_lr", 0.0) or ppo_cfg.learning_rate)
+        if arch_cfg.mode == "unrolled"
+        else 0.0
+    )  # the virtual step's learning rate
+    pure = arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt, xi)
+
+    def replicated_step(state, *args):
+        new_state, metrics = pure(state, *args)
+        return topology.constrain_replicated(new_state), metrics
+
+    if loop == "scan":
+        if ppo_cfg.microbatch_size:
+            raise ValueError(
+                f"config ppo.microbatch_size={ppo_cfg.microbatch_size} needs "
+                "ppo.update_loop=host (the scan takes whole minibatches); "
+                "set ppo.microbatch_size=0 or ppo.update_loop=host"
+            )
+        return replicated_step
+    size = microbatch_size(
+        ppo_cfg.microbatch_size, minibatch_sizes, batch_statistics, topology.num_learner_devices
+    )
+    if size:
+        # Parts split the slice again: only where that leaves the update unchanged.
+        parts = CPU_PARTS if size % CPU_PARTS == 0 and not batch_statistics else 1
+        return arch.make_microbatched_arch_step(
+            arch_cfg.mode, loss_fn, weight_opt, alpha_opt, size, parts
+        )
+    return jax.jit(replicated_step)
+
+
+class Loop:
+    """How the stages of one update run: ``stage`` (GAE and shuffles), ``steps`` (the
+    epochs x minibatches) and ``compile`` (the whole update, placed on the devices)."""
+
+    def __init__(self, kind: str, step: Callable, topology: parallel.Topology):
+        self.kind, self.step, self.topology = kind, step, topology
+        self._jitted: dict = {}
+
+    def _jit(self, fn: Callable) -> Callable:
+        """One jitted wrapper per stage function, compiled once per run."""
+        if fn not in self._jitted:
+            self._jitted[fn] = jax.jit(fn)
+        return self._jitted[fn]
+
+    def stage(self, fn: Callable) -> Callable:
+        # scan: traced inside the one outer jit; host: a jitted call of its own.
+        return fn if self.kind == "scan" else self._jit(fn)
+
+    def steps(self, state: arch.ArchState, minibatch: Callable, samples, schedule, inv_temp):
+        """Runs ``step`` on ``minibatch(samples, *schedule[i])`` for every i in order
+        (``schedule``: arrays with leading epochs x minibatches axes, run in host order).
+        Returns the final state and the per-step metrics stacked."""
+        order = lambda x: x.reshape((-1,) + x.shape[2:])
+        schedule = jax.tree.map(order, schedule)
+        if self.kind == "scan":
+
+            def body(state, xs):
+                *indices, arch_key = xs
+                train_mb, held_mb = minibatch(samples, *indices)
+                return self.step(state, train_mb, held_mb, inv_temp, arch_key)
+
+            return jax.lax.scan(body, state, schedule)
+        take = self._jit(minibatch)
+        history = []
+        for i in range(jax.tree.leaves(schedule)[0].shape[0]):
+            *indices, arch_key = (x[i] for x in schedule)
+            train_mb, held_mb = take(samples, *indices)
+            state, metrics = self.step(state, train_mb, held_mb, inv_temp, arch_key)
+            history.append(metrics)
+        return state, jax.tree.map(lambda *xs: jnp.stack(xs), *history)
+
+    def compile(self, update: Callable, place: Callable) -> Callable:
+        """``update(state, placed_rollout, inv_temp)`` as the learner calls it, with the
+        host rollout first placed on the devices by ``place``."""
+        run = jax.jit(update) if self.kind == "scan" else update
+        return lambda state, rollout, inv_temp: run(state, place(rollout), inv_temp)
+
+
+def make_loop(
+    loss_fn,
+    ppo_cfg,
+    arch_cfg,
+    weight_opt,
+    alpha_opt,
+    minibatch_sizes,
+    batch_statistics: bool,
+    topology: parallel.Topology | None,
+) -> Loop:
+    topology = topology or parallel.single_device()
+    kind = update_loop(ppo_cfg.update_loop)
+    step = make_minibatch_step(
+        loss_fn,
+        ppo_cfg,
+        arch_cfg,
+        weight_opt,
+        alpha_opt,
+        minibatch_sizes,
+        kind,
+        batch_statistics,
+        topology,
+    )
+    return Loop(kind, step, topology)

@@ -1,0 +1,297 @@
+"""Image encoders (IMPALA-CNN and the two DARTS networks) and the agents' heads.
+
+Every torso maps uint8 NHWC observations ``(B, 64, 64, 3)`` to features ``(B, dense)``
+and takes ``(obs, alphas=None, inverse_temperature=1.0)``; the DARTS torsos are
+supernets when built without a genotype (then ``alphas`` is a dict cell type ->
+list per node, shared by all cells of that type) and fixed networks otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rldarts.model import cells as cells_lib
+from rldarts.model import conv as conv_lib
+from rldarts.model import ops as ops_lib
+from rldarts.model.genotypes import NetworkGenotype
+
+NETWORKS = ("impala", "darts_impala", "darts_standard", "mlp")
+# Which cell types each DARTS network uses (and so which alphas it needs).
+CELL_TYPES = {"darts_impala": ("normal",), "darts_standard": ("normal", "reduction")}
+
+
+def uses_batch_statistics(network: str) -> bool:
+    """Whether the torso normalises with the current batch's statistics (the DARTS
+    cells' ``ops.batch_norm``): one sample's output and gradient then depend on the
+    other samples of its batch, so a batch may not be split without changing the
+    update (``rldarts.learn.ppo.microbatch_size``)."""
+    return network in CELL_TYPES
+
+
+def _scale(obs: jax.Array) -> jax.Array:
+    return obs.astype(jnp.float32) / 255.0 if obs.dtype == jnp.uint8 else obs
+
+
+def _dense_out(x: jax.Array, dense: int) -> jax.Array:
+    x = nn.relu(x.reshape((x.shape[0], -1)))
+    return nn.relu(nn.Dense(dense)(x))
+
+
+class ResidualBlock(nn.Module):
+    channels: int
+
+    @nn.compact
+    def __call__(self, x):
+        y = conv_lib.Conv(self.channels, (3, 3))(nn.relu(x))
+        y = conv_lib.Conv(self.channels, (3, 3))(nn.relu(y))
+        return x + y
+
+
+class ImpalaCNN(nn.Module):
+    """Espeholt et al. 2018: per depth conv3x3, maxpool 3x3/2, two residual blocks."""
+
+    depths: Sequence[int] = (16, 32, 32)
+    dense: int = 256
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = _scale(obs)
+        for depth in self.depths:
+            x = conv_lib.Conv(depth, (3, 3))(x)
+            x = ops_lib.max_pool(x, 3, 2)
+            x = ResidualBlock(depth)(x)
+            x = ResidualBlock(depth)(x)
+        return _dense_out(x, self.dense)
+
+
+class _DartsTorso(nn.Module):
+    """Shared cell construction: searched (alphas given) or fixed (genotype given)."""
+
+    def _cell(self, name, cell_type, channels, stride, x, alphas, inverse_temperature):
+        # Explicit names: a fixed network's params are then a subset of the supernet's.
+        if self.genotype is not None:
+            return cells_lib.FixedCell(
+                channels, self.genotype[cell_type], stride, self.output_mode, name=name
+            )(x)
+        if alphas is None or cell_type not in alphas:
+            raise ValueError(f"supernet needs alphas for cell type {cell_type!r}")
+        cell = cells_lib.SearchCell(
+            channels,
+            tuple(self.ops),
+            self.num_nodes,
+            1,
+            stride,
+            self.output_mode,
+            self.method,
+            self.partial_channels_k,
+            name=name,
+        )
+        edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get(cell_type)
+        return cell(x, alphas[cell_type], inverse_temperature, edge_weights)
+
+
+class DartsImpalaCNN(_DartsTorso):
+    """IMPALA-CNN whose residual blocks are replaced by two searched normal cells."""
+
+    depths: Sequence[int] = (16, 32, 32)
+    dense: int = 256
+    ops: Sequence[str] = ops_lib.SEARCH_SPACES["rl_darts_conv"]
+    num_nodes: int = 4
+    output_mode: str = "concat_conv"
+    genotype: NetworkGenotype | None = None
+    method: str = "darts"  # how the supernet's edges mix their ops (cells.METHODS)
+    partial_channels_k: int = 4
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = _scale(obs)
+        for s, depth in enumerate(self.depths):
+            x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
+            x = ops_lib.max_pool(x, 3, 2)
+            for c in range(2):
+                x = self._cell(
+                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature
+                )
+        return _dense_out(x, self.dense)
+
+
+class DartsStandardCNN(_DartsTorso):
+    """Optional first conv3x3, then per depth one reduction and two normal cells."""
+
+    depths: Sequence[int] = (16, 32, 32)
+    dense: int = 256
+    ops: Sequence[str] = ops_lib.SEARCH_SPACES["rl_darts_conv"]
+    num_nodes: int = 4
+    output_mode: str = "concat_conv"
+    first_conv: bool = True
+    normal_cells: int = 2
+    genotype: NetworkGenotype | None = None
+    method: str = "darts"
+    partial_channels_k: int = 4
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = _scale(obs)
+        if self.first_conv:
+            x = conv_lib.Conv(self.depths[0], (3, 3), name="first_conv")(x)
+        for s, depth in enumerate(self.depths):
+            x = self._cell(
+                f"stage{s}_reduction", "reduction", depth, 2, x, alphas, inverse_temperature
+            )
+            for c in range(self.normal_cells):
+                x = self._cell(
+                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature
+                )
+        return _dense_out(x, self.dense)
+
+
+class MLPTorso(nn.Module):
+    """For vector observations (classic-control tests of the learners)."""
+
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = obs.reshape((obs.shape[0], -1)).astype(jnp.float32)
+        for h in self.hidden:
+            x = nn.tanh(nn.Dense(h, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+        return x
+
+
+class PolicyValueHead(nn.Module):
+    """PPO heads: policy logits (small init, near-uniform start) and a scalar value."""
+
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, features):
+        logits = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))(features)
+        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(features)
+        return logits, value[..., 0]
+
+
+class C51DuelingHead(nn.Module):
+    """Distributional dueling head: logits (B, actions, atoms) = V + A - mean_a A."""
+
+    num_actions: int
+    num_atoms: int = 51
+    hidden: int = 512
+
+    @nn.compact
+    def __call__(self, features):
+        hidden_v = nn.relu(nn.Dense(self.hidden, name="value_hidden")(features))
+        v = nn.Dense(self.num_atoms, name="value_out")(hidden_v)
+        hidden_a = nn.relu(nn.Dense(self.hidden, name="advantage_hidden")(features))
+        a = nn.Dense(self.num_actions * self.num_atoms, name="advantage_out")(hidden_a)
+        a = a.reshape((-1, self.num_actions, self.num_atoms))
+        return v[:, None, :] + a - a.mean(axis=1, keepdims=True)
+
+
+class Agent(nn.Module):
+    """A torso and a head; ``__call__(obs, alphas, inverse_temperature)``."""
+
+    torso: nn.Module
+    head: nn.Module
+
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        return self.head(self.torso(obs, alphas, inverse_temperature))
+
+
+def make_torso(
+    network: str,
+    *,
+    depths: Sequence[int] = (16, 32, 32),
+    dense: int = 256,
+    search_space="rl_darts_conv",
+    num_nodes: int = 4,
+    output_mode: str = "concat_conv",
+    first_conv: bool = True,
+    genotype: NetworkGenotype | None = None,
+    mlp_hidden: Sequence[int] = (64, 64),
+    method: str = "darts",
+    partial_channels_k: int = 4,
+) -> nn.Module:
+    """One entry point for every torso, from the fields of a config. ``method`` and
+    ``partial_channels_k`` only matter for a supernet (a DARTS network without genotype)."""
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; valid networks: {', '.join(NETWORKS)}")
+    if any(d <= 0 for d in depths) or dense <= 0 or num_nodes <= 0:
+        raise ValueError(
+            f"depths, dense and num_nodes must be positive, got depths={depths}, "
+            f"dense={dense}, num_nodes={num_nodes}"
+        )
+    if output_mode not in cells_lib.OUTPUT_MODES:
+        raise ValueError(
+            f"unknown output_mode {output_mode!r}; valid: {', '.join(cells_lib.OUTPUT_MODES)}"
+        )
+    if network == "impala":
+        return ImpalaCNN(tuple(depths), dense)
+    if network == "mlp":
+        return MLPTorso(tuple(mlp_hidden))
+    ops = ops_lib.resolve_search_space(search_space)
+    if genotype is not None:
+        check_genotype_fits(genotype, network)
+    elif method not in cells_lib.METHODS:
+        raise ValueError(f"unknown arch.method {method!r}; valid: {', '.join(cells_lib.METHODS)}")
+    elif method == "pc_darts":
+        for depth in depths:
+            cells_lib.check_partial_channels(depth, partial_channels_k)
+    common = dict(
+        depths=tuple(depths),
+        dense=dense,
+        ops=ops,
+        num_nodes=num_nodes,
+        output_mode=output_mode,
+        genotype=genotype,
+        method=method,
+        partial_channels_k=partial_channels_k,
+    )
+    if network == "darts_impala":
+        return DartsImpalaCNN(**common)
+    return DartsStandardCNN(first_conv=first_conv, **common)
+
+
+def check_genotype_fits(genotype: NetworkGenotype, network: str) -> None:
+    needed = CELL_TYPES.get(network)
+    if needed is None:
+        raise ValueError(
+            f"network {network!r} takes no genotype; DARTS networks: {', '.join(CELL_TYPES)}"
+        )
+    missing = [t for t in needed if t not in genotype.cells]
+    if missing:
+        raise ValueError(
+            f"genotype does not fit network {network!r}: it has cell types "
+            f"{sorted(genotype.cells)}, the network needs {list(needed)}"
+        )
+    for t in needed:
+        if genotype[t].num_inputs != 1:
+            raise ValueError(
+                f"genotype does not fit network {network!r}: {t} cell has "
+                f"{genotype[t].num_inputs} inputs, the network's cells take 1"
+            )
+
+
+def init_network_alphas(
+    network: str,
+    search_space="rl_darts_conv",
+    num_nodes: int = 4,
+    key=None,
+    scale: float = 0.0,
+    method: str = "darts",
+) -> dict:
+    """Alphas of a supernet: cell type -> list per node (empty for fixed networks), plus
+    ``cells.EDGE_WEIGHTS`` -> cell type -> list per node for a ``pc_darts`` supernet."""
+    ops = ops_lib.resolve_search_space(search_space)
+    types = CELL_TYPES.get(network, ())
+    keys = jax.random.split(key, len(types)) if key is not None else [None] * len(types)
+    alphas = {t: cells_lib.init_alphas(ops, num_nodes, 1, k, scale) for t, k in zip(types, keys)}
+    if method == "pc_darts" and types:
+        alphas[cells_lib.EDGE_WEIGHTS] = {
+            t: cells_lib.init_edge_weights(num_nodes, 1) for t in types
+        }
+    return alphas
