@@ -5,12 +5,9 @@ and, for PPO, gym-style reward normalisation; all pure NumPy and checkpointable
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # envs imports this module (its evaluate keeps episode statistics)
-    from rldarts.env.envs import VecEnv
 
 
 class EpisodeStats:
@@ -113,7 +110,11 @@ class TrainingEnv:
     """
 
     def __init__(
-        self, venv: VecEnv, gamma: float = 0.999, normalize_reward: bool = True, clip: float = 10.0
+        self,
+        venv: Any,  # an envs.VecEnv (envs imports this module, not back)
+        gamma: float = 0.999,
+        normalize_reward: bool = True,
+        clip: float = 10.0,
     ):
         self.venv = venv
         self.num_envs, self.num_actions = venv.num_envs, venv.num_actions

@@ -43,13 +43,12 @@ from rldarts.model import ops as ops_lib
 # `X as X`: re-exported, `rldarts.model.cells` is the public entry point to cells, genotypes and
 # their discretization. Never let a lint fix drop them.
 from rldarts.model.genotypes import EDGE_WEIGHTS as EDGE_WEIGHTS
-from rldarts.model.genotypes import CellGenotype
+from rldarts.model.genotypes import OUTPUT_MODES, CellGenotype
 from rldarts.model.genotypes import NetworkGenotype as NetworkGenotype
 from rldarts.model.genotypes import discretize as discretize
 from rldarts.model.genotypes import discretize_cell as discretize_cell
 from rldarts.model.genotypes import split_alphas as split_alphas
 
-OUTPUT_MODES = ("concat_conv", "sum", "average", "weighted_sum", "last_node")
 METHODS = ("darts", "gdas", "pc_darts")
 
 Alphas = list  # one jax/np array per node, node i: (num_inputs + i, num_ops)

@@ -27,6 +27,11 @@ from rldarts.model import ops as ops_lib
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1: no provenance (found_with)
 CELL_TYPES = ("normal", "reduction")
+# The DARTS networks (rldarts.model.networks) and the cell types each is built from; here
+# because a genotype file names its network, and loading it checks the cells against it.
+NETWORK_CELL_TYPES = {"darts_impala": ("normal",), "darts_standard": ("normal", "reduction")}
+# How a cell combines its intermediate nodes into its output (cells.SearchCell / FixedCell).
+OUTPUT_MODES = ("concat_conv", "sum", "average", "weighted_sum", "last_node")
 
 Edge = tuple[int, str]
 
@@ -153,10 +158,6 @@ class Provenance:
     dense: int
 
     def __post_init__(self):
-        # Lazy: rldarts.model.cells and rldarts.model.networks import this module.
-        from rldarts.model.cells import OUTPUT_MODES
-        from rldarts.model.networks import CELL_TYPES as NETWORK_CELL_TYPES
-
         def bad(field, value, what):
             raise ValueError(f"found_with.{field}={value!r} is not valid; {what}")
 
@@ -238,8 +239,6 @@ class NetworkGenotype:
 
     def _check_found_with(self) -> None:
         """The cells must be what the recorded network and search space produce."""
-        from rldarts.model.networks import CELL_TYPES as NETWORK_CELL_TYPES  # lazy: cycle
-
         p = self.found_with
         needed = NETWORK_CELL_TYPES[p.network]
         if sorted(self.cells) != sorted(needed):

@@ -18,11 +18,11 @@ import numpy as np
 from rldarts.model import cells as cells_lib
 from rldarts.model import conv as conv_lib
 from rldarts.model import ops as ops_lib
-from rldarts.model.genotypes import NetworkGenotype
+from rldarts.model.genotypes import NETWORK_CELL_TYPES as CELL_TYPES
+from rldarts.model.genotypes import OUTPUT_MODES, NetworkGenotype
 
 NETWORKS = ("impala", "darts_impala", "darts_standard", "mlp")
 # Which cell types each DARTS network uses (and so which alphas it needs).
-CELL_TYPES = {"darts_impala": ("normal",), "darts_standard": ("normal", "reduction")}
 
 
 def uses_batch_statistics(network: str) -> bool:
@@ -225,10 +225,8 @@ def make_torso(
             f"depths, dense and num_nodes must be positive, got depths={depths}, "
             f"dense={dense}, num_nodes={num_nodes}"
         )
-    if output_mode not in cells_lib.OUTPUT_MODES:
-        raise ValueError(
-            f"unknown output_mode {output_mode!r}; valid: {', '.join(cells_lib.OUTPUT_MODES)}"
-        )
+    if output_mode not in OUTPUT_MODES:
+        raise ValueError(f"unknown output_mode {output_mode!r}; valid: {', '.join(OUTPUT_MODES)}")
     if network == "impala":
         return ImpalaCNN(tuple(depths), dense)
     if network == "mlp":

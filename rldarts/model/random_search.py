@@ -20,7 +20,7 @@ import numpy as np
 
 from rldarts.common.files import atomic_write_json, atomic_write_text
 from rldarts.model import ops as ops_lib
-from rldarts.model.genotypes import CellGenotype, NetworkGenotype, Provenance
+from rldarts.model.genotypes import NETWORK_CELL_TYPES, CellGenotype, NetworkGenotype, Provenance
 
 GENOTYPE_FILE = "genotype.json"
 INFO_FILE = "random_search.json"
@@ -101,11 +101,10 @@ def write_random_genotypes(
     Given the other ``net.*`` keys of the config they are for (``depths``, ``dense``,
     ``output_mode``, ``first_conv``; ``search_space`` then a name), each genotype
     records its provenance (method 'random'), so the file alone rebuilds its network."""
-    from rldarts.model.networks import CELL_TYPES  # flax/jax import only when writing
 
-    if network not in CELL_TYPES:
+    if network not in NETWORK_CELL_TYPES:
         raise ValueError(
-            f"network {network!r} has no cells; DARTS networks: {', '.join(CELL_TYPES)}"
+            f"network {network!r} has no cells; DARTS networks: {', '.join(NETWORK_CELL_TYPES)}"
         )
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
@@ -120,7 +119,7 @@ def write_random_genotypes(
     paths = []
     for i in range(n):
         genotype = sample_network_genotype(
-            CELL_TYPES[network], search_space, num_nodes, k, seed, i
+            NETWORK_CELL_TYPES[network], search_space, num_nodes, k, seed, i
         ).with_provenance(found_with)
         d = sample_dir(out_dir, i)
         path = os.path.join(d, GENOTYPE_FILE)

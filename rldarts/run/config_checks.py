@@ -12,7 +12,7 @@ import jax
 
 from rldarts.env import envs
 from rldarts.learn import arch, parallel, ppo
-from rldarts.model import cells, networks
+from rldarts.model import genotypes, networks
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype, Provenance
 
@@ -152,7 +152,7 @@ def validate(c) -> None:
     ppo.update_loop(c.ppo.update_loop)  # raises on an unknown choice
     _choice("arch.optimizer", c.arch.optimizer, arch.OPTIMIZERS)
     _choice("arch.heldout_source", c.arch.heldout_source, arch.HELDOUT_SOURCES)
-    _choice("net.output_mode", c.net.output_mode, cells.OUTPUT_MODES)
+    _choice("net.output_mode", c.net.output_mode, genotypes.OUTPUT_MODES)
     try:
         ops_lib.resolve_search_space(c.net.search_space)
     except ValueError as e:
