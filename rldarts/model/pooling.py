@@ -14,7 +14,7 @@ CPU the max pool's forward runs where XLA cannot fuse its recomputation into the
 (``_materialized``). Values and gradients are those of ``nn.max_pool`` (first maximum of
 each window in row-major order, as select-and-scatter and PyTorch) and ``nn.avg_pool``
 (average over the real pixels only); tests compare them with Flax and NumPy. Profiles
-and measured speedups: benchmarks/results/README.md and benchmarks/pool_formulations.py.
+and measured speedups: benchmarks/results/README.md and benchmarks/archive/pool_formulations.py.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def max_pool(x: jax.Array, size: int = 3, stride: int = 2) -> jax.Array:
     ``_scatter_views``. Why not autodiff: XLA:CPU's select-and-scatter is slow, and the
     autodiff of the max over views pads every view's gradient with interior padding.
     With ``_materialized`` the IMPALA-CNN PPO step runs faster on CPU than with that
-    autodiff (figures: benchmarks/results/README.md, benchmarks/pool_formulations.py).
+    autodiff (figures: benchmarks/results/README.md, benchmarks/archive/pool_formulations.py).
     """
     shape = x.shape
 

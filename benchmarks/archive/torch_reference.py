@@ -12,7 +12,7 @@ Not a project dependency: run it in a scratch venv holding PyTorch's CPU wheel:
 
     python3.11 -m venv /tmp/venv_torch
     /tmp/venv_torch/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
-    /tmp/venv_torch/bin/python benchmarks/torch_reference.py [--layers 256]
+    /tmp/venv_torch/bin/python benchmarks/archive/torch_reference.py [--layers 256]
 """
 
 import argparse
@@ -76,14 +76,14 @@ def time_it(fn, repeats):
     return (time.perf_counter() - t0) / repeats
 
 
-# Same shapes as benchmarks/conv_layers.py (kept in sync by hand: this file must run
+# Same shapes as benchmarks/archive/conv_layers.py (kept in sync by hand: this file must run
 # without rldarts or JAX installed).
 CONV_LAYERS = ((64, 3, 16, 1), (32, 16, 16, 4), (32, 16, 32, 1), (16, 32, 32, 5), (8, 32, 32, 4))
 POOL_LAYERS = ((64, 16), (32, 32), (16, 32))
 
 
 def layer_table(batch, repeats):
-    """Milliseconds per layer, as benchmarks/conv_layers.py prints them for XLA."""
+    """Milliseconds per layer, as benchmarks/archive/conv_layers.py prints them for XLA."""
     ms = lambda fn: round(1000 * time_it(fn, repeats), 1)
     out, total = {}, 0.0
     for hw, cin, cout, count in CONV_LAYERS:

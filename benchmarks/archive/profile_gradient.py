@@ -8,7 +8,7 @@ names are XLA's fusion names with their numeric suffix dropped). This is how the
 `reduce_window` average pools and the max pool's recomputed forward were found
 (benchmarks/results/README.md, session 9).
 
-    .venv/bin/python -m benchmarks.profile_gradient [--network impala|cpu_demo|paper]
+    .venv/bin/python -m benchmarks.archive.profile_gradient [--network impala|cpu_demo|paper]
 """
 
 import argparse
@@ -21,7 +21,7 @@ import tempfile
 
 import jax
 
-from benchmarks.pool_formulations import random_minibatch
+from benchmarks.archive.pool_formulations import random_minibatch
 from benchmarks.ppo_throughput import network_config
 from experiments.configs import base
 from rldarts.learn import ppo, ppo_losses

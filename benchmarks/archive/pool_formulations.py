@@ -11,7 +11,7 @@ CPU learner runs them), the variants of a case timed alternately in one process:
   ``count_include_pad=False`` (the library's up to session 8), vs ``custom_vjp``,
   ``rldarts.model.ops.avg_pool``.
 
-    .venv/bin/python -m benchmarks.pool_formulations [--cases max,avg] [--repeats 3]
+    .venv/bin/python -m benchmarks.archive.pool_formulations [--cases max,avg] [--repeats 3]
 """
 
 import argparse

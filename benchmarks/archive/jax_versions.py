@@ -6,7 +6,7 @@ Needs only jax + numpy, so it runs in a scratch venv holding any jax/jaxlib vers
 
     python3.11 -m venv /tmp/venv_jax0430
     /tmp/venv_jax0430/bin/pip install jax==0.4.30 jaxlib==0.4.30 "numpy<2" "ml_dtypes<0.5"
-    /tmp/venv_jax0430/bin/python benchmarks/jax_versions.py --batch 512
+    /tmp/venv_jax0430/bin/python benchmarks/archive/jax_versions.py --batch 512
 
 ``--chunked`` routes the convolutions through ``rldarts.model.conv`` (the library's chunked
 weight gradient; needs flax in that venv and the repository on PYTHONPATH).

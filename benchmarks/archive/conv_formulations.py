@@ -13,7 +13,7 @@ library's convolutions use it on CPU. Both sides run through ``rldarts.model.con
 side with ``MAX_CHUNKS = 1`` (one chunk = XLA's own gradient), the chunked side with
 ``CHUNK = --chunk`` and no cap on the number of chunks.
 
-    .venv/bin/python -m benchmarks.conv_formulations [--batch 512] [--chunk 16]
+    .venv/bin/python -m benchmarks.archive.conv_formulations [--batch 512] [--chunk 16]
 """
 
 import argparse

@@ -1,12 +1,12 @@
 """IMPALA-CNN layer by layer on XLA:CPU: each 3x3 convolution's forward, input gradient
 and weight gradient, and each max pool's forward and forward+backward, in milliseconds
-at one batch size. `benchmarks/torch_reference.py --layers` prints the same table for
+at one batch size. `benchmarks/archive/torch_reference.py --layers` prints the same table for
 PyTorch, so the two show which layers make the gap (benchmarks/results/README.md).
 
 The convolutions go through ``rldarts.model.conv`` as the networks use them (chunked weight
 gradient on CPU; ``--conv-max-chunks 1`` for XLA's own).
 
-    .venv/bin/python -m benchmarks.conv_layers [--batch 256]
+    .venv/bin/python -m benchmarks.archive.conv_layers [--batch 256]
 """
 
 import argparse
