@@ -143,6 +143,15 @@ def resolve_genotype_config(c):
 
 
 def validate(c) -> None:
+    """Every check of a config's values, each raising one line that names the key and
+    the valid choices; the parallel layout is checked later (``check_parallel``)."""
+    _check_choices(c)
+    _check_ranges(c)
+    _check_dqn(c)
+    _check_pairs(c)
+
+
+def _check_choices(c) -> None:
     _choice("env_name", c.env_name, envs.PROCGEN_GAMES)
     _choice("distribution_mode", c.distribution_mode, envs.DISTRIBUTION_MODES)
     _choice("agent", c.agent, AGENTS)
@@ -157,6 +166,9 @@ def validate(c) -> None:
         ops_lib.resolve_search_space(c.net.search_space)
     except ValueError as e:
         raise ValueError(f"config net.search_space: {e}") from None
+
+
+def _check_ranges(c) -> None:
     if c.num_levels < 0 or c.start_level < 0 or c.num_threads < 0:
         raise ValueError("config num_levels, start_level and num_threads must be >= 0")
     if not c.net.depths or any(d <= 0 for d in c.net.depths):
@@ -188,6 +200,14 @@ def validate(c) -> None:
             f"config arch.unrolled_lr={c.arch.unrolled_lr} must be >= 0 "
             "(0 = the weights' learning rate)"
         )
+    if not 0 < c.ppo.gamma <= 1 or not 0 <= c.ppo.gae_lambda <= 1:
+        raise ValueError(
+            f"config ppo.gamma={c.ppo.gamma} and ppo.gae_lambda="
+            f"{c.ppo.gae_lambda} must lie in (0, 1] and [0, 1]"
+        )
+
+
+def _check_dqn(c) -> None:
     _positive(
         c,
         "dqn.num_envs",
@@ -208,11 +228,10 @@ def validate(c) -> None:
             f"config dqn.replay_capacity={c.dqn.replay_capacity} is too small "
             f"for {c.dqn.num_envs} envs and n_step {c.dqn.n_step}"
         )
-    if not 0 < c.ppo.gamma <= 1 or not 0 <= c.ppo.gae_lambda <= 1:
-        raise ValueError(
-            f"config ppo.gamma={c.ppo.gamma} and ppo.gae_lambda="
-            f"{c.ppo.gae_lambda} must lie in (0, 1] and [0, 1]"
-        )
+
+
+def _check_pairs(c) -> None:
+    """Settings that are only wrong together."""
     if c.genotype and c.network not in networks.CELL_TYPES:
         raise ValueError(
             f"config genotype={c.genotype!r} needs a DARTS network; set "
