@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rldarts import run_lifecycle
 from rldarts.logger import atomic_write_json
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -148,7 +149,11 @@ class Checkpointer:
 
     # ----------------------------------------------------------------------------- save
     def _remove_debris(self) -> None:
-        """Deletes leftovers of interrupted saves (only the writer does this, never a reader)."""
+        """Deletes leftovers of interrupted saves (only the writer does this, never a reader).
+        Never while another live attempt holds the workdir (run_lifecycle's lock): its
+        in-flight save looks like debris."""
+        if run_lifecycle.locked_by_another(os.path.dirname(self.directory)):
+            return
         for name in os.listdir(self.directory):
             path = os.path.join(self.directory, name)
             if not os.path.isdir(path):
