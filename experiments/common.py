@@ -17,7 +17,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_dict, config_flags
 
-from rldarts.run import errors
+from rldarts.run import errors, run_lifecycle
 from rldarts.run.logger import quiet_library_logs
 
 quiet_library_logs()  # before jax picks its backends (first use, in main)
@@ -132,25 +132,36 @@ def parse_flags(argv: list[str]) -> list[str]:
                 raise  # not a mistake we recognise (a bug in a config file?): keep it all
             message = text  # a value that does not parse, an unknown flag, ...
     sys.stderr.write(f"error: {message}\n")
-    sys.exit(2)
+    sys.exit(errors.EXIT_USAGE)
 
 
 def run_main(require_supernet: bool) -> None:
     def main(argv):
         if len(argv) > 1:
-            sys.exit(f"error: unexpected arguments {argv[1:]}")
+            sys.stderr.write(f"error: unexpected arguments {argv[1:]}\n")
+            sys.exit(errors.EXIT_USAGE)
         if CONFIG.value is None or not WORKDIR.value:
-            sys.exit(
+            sys.stderr.write(
                 "error: both --config=experiments/configs/FILE.py:PRESET and "
-                "--workdir=DIR are required"
+                "--workdir=DIR are required\n"
             )
+            sys.exit(errors.EXIT_USAGE)
         from rldarts.run import experiment  # heavy imports after flag parsing
 
         workdir = os.path.abspath(WORKDIR.value)
         try:
             result = experiment.run(CONFIG.value, workdir, require_supernet)
         except (ValueError, experiment.NonFiniteLossError) as e:
-            errors.exit_with(e)
+            errors.exit_with(e, errors.EXIT_REFUSED)  # the same input fails again
+        except run_lifecycle.WorkdirLocked as e:
+            errors.exit_with(e, e.exit_code)
+        except run_lifecycle.Interrupted as e:
+            sys.stderr.write(
+                f"error: interrupted by {e}; stopped between iterations, nothing "
+                "half-written; run the same command to resume from the last checkpoint "
+                f"in {os.path.join(workdir, 'checkpoints')}\n"
+            )
+            sys.exit(e.exit_code)
         print(f"\ndone: {result['env_steps']:,} env steps in {workdir}")
         for name, what in [
             ("metrics.csv", "metrics"),

@@ -3,8 +3,18 @@
 Both engines run the command line a user would type (``Run.argv``, from the repo root)
 as a subprocess whose stdout+stderr go to ``<workdir>/sweep.log`` (the local engine also
 echoes them). Each attempt opens the log with a header line, so the attempts and wall
-time of a run can be read back from its log wherever it ran. A failed attempt is retried
-up to ``max_retries`` times; the binaries resume from the workdir's last checkpoint.
+time of a run can be read back from its log wherever it ran. What an exit status means
+(rldarts/run/errors.py):
+* 0: done.
+* a refusal (``EXIT_REFUSED``: bad input, a checkpoint of another config, a NaN loss;
+  ``EXIT_USAGE``): the same command fails the same way again, so it is not retried
+  (the end table says ``failed (not retried: deterministic)``).
+* ``EXIT_LOCKED``: another attempt still holds the workdir (a Ray retry beside a binary
+  on a node declared dead): the engine waits until the lock is free, up to
+  ``LOCK_WAIT_S``, and starts the run again, which resumes or finds it finished; not
+  counted as a retry. Still locked after the wait: skipped, not failed.
+* anything else (a crash, a kill, 143 after SIGTERM): retried up to ``max_retries``
+  times; the binaries resume from the workdir's last checkpoint.
 Ray is imported only by `RayEngine`.
 """
 
@@ -20,7 +30,9 @@ import threading
 import time
 
 from launch.plan import Run
-from launch.scheduler import DONE, FAILED, Result
+from launch.scheduler import DONE, FAILED, SKIPPED, Result
+from rldarts.run import run_lifecycle
+from rldarts.run.errors import DETERMINISTIC_EXITS, EXIT_LOCKED
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_FILE = "sweep.log"
@@ -29,6 +41,8 @@ LOG_FILE = "sweep.log"
 KILL_HOOK_ENV = "RLDARTS_SWEEP_TEST_KILL_AFTER_CHECKPOINT"
 _HEADER = re.compile(r"^=== sweep (\S+) attempt start ([0-9.]+) ")
 ENGINES = ("local", "ray")
+LOCK_WAIT_S = 6 * 3600.0  # how long a run waits for an old attempt holding its workdir
+LOCK_POLL_S = 10.0
 
 
 def gpu_env(gpus_per_run: float) -> dict:
@@ -127,15 +141,67 @@ def execute(
     return rc
 
 
-def _result(run: Run, sweep_id: str, ok: bool, note: str = "") -> Result:
-    starts = attempt_starts(os.path.join(run.workdir, LOG_FILE), sweep_id)
+def _wait_unlocked(workdir: str, deadline: float, poll_s: float) -> bool:
+    """Whether the attempt holding ``workdir`` ended before ``deadline``."""
+    while run_lifecycle.holder(workdir) is not None:
+        if time.time() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+def attempt(
+    run: Run, sweep_id: str, wait_s: float = LOCK_WAIT_S, poll_s: float = LOCK_POLL_S, **kw
+) -> int:
+    """``execute``, started again each time another attempt held the workdir and let
+    go of it within ``wait_s``; the exit status of the last execution."""
+    deadline = time.time() + wait_s
+    while True:
+        rc = execute(run, sweep_id, **kw)
+        if rc != EXIT_LOCKED or not _wait_unlocked(run.workdir, deadline, poll_s):
+            return rc
+
+
+def retried(rc: int) -> bool:
+    """Whether an attempt that ended with ``rc`` is worth another one."""
+    return rc != 0 and rc not in DETERMINISTIC_EXITS and rc != EXIT_LOCKED
+
+
+def _last_error(log_path: str) -> str:
+    """The binary's one-line refusal (the last ``error:`` line of its log), if any."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = [ln.strip() for ln in f if ln.startswith("error:")]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _result(run: Run, sweep_id: str, rc: int | None, note: str = "") -> Result:
+    """The Result of a run whose last attempt ended with ``rc`` (None: no exit status,
+    e.g. a Ray task lost with its node; ``note`` says why)."""
+    log_path = os.path.join(run.workdir, LOG_FILE)
+    starts = attempt_starts(log_path, sweep_id)
+    state, deterministic = (DONE, False) if rc == 0 else (FAILED, False)
+    if rc in DETERMINISTIC_EXITS:
+        deterministic = True
+        note = f"exit {rc}: {_last_error(log_path) or 'refused'}; log: {log_path}"
+    elif rc == EXIT_LOCKED:
+        state = SKIPPED
+        note = (
+            f"workdir still held by another attempt "
+            f"({run_lifecycle.holder(run.workdir) or 'it has just ended'}); log: {log_path}"
+        )
+    elif rc:
+        note = f"exit {rc}; log: {log_path}"
     return Result(
         run,
-        DONE if ok else FAILED,
+        state,
         time.time() - starts[0] if starts else None,
         len(starts),
         note,
-        finished=ok,
+        finished=rc == 0,
+        deterministic=deterministic,
     )
 
 
@@ -154,25 +220,23 @@ class LocalEngine:
     ):
         self.sweep_id, self.max_retries, self.kill_workdir = sweep_id, max_retries, kill_workdir
         self.log, self.echo, self._done = log, echo, {}
+        self.lock_wait_s, self.lock_poll_s = LOCK_WAIT_S, LOCK_POLL_S
 
     def submit(self, run: Run):
-        for attempt in range(self.max_retries + 1):
-            rc = execute(
+        for n in range(self.max_retries + 1):
+            rc = attempt(
                 run,
                 self.sweep_id,
+                self.lock_wait_s,
+                self.lock_poll_s,
                 echo=self.echo,
                 kill_after_checkpoint=run.workdir == self.kill_workdir,
             )
-            if rc == 0 or attempt == self.max_retries:
+            if not retried(rc) or n == self.max_retries:
                 break
-            self.log(f"# exit {rc}: retry {attempt + 1} of {self.max_retries}, {run.title}")
+            self.log(f"# exit {rc}: retry {n + 1} of {self.max_retries}, {run.title}")
         handle = object()
-        self._done[handle] = _result(
-            run,
-            self.sweep_id,
-            rc == 0,
-            "" if rc == 0 else f"exit {rc}; log: {os.path.join(run.workdir, LOG_FILE)}",
-        )
+        self._done[handle] = _result(run, self.sweep_id, rc)
         return handle
 
     def wait(self, handles):
@@ -186,13 +250,20 @@ class RunFailed(RuntimeError):
     pass
 
 
-def _ray_attempt(run: Run, sweep_id: str, extra_env: dict, kill: bool) -> int:
+def _ray_attempt(run: Run, sweep_id: str, extra_env: dict, kill: bool, **wait) -> int:
     """Body of the Ray task: one attempt; an exception (or a dead worker) makes Ray
-    retry it. The hook exits the worker the way a lost node would end it."""
-    rc = execute(
-        run, sweep_id, extra_env, kill_after_checkpoint=kill, after_kill=lambda: os._exit(1)
+    retry it, so only failures worth a retry raise (``retried``); a refusal or a
+    workdir still locked returns its exit status. The hook exits the worker the way a
+    lost node would end it."""
+    rc = attempt(
+        run,
+        sweep_id,
+        extra_env=extra_env,
+        kill_after_checkpoint=kill,
+        after_kill=lambda: os._exit(1),
+        **wait,
     )
-    if rc != 0:
+    if retried(rc):
         raise RunFailed(f"exit {rc}; log: {os.path.join(run.workdir, LOG_FILE)}")
     return rc
 
@@ -252,8 +323,7 @@ class RayEngine:
         [ref], _ = self.ray.wait(handles, num_returns=1)
         run = self.refs.pop(ref)
         try:
-            self.ray.get(ref)
-            return ref, _result(run, self.sweep_id, True)
+            return ref, _result(run, self.sweep_id, self.ray.get(ref))
         except self.ray.exceptions.RayError as e:
             cause = getattr(e, "cause", None)  # RayTaskError: our RunFailed
             note = (
@@ -261,7 +331,7 @@ class RayEngine:
                 if isinstance(cause, RunFailed)
                 else (str(e).strip().splitlines() or [type(e).__name__])[0]
             )
-            return ref, _result(run, self.sweep_id, False, note)
+            return ref, _result(run, self.sweep_id, None, note)
 
     def close(self):
         self.ray.shutdown()

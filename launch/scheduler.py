@@ -29,6 +29,11 @@ class Result:
     attempts: int = 0
     note: str = ""
     finished: bool = False  # the run's budget is reached (done now, or earlier)
+    deterministic: bool = False  # failed on a refusal: not retried, it would fail again
+
+    @property
+    def status(self) -> str:
+        return self.state + (" (not retried: deterministic)" if self.deterministic else "")
 
 
 def _prepare_none(run: Run) -> None:
@@ -66,7 +71,7 @@ def schedule(
             run = running.pop(handle)
             results[run.workdir] = result
             log(
-                f"# {result.state} {run.title} ({_wall(result.wall_s)}, "
+                f"# {result.status} {run.title} ({_wall(result.wall_s)}, "
                 f"{result.attempts} attempt{'s' * (result.attempts != 1)})"
                 + (f": {result.note}" if result.note else "")
             )
@@ -118,7 +123,7 @@ def table(results: list[Result], root: str) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.run.title} | {r.state} | {r.attempts} | {_wall(r.wall_s)} | "
+            f"| {r.run.title} | {r.status} | {r.attempts} | {_wall(r.wall_s)} | "
             f"{os.path.relpath(r.run.workdir, root)} | {r.note} |"
         )
     counts = {s: sum(r.state == s for r in results) for s in (DONE, SKIPPED, FAILED)}

@@ -5,6 +5,7 @@ and the scheduler: tests/test_sweep_ray.py."""
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from _binaries import ROOT, load_sweep_module
@@ -315,3 +316,65 @@ def test_other_agent_in_root_is_refused(tmp_path):
             dry_run=True,
             log=lambda line: None,
         )
+
+
+def test_deterministic_refusal_is_not_retried(tmp_path):
+    # A binary's refusal (bad input, NaN loss) fails the same way every time.
+    refuse = "import sys; print('error: unknown game'); sys.exit(65)"
+    run = plan.Run("impala", "starpilot", 0, str(tmp_path / "r"), 10, _script(refuse))
+    lines = []
+    eng = engines.LocalEngine("sid", max_retries=2, log=lines.append, echo=lambda line: None)
+    _, result = eng.wait([eng.submit(run)])
+    assert (result.state, result.attempts, result.deterministic) == ("failed", 1, True)
+    assert result.note.startswith("exit 65: error: unknown game; log: ") and lines == []
+    assert "| failed (not retried: deterministic) | 1 |" in scheduler.table([result], tmp_path)
+    # The retry decision both engines use, and the Ray task's body: only failures worth
+    # another attempt raise (Ray retries exceptions and dead workers only).
+    assert [engines.retried(rc) for rc in (0, 2, 65, 75, 1, 3, -9, 143)] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
+    for rc, raises in ((65, False), (2, False), (0, False), (4, True), (143, True)):
+        stub = lambda *a, rc=rc, **k: rc
+        original, engines.execute = engines.execute, stub
+        try:
+            if raises:
+                with pytest.raises(engines.RunFailed, match=f"exit {rc}"):
+                    engines._ray_attempt(run, "sid", {}, False)
+            else:
+                assert engines._ray_attempt(run, "sid", {}, False) == rc
+        finally:
+            engines.execute = original
+
+
+def test_locked_run_waits_for_the_holder_or_is_skipped(tmp_path):
+    from test_run_lifecycle import hold_lock
+
+    work = tmp_path / "w"
+    # A stand-in binary that refuses a held workdir the way the real ones do.
+    code = (
+        "import sys; from rldarts import run_lifecycle\n"
+        f"sys.exit(75 if run_lifecycle.holder({str(work)!r}) else 0)"
+    )
+    run = plan.Run("impala", "starpilot", 0, str(work), 10, _script(code))
+    eng = engines.LocalEngine("sid", max_retries=0, log=print, echo=lambda line: None)
+    eng.lock_wait_s, eng.lock_poll_s = 0.0, 0.05
+    holder = hold_lock(work)
+    try:
+        _, result = eng.wait([eng.submit(run)])  # no time to wait: skipped, not failed
+        assert (result.state, result.finished) == ("skipped", False)
+        assert f"pid {holder.pid}" in result.note
+        eng.lock_wait_s = 60.0
+        threading.Timer(1.0, holder.kill).start()  # the old attempt dies after 1 s
+        _, result = eng.wait([eng.submit(run)])
+    finally:
+        holder.kill()
+        holder.wait()
+    # Waited for the lock, then ran (the refused start is not a retry: max_retries=0).
+    assert (result.state, result.attempts) == ("done", 3)

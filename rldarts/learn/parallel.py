@@ -45,6 +45,10 @@ def initialize(parallel_cfg) -> None:
     # Cross-process collectives of the CPU backend (tests, CPU clusters) need gloo;
     # accelerator backends ignore the setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # The preemption service installs a SIGTERM handler that only records the signal
+    # for `reached_preemption_sync_point` (unused here), so SIGTERM no longer stopped
+    # the run; run_lifecycle.stop_on_signals handles SIGTERM instead.
+    jax.config.update("jax_enable_preemption_service", False)
     if address == "auto":
         jax.distributed.initialize()
         return

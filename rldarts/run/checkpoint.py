@@ -22,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from rldarts.common.files import atomic_write_json
+from rldarts.run import run_lifecycle
 
 FINGERPRINT_FILE = "fingerprint.json"
 _STEP_DIR = re.compile(r"^\d+$")
@@ -148,7 +149,11 @@ class Checkpointer:
 
     # ----------------------------------------------------------------------------- save
     def _remove_debris(self) -> None:
-        """Deletes leftovers of interrupted saves (only the writer does this, never a reader)."""
+        """Deletes leftovers of interrupted saves (only the writer does this, never a reader).
+        Never while another live attempt holds the workdir (run_lifecycle's lock): its
+        in-flight save looks like debris."""
+        if run_lifecycle.locked_by_another(os.path.dirname(self.directory)):
+            return
         for name in os.listdir(self.directory):
             path = os.path.join(self.directory, name)
             if not os.path.isdir(path):

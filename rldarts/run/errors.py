@@ -17,6 +17,14 @@ import os
 import sys
 
 TRACEBACK_ENV = "RLDARTS_TRACEBACK"
+# Exit statuses of the binaries that the sweep engines act on (launch/engines.py).
+# A refusal (bad input, a checkpoint of another config, a NaN loss) fails the same way
+# every time: never retried. 2 is a command line that does not parse (absl, ours).
+EXIT_USAGE = 2
+EXIT_REFUSED = 65  # sysexits' EX_DATAERR
+# Another live attempt holds the workdir (rldarts/run/run_lifecycle.py): wait, then retry.
+EXIT_LOCKED = 75  # sysexits' EX_TEMPFAIL
+DETERMINISTIC_EXITS = (EXIT_USAGE, EXIT_REFUSED)
 # Top-level folders of this repository whose raise statements are deliberate messages.
 OUR_PACKAGES = ("rldarts", "experiments", "launch")
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

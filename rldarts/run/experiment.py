@@ -25,7 +25,7 @@ from rldarts.learn.actor import Actor
 from rldarts.model import networks
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype
-from rldarts.run import arch_record, config_checks
+from rldarts.run import arch_record, config_checks, run_lifecycle
 from rldarts.run.checkpoint import Checkpointer
 from rldarts.run.logger import MetricsLogger, format_progress
 
@@ -186,9 +186,23 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
 
     Multi-host (``parallel.coordinator_address``): every process calls this with the
     same config and workdir (on a filesystem all of them see); process 0 writes the
-    metrics, genotypes and plots, and all of them write the checkpoint together."""
+    metrics, genotypes and plots, and all of them write the checkpoint together.
+
+    One attempt per workdir: the workdir is locked for the whole run, and another
+    attempt holding it stops this one before it writes anything
+    (run_lifecycle.WorkdirLocked); SIGTERM / SIGINT stop the run between iterations
+    (run_lifecycle.Interrupted)."""
     parallel.initialize(c.parallel)  # before anything touches a JAX backend
     s = build(c, require_supernet)
+    agree = s.topology.allgather_json if s.topology.process_count > 1 else None
+    with (
+        run_lifecycle.exclusive(workdir, s.topology.process_index, agree),
+        run_lifecycle.stop_on_signals(),
+    ):
+        return _run(s, workdir, log, agree)
+
+
+def _run(s: Setup, workdir: str, log, agree) -> dict:
     c = s.config  # network keys resolved from the genotype file
     agent, topo = s.agent, s.topology
     primary = topo.is_primary
@@ -256,6 +270,7 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     )
     try:
         while iteration < s.num_iterations:
+            run_lifecycle.check_interrupt(agree)  # SIGTERM: stop between iterations
             t0 = time.time()
             inv_temp = temperature(iteration)
             # The next iteration continues this env segment: an async actor may start it.
