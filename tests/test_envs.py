@@ -212,7 +212,7 @@ def test_procgen_games_constant():
 def test_procgen_works_when_envpool_imported_first():
     # envpool caches a Qt ImportError if imported before Qt is loadable: must recover.
     code = (
-        "import envpool\nfrom rldarts import envs\n"
+        "import envpool\nfrom rldarts.env import envs\n"
         "print(envs.make_procgen('maze', 1, num_threads=1).reset().shape)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def hold_lock(workdir) -> subprocess.Popen:
     """Another attempt: a process that holds ``workdir`` until it is killed."""
     code = (
-        "import sys, time; from rldarts import run_lifecycle\n"
+        "import sys, time; from rldarts.run import run_lifecycle\n"
         "with run_lifecycle.exclusive(sys.argv[1]):\n"
         "    print('held', flush=True); time.sleep(600)"
     )
@@ -138,7 +138,7 @@ def test_multi_host_initialize_leaves_sigterm_fatal(tmp_path):
     code = (
         "import os, signal, time\n"
         "from ml_collections import ConfigDict\n"
-        "from rldarts import parallel\n"
+        "from rldarts.learn import parallel\n"
         f"parallel.initialize(ConfigDict(dict(coordinator_address='localhost:{port}', "
         "num_processes=1, process_id=0)))\n"
         "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5); print('still running')"

@@ -359,7 +359,7 @@ def test_locked_run_waits_for_the_holder_or_is_skipped(tmp_path):
     work = tmp_path / "w"
     # A stand-in binary that refuses a held workdir the way the real ones do.
     code = (
-        "import sys; from rldarts import run_lifecycle\n"
+        "import sys; from rldarts.run import run_lifecycle\n"
         f"sys.exit(75 if run_lifecycle.holder({str(work)!r}) else 0)"
     )
     run = plan.Run("impala", "starpilot", 0, str(work), 10, _script(code))
