@@ -26,7 +26,7 @@ from benchmarks.ppo_throughput import NET_SIZES, network_config, parse_devices
 from experiments.configs import base
 from rldarts.env import envs
 from rldarts.learn.replay import PrioritizedReplay
-from rldarts.run import experiment
+from rldarts.run import setup
 
 
 def bench(name, args, learner_devices=1):
@@ -39,7 +39,7 @@ def bench(name, args, learner_devices=1):
     if args.batch_size:
         c.dqn.batch_size = args.batch_size
     c.parallel.learner_devices = learner_devices
-    s = experiment.build(c, require_supernet=False)
+    s = setup.build(c, require_supernet=False)
     agent, d, topology = s.agent, c.dqn, s.topology
     n, B = d.num_envs, d.batch_size
     key = jax.random.PRNGKey(0)

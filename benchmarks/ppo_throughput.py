@@ -53,7 +53,7 @@ from rldarts.learn import arch, ppo, ppo_loops
 from rldarts.learn.actor import Actor
 from rldarts.model import conv as conv_lib
 from rldarts.model import networks, random_search
-from rldarts.run import experiment
+from rldarts.run import setup
 
 
 def env_only_sps(game, num_envs, steps=300):
@@ -130,11 +130,11 @@ def make_config(name, args, learner_devices=1):
 
 
 def build(name, args, requested):
-    """experiment.build with ``requested`` learner devices (0 = all free devices: the
+    """setup.build with ``requested`` learner devices (0 = all free devices: the
     largest count every batch size divides by). Returns (config, setup)."""
     if requested:
         c = make_config(name, args, requested)
-        return c, experiment.build(c, require_supernet=False)
+        return c, setup.build(c, require_supernet=False)
     free = len(jax.local_devices())
     if args.async_actor and len(args.actor_devices) < free:
         free -= len(args.actor_devices)
@@ -142,7 +142,7 @@ def build(name, args, requested):
     for n in range(free, 0, -1):
         c = make_config(name, args, n)
         try:
-            return c, experiment.build(c, require_supernet=False)
+            return c, setup.build(c, require_supernet=False)
         except ValueError as e:  # batch sizes that do not divide over n devices
             error = error or e
     raise error
@@ -260,7 +260,7 @@ def bench(name, args, built=None):
     wanted = args.full_loop_networks.split(",")
     if args.iterations > 0 and (name in wanted or "all" in wanted):
         actor = Actor(
-            experiment._env_factory(c, agent, s.num_heldout, topology), agent.policy, key, topology
+            setup.env_factory(c, agent, s.num_heldout, topology), agent.policy, key, topology
         )
         actor.start_segment(0)
         asynchronous = agent._pipeline is not None

@@ -40,7 +40,7 @@ def test_dqn_search_workdir_and_exact_resume(dqn_search_dir, tmp_path):
 
 def test_dqn_replay_that_cannot_fit_is_refused(tmp_path):
     from experiments.configs import train
-    from rldarts.run import experiment
+    from rldarts.run import setup
 
     c = train.get_config("smoke")
     c.agent = "dqn"
@@ -50,4 +50,4 @@ def test_dqn_replay_that_cannot_fit_is_refused(tmp_path):
         match=r"replay_capacity=10,000,000,000 needs about "
         r"\d+\.\d GB of replay memory; .* GB is available",
     ):
-        experiment.build(c, require_supernet=False)
+        setup.build(c, require_supernet=False)

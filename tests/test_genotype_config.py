@@ -7,7 +7,7 @@ import pytest
 
 from experiments.configs import base, train
 from rldarts.model.genotypes import CellGenotype, NetworkGenotype, Provenance
-from rldarts.run import config_checks, experiment
+from rldarts.run import config_checks, setup
 
 CELL = CellGenotype(nodes=(((0, "Relu"),), ((0, "SkipConnection"), (1, "Tanh"))))
 # A cpu_demo search on darts_impala: every key differs from the smoke train preset's.
@@ -49,7 +49,7 @@ def test_network_keys_come_from_the_file(genotype_file):
     assert _net(r) == ("darts_impala", "rl_darts_default", 2, "sum", False, (8, 16), 64)
     assert "without_genotype" not in r and c.network is None  # c itself unchanged
     config_checks.validate(r)
-    s = experiment.build(c, require_supernet=False)
+    s = setup.build(c, require_supernet=False)
     assert _net(s.config) == _net(r) and s.alphas == {}
     torso = s.agent.model.torso
     assert type(torso).__name__ == "DartsImpalaCNN" and torso.depths == (8, 16)
@@ -83,7 +83,7 @@ def test_explicit_contradiction_is_one_line(genotype_file, key, value, recorded)
     section, leaf = (c.net, key[4:]) if key.startswith("net.") else (c, key)
     section[leaf] = value
     with pytest.raises(ValueError) as err:
-        experiment.build(c, require_supernet=False)
+        setup.build(c, require_supernet=False)
     assert str(err.value) == (
         f"config {key}={value!r} contradicts genotype {genotype_file} (found with "
         f"{key}={recorded!r}); drop --config.{key} or use a matching genotype"
@@ -122,7 +122,7 @@ def test_format_1_file_needs_an_explicit_network(tmp_path):
         ValueError,
         match="needs a DARTS network; set network to one of darts_impala, darts_standard",
     ):
-        experiment.build(c, require_supernet=False)
+        setup.build(c, require_supernet=False)
 
 
 def test_search_configs_are_unaffected():

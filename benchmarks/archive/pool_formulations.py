@@ -26,7 +26,7 @@ import numpy as np
 from experiments.configs import base
 from rldarts.learn import arch, ppo
 from rldarts.model import ops, pooling
-from rldarts.run import experiment
+from rldarts.run import setup
 
 
 def random_minibatch(n: int, seed: int = 0) -> dict:
@@ -107,7 +107,7 @@ CASES = {
 def time_case(name, repeats):
     configure, variants = CASES[name]
     c = configure(base.get_base_config())
-    s = experiment.build(c, require_supernet=False)
+    s = setup.build(c, require_supernet=False)
     agent = s.agent
     n = c.ppo.num_envs * c.ppo.num_steps // c.ppo.num_minibatches
     batch = random_minibatch(n)

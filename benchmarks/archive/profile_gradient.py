@@ -25,7 +25,7 @@ from benchmarks.archive.pool_formulations import random_minibatch
 from benchmarks.ppo_throughput import network_config
 from experiments.configs import base
 from rldarts.learn import ppo, ppo_losses
-from rldarts.run import experiment
+from rldarts.run import setup
 
 
 def thunk_times(fn, args, calls, directory):
@@ -77,7 +77,7 @@ def main():
     ap.add_argument("--top", type=int, default=15)
     args = ap.parse_args()
     c = network_config(args.network, base.get_base_config())
-    s = experiment.build(c, require_supernet=False)
+    s = setup.build(c, require_supernet=False)
     model, n = s.agent.model, args.batch
     batch = random_minibatch(n)
     params = model.init(jax.random.PRNGKey(0), batch["obs"][:1], s.alphas)

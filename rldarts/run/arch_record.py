@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -18,9 +17,7 @@ from rldarts.common.files import atomic_write_text
 from rldarts.model import visualize
 from rldarts.model.genotypes import EDGE_WEIGHTS, NetworkGenotype, discretize
 from rldarts.run import config_checks
-
-if TYPE_CHECKING:
-    from rldarts.run.experiment import Setup
+from rldarts.run.setup import Setup
 
 
 class History:

@@ -1,0 +1,172 @@
+"""What a run is built from, before its workdir is touched: the agent registry and the
+interface the driver relies on, ``build`` (validate the config, make the torso, the
+alphas and the agent, place the devices) and the env groups of each env segment.
+
+Everything that can be wrong with the input (config, genotype file) is checked here, so
+a refused run writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from rldarts.env import envs, training_env
+from rldarts.learn import arch, dqn, parallel, ppo
+from rldarts.learn.actor import Actor
+from rldarts.model import networks
+from rldarts.model import ops as ops_lib
+from rldarts.model.genotypes import NetworkGenotype
+from rldarts.run import config_checks
+
+NUM_ACTIONS = 15  # every Procgen game
+
+
+class AgentInterface(Protocol):
+    """What the driver relies on; ``ppo.Agent`` and ``dqn.Agent`` implement it. The
+    constructor is ``(config, torso, num_actions, mode, num_heldout, total_env_steps,
+    topology)``. The actor, the alpha optimizer (``arch``), the logger and the
+    checkpointer are the driver's: an agent writes none of them again."""
+
+    num_envs: int  # acting envs of all processes, held-out ones last
+    steps_per_iteration: int  # env steps (all processes) between two metrics rows
+    normalize_reward: bool  # the actor's TrainingEnv normalises rewards (PPO)
+    policy: Callable  # (params, alphas, obs, key, inv_temp, group=0) -> (actions, extras)
+    eval_policy: Callable  # same signature, for evaluation episodes
+
+    def init_state(self, alphas: dict, sample_obs: np.ndarray, key: jax.Array) -> Any:
+        """The learner state: a pytree (NamedTuple) with ``params`` and ``alphas``."""
+
+    def run_iteration(
+        self, actor: Actor, state: Any, inv_temp: jax.Array, next_inv_temp: jax.Array | None = None
+    ) -> tuple[Any, dict, list]:
+        """Acts and learns for ``steps_per_iteration`` env steps: (state, metrics,
+        finished episodes per env group). ``next_inv_temp``: the next iteration's
+        temperature when it continues this env segment (the async actor may start its
+        acting now), else None."""
+
+    def start_segment(self, seed: int, segment: int) -> None: ...
+    def state_dict(self) -> dict: ...  # JSON-able host state saved with checkpoints
+    def load_state_dict(self, state: dict) -> None: ...
+    def save_extra(self, directory: str, step: int) -> None: ...  # e.g. DQN's replays
+    def prune_extra(self, directory: str, kept_steps) -> None: ...
+    def load_extra(self, directory: str, step: int) -> str: ...  # a note for the log
+    def close(self) -> None: ...  # stops the actor thread, if any
+
+
+AGENTS: dict[str, type[AgentInterface]] = {"ppo": ppo.Agent, "dqn": dqn.Agent}
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything built from a config before the workdir is touched."""
+
+    config: object
+    agent: AgentInterface
+    ops: tuple
+    alphas: dict
+    num_heldout: int
+    num_iterations: int
+    topology: parallel.Topology
+
+
+def build(c, require_supernet: bool) -> Setup:
+    """Setup.config is ``c`` with the network keys a genotype file records settled
+    (``config_checks.resolve_genotype_config``); ``c`` itself is left as is."""
+    c = config_checks.resolve_genotype_config(c)
+    config_checks.validate(c)
+    genotype = NetworkGenotype.load(c.genotype) if c.genotype else None
+    torso = networks.make_torso(
+        c.network,
+        depths=tuple(c.net.depths),
+        dense=c.net.dense,
+        search_space=c.net.search_space,
+        num_nodes=c.net.num_nodes,
+        output_mode=c.net.output_mode,
+        first_conv=c.net.first_conv,
+        genotype=genotype,
+        method=c.arch.method,
+        partial_channels_k=c.arch.partial_channels_k,
+    )
+    supernet = c.network in networks.CELL_TYPES and genotype is None
+    if require_supernet and not supernet:
+        raise ValueError(
+            f"search needs a supernet: network={c.network!r}"
+            f"{' with a genotype' if genotype else ''}; use network "
+            f"darts_standard or darts_impala without a genotype"
+        )
+    ops = ops_lib.resolve_search_space(c.net.search_space)
+    alphas = (
+        networks.init_network_alphas(c.network, ops, c.net.num_nodes, method=c.arch.method)
+        if supernet
+        else {}
+    )
+    mode = c.arch.mode if supernet else "frozen"
+    num_envs = config_checks.num_envs(c)
+    num_heldout = arch.heldout_envs(c.arch, num_envs) if supernet else 0
+    config_checks.check_parallel(c, num_heldout)
+    topology = parallel.make_topology(c.parallel)
+    agent = AGENTS[c.agent](c, torso, NUM_ACTIONS, mode, num_heldout, c.total_env_steps, topology)
+    return Setup(
+        c,
+        agent,
+        ops,
+        alphas,
+        num_heldout,
+        math.ceil(c.total_env_steps / agent.steps_per_iteration),
+        topology,
+    )
+
+
+def env_seed(seed: int, segment: int, process: int = 0) -> int:
+    """EnvPool seed of an env segment: fresh, reproducible envs per segment, and on
+    multi-host runs per process (process 0 keeps the single-process seeds)."""
+    if process == 0:
+        return seed * 1_000_003 + segment
+    return int(np.random.SeedSequence([seed, segment, process]).generate_state(1)[0] >> 2)
+
+
+def env_factory(c, agent, num_heldout: int, topology: parallel.Topology):
+    """segment -> this process's env groups: training levels, then (alternating)
+    held-out levels; each process steps its share of each group."""
+    share = topology.local_share
+
+    def make(segment: int):
+        seed = env_seed(c.seed, segment, topology.process_index)
+        groups = [
+            envs.make_procgen(
+                c.env_name,
+                share(agent.num_envs - num_heldout),
+                c.distribution_mode,
+                c.num_levels,
+                c.start_level,
+                seed,
+                c.num_threads,
+            )
+        ]
+        if num_heldout:
+            unseen = c.arch.heldout_source == "unseen_levels"
+            # Unseen levels: the block right after the training levels.
+            start = c.start_level + c.num_levels if unseen else c.start_level
+            groups.append(
+                envs.make_procgen(
+                    c.env_name,
+                    share(num_heldout),
+                    c.distribution_mode,
+                    c.num_levels,
+                    start,
+                    seed + 500_000,
+                    c.num_threads,
+                )
+            )
+        return [
+            training_env.TrainingEnv(g, c.ppo.gamma, agent.normalize_reward, c.ppo.reward_clip)
+            for g in groups
+        ]
+
+    return make
