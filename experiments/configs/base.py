@@ -80,7 +80,7 @@ def get_base_config() -> config_dict.ConfigDict:
     c.ppo.microbatch_size = 0
     # Compute only: where the epoch x minibatch loops run. 'scan': one jitted lax.scan
     # (fastest on accelerators); 'host': a Python loop around jitted steps (XLA:CPU
-    # runs convolutions inside a scan body ~9-12x slower); 'auto': host on CPU, else scan.
+    # runs convolutions inside a scan body much slower); 'auto': host on CPU, else scan.
     c.ppo.update_loop = "auto"
 
     # Rainbow-style DQN (reference section 8): C51 on [0, 1], dueling, double Q, n-step,

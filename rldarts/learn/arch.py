@@ -255,9 +255,9 @@ def make_microbatched_arch_step(
     over that slice only, so callers do not slice it unless asked to
     (``ppo.microbatch_size``). Inside a call the slice is split into
     ``parts`` independent gradients summed in the program, which XLA:CPU may run on
-    different cores at once. Why: on XLA:CPU an IMPALA-CNN forward+backward runs ~1.7x
-    faster per sample at 256 samples than at 2048 (4 parts of 64: ~1.1x more), and a
-    ``lax.scan`` over the slices ~9x slower than either (benchmarks/results/README.md).
+    different cores at once. Why: on XLA:CPU an IMPALA-CNN forward+backward runs faster
+    per sample on small slices than on a whole minibatch, and a ``lax.scan`` over the
+    slices slower than either (figures: benchmarks/results/README.md).
     The returned ``step`` has ``make_arch_step``'s signature but is a host function:
     call it outside ``jit``, with device arrays.
     """

@@ -5,7 +5,8 @@
 * **loop** (``ppo.update_loop``): ``scan`` traces the whole update into one jitted
   ``lax.scan`` (PureJaxRL; the accelerator default); ``host`` jits each stage and
   loops over epochs and minibatches in Python (the CPU default: XLA:CPU runs
-  convolutions inside a ``lax.scan`` body ~9-12x slower than the same step on its own).
+  convolutions inside a ``lax.scan`` body several times slower than the same step on its
+  own; figures: benchmarks/results/README.md).
   Both draw the same shuffles and make the same update (tests/test_ppo_update.py).
 * **microbatches** (``ppo.microbatch_size``, host loop, one device): a minibatch's
   gradient as the mean of jitted slices (``arch.make_microbatched_arch_step``), faster
@@ -24,11 +25,12 @@ import jax.numpy as jnp
 
 from rldarts.learn import arch, parallel
 
-# Samples per jitted forward+backward on CPU when ppo.microbatch_size is 0 (auto):
-# IMPALA-CNN's gradient runs ~1.7x faster per sample at 256 than at 2048 on XLA:CPU.
+# Samples per jitted forward+backward on CPU when ppo.microbatch_size is 0 (auto): the
+# fastest per sample for IMPALA-CNN on XLA:CPU (benchmarks/ppo_throughput.py
+# --microbatch-size; figures in benchmarks/results/README.md).
 CPU_MICROBATCH = 256
-# Independent gradients per jitted call on CPU (XLA runs them on both cores at once):
-# 4 parts of 64 samples made the IMPALA-CNN minibatch step 1.10-1.18x faster than 1.
+# Independent gradients per jitted call on CPU, so XLA runs them on both cores at once
+# (same benchmark and README).
 CPU_PARTS = 4
 
 UPDATE_LOOPS = ("auto", "scan", "host")

@@ -1,14 +1,10 @@
 """Convolution with a CPU-friendly weight gradient (a drop-in for ``lax.conv_general_dilated``).
 
 Why: for some programs XLA:CPU (jax 0.10) picks a slow algorithm for the filter gradient
-of a convolution: the isolated 32x32x16->32 3x3 conv's weight gradient takes ~13x its
-forward pass, and the PPO step of IMPALA-CNN at minibatch 256 runs at half the speed it
-reaches at minibatch 2048 (benchmarks/results/README.md). The same gradient computed as
+of a convolution, many times slower than its forward pass. The same gradient computed as
 a sum of per-chunk gradients over small batch chunks, unrolled in the one program, is
 fast in every program measured: each chunk's contraction stays in cache and independent
-chunks can run on different cores. Measured PPO minibatch step (fwd+bwd+Adam), same run
-of the machine, lax vs chunked: IMPALA-CNN at minibatch 256 4.7 s -> 1.9 s, the cpu_demo
-supernet at 256 3.5 s -> 1.9 s, IMPALA-CNN at 2048 19.8 s -> 20.0 s (already fast there).
+chunks can run on different cores (figures: benchmarks/results/README.md, issue 3).
 
 So ``conv_general_dilated`` here is the ordinary convolution forward, with a custom VJP
 whose input gradient is the ordinary one and whose weight gradient is that chunked sum:
