@@ -141,3 +141,12 @@ def test_public_cells_import_keeps_its_names():
     for name in cells.__all__:
         source = model_cells if hasattr(model_cells, name) else genotypes
         assert getattr(cells, name) is getattr(source, name)
+
+
+def test_the_protocols_agent_names_are_the_registrys():
+    """experiments/configs/protocol.py names the agents without importing JAX; the names
+    must be the registry's."""
+    from experiments.configs import protocol
+    from rldarts.learn import agents
+
+    assert protocol.AGENTS == tuple(agents.AGENTS)

@@ -32,7 +32,7 @@ from rldarts.env.envs import PROCGEN_GAMES  # NumPy only: protocols stay free of
 
 SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
-AGENTS = ("ppo", "dqn")  # = rldarts.run.setup.AGENTS (named here without importing JAX)
+AGENTS = ("ppo", "dqn")  # = rldarts.learn.agents.AGENTS (named here without importing JAX)
 QUARTERS = [0.25, 0.5, 0.75, 1.0]
 
 

@@ -319,7 +319,7 @@ def collect_rollout(actor, state, num_steps: int, inv_temp):
 
 
 class Agent:
-    """PPO as the experiment driver sees it (``rldarts.run.setup.AgentInterface``)."""
+    """PPO as the experiment driver sees it (``rldarts.learn.agents.AgentInterface``)."""
 
     def __init__(
         self,

@@ -11,12 +11,11 @@ import copy
 import jax
 
 from rldarts.env import envs
-from rldarts.learn import arch, parallel, ppo
+from rldarts.learn import agents, arch, parallel, ppo
 from rldarts.model import genotypes, networks
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype, Provenance
 
-AGENTS = ("ppo", "dqn")
 # Keys that may change between a run and its resumption.
 # ppo.microbatch_size and ppo.update_loop are compute only (same update; absent from
 # checkpoints made before they existed), except that ppo.microbatch_size sets the
@@ -154,7 +153,7 @@ def validate(c) -> None:
 def _check_choices(c) -> None:
     _choice("env_name", c.env_name, envs.PROCGEN_GAMES)
     _choice("distribution_mode", c.distribution_mode, envs.DISTRIBUTION_MODES)
-    _choice("agent", c.agent, AGENTS)
+    _choice("agent", c.agent, tuple(agents.AGENTS))
     _choice("network", c.network, tuple(n for n in networks.NETWORKS if n != "mlp"))
     _choice("arch.mode", c.arch.mode, arch.MODES)
     _choice("arch.method", c.arch.method, arch.METHODS)

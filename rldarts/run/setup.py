@@ -10,56 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from typing import Any, Protocol
 
-import jax
 import numpy as np
 
 from rldarts.env import envs, training_env
-from rldarts.learn import arch, dqn, parallel, ppo
-from rldarts.learn.actor import Actor
+from rldarts.learn import arch, parallel
+from rldarts.learn.agents import AGENTS, NUM_ACTIONS, AgentInterface
 from rldarts.model import networks
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype
 from rldarts.run import config_checks
-
-NUM_ACTIONS = 15  # every Procgen game
-
-
-class AgentInterface(Protocol):
-    """What the driver relies on; ``ppo.Agent`` and ``dqn.Agent`` implement it. The
-    constructor is ``(config, torso, num_actions, mode, num_heldout, total_env_steps,
-    topology)``. The actor, the alpha optimizer (``arch``), the logger and the
-    checkpointer are the driver's: an agent writes none of them again."""
-
-    num_envs: int  # acting envs of all processes, held-out ones last
-    steps_per_iteration: int  # env steps (all processes) between two metrics rows
-    normalize_reward: bool  # the actor's TrainingEnv normalises rewards (PPO)
-    policy: Callable  # (params, alphas, obs, key, inv_temp, group=0) -> (actions, extras)
-    eval_policy: Callable  # same signature, for evaluation episodes
-
-    def init_state(self, alphas: dict, sample_obs: np.ndarray, key: jax.Array) -> Any:
-        """The learner state: a pytree (NamedTuple) with ``params`` and ``alphas``."""
-
-    def run_iteration(
-        self, actor: Actor, state: Any, inv_temp: jax.Array, next_inv_temp: jax.Array | None = None
-    ) -> tuple[Any, dict, list]:
-        """Acts and learns for ``steps_per_iteration`` env steps: (state, metrics,
-        finished episodes per env group). ``next_inv_temp``: the next iteration's
-        temperature when it continues this env segment (the async actor may start its
-        acting now), else None."""
-
-    def start_segment(self, seed: int, segment: int) -> None: ...
-    def state_dict(self) -> dict: ...  # JSON-able host state saved with checkpoints
-    def load_state_dict(self, state: dict) -> None: ...
-    def save_extra(self, directory: str, step: int) -> None: ...  # e.g. DQN's replays
-    def prune_extra(self, directory: str, kept_steps) -> None: ...
-    def load_extra(self, directory: str, step: int) -> str: ...  # a note for the log
-    def close(self) -> None: ...  # stops the actor thread, if any
-
-
-AGENTS: dict[str, type[AgentInterface]] = {"ppo": ppo.Agent, "dqn": dqn.Agent}
 
 
 @dataclasses.dataclass
