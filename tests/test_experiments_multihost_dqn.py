@@ -130,3 +130,21 @@ def test_two_process_dqn_finishes_counts_env_steps_and_resumes_own_replays(tmp_p
         np.testing.assert_array_equal(last[p, 0][1][:64], first[p, 0][1][:64])
         assert not np.array_equal(last[p, 0][1][:64], first[1 - p, 0][1][:64])
     assert sorted(_replays(ckpt, 2)) == [(0, 0), (1, 0)]  # checkpoint 2 kept, both files
+
+
+def test_fingerprint_holds_the_actual_process_count(monkeypatch):
+    """The resume guard compares the run's real process count: 1 without a coordinator
+    (whatever num_processes says) and jax.process_count() under ``auto``, whose
+    configured num_processes the platform overrides."""
+    import jax
+
+    from experiments.configs import search
+    from rldarts import config_checks
+
+    c = search.get_config("smoke")
+    c.parallel.num_processes = 4
+    assert config_checks.fingerprint(c)["parallel"]["num_processes"] == 1
+    c.parallel.coordinator_address = "auto"
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(jax, "process_count", lambda: 3)
+    assert config_checks.fingerprint(c)["parallel"]["num_processes"] == 3
