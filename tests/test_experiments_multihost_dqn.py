@@ -16,7 +16,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
+from experiments.configs import search
+from rldarts import experiment
+from rldarts.checkpoint import CheckpointMismatchError
 from rldarts.logger import read_metrics
 from tests._binaries import ROOT, SEARCH
 
@@ -25,6 +29,12 @@ DQN = (
     "--config.dqn.n_step=20",
     "--config.dqn.min_replay_size=320",
     "--config.dqn.samples_per_insert=4",
+    # Runtime: evaluation, plots and TensorBoard only where a run ends.
+    "--config.eval.every_iterations=100",
+    "--config.eval.num_envs=1",
+    "--config.eval.num_episodes=1",
+    "--config.log.genotype_every_iterations=100",
+    "--config.log.tensorboard=False",
 )
 TIMEOUT_S = 420  # both processes together; a deadlock fails here instead of hanging CI
 
@@ -101,20 +111,19 @@ def test_two_process_dqn_finishes_counts_env_steps_and_resumes_own_replays(tmp_p
     assert sorted(first) == [(0, 0), (1, 0)]
     assert [first[p, 0][0] for p in (0, 1)] == [256, 256]
 
-    # Another process count cannot resume this run: one line, nothing written.
+    # Another process count cannot resume this run: one line, nothing written (in this
+    # pytest process: one process, no coordinator).
     before = (tmp_path / "metrics.csv").read_text()
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        _command(tmp_path, *DQN, "--config.total_env_steps=768"),
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: checkpoint in {ckpt} was made with a different config: "
+    c = search.get_config("smoke")
+    for flag in DQN:
+        key, value = flag[len("--config.") :].split("=")
+        section, leaf = key.rsplit(".", 1) if "." in key else ("", key)
+        target = c[section] if section else c
+        target[leaf] = type(target[leaf])(value) if value != "False" else False
+    with pytest.raises(CheckpointMismatchError) as err:
+        experiment.run(c, str(tmp_path), require_supernet=True)
+    assert str(err.value) == (
+        f"checkpoint in {ckpt} was made with a different config: "
         "parallel.num_processes: 2 (checkpoint) vs 1 (now)"
     )
     assert (tmp_path / "metrics.csv").read_text() == before
@@ -138,7 +147,6 @@ def test_fingerprint_holds_the_actual_process_count(monkeypatch):
     configured num_processes the platform overrides."""
     import jax
 
-    from experiments.configs import search
     from rldarts import config_checks
 
     c = search.get_config("smoke")
