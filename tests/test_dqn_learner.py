@@ -1,7 +1,8 @@
 """DQN learner bookkeeping on the host: samples-per-insert counted from the moment
 learning starts (no burst of learner steps), replay windows closed at segment starts,
 and each env group's own Ape-X epsilon spread. The jitted learner step is replaced by
-a counter: this is about when it runs, not what it computes."""
+a counter: this is about when it runs, not what it computes (except the multi-host
+importance weights, a pure function of the batch)."""
 
 import jax
 import jax.numpy as jnp
@@ -122,3 +123,40 @@ def test_heldout_group_has_its_own_epsilon_spread():
     assert 0.18 < explored[0] < 0.36, explored
     assert explored[1] < 0.02, explored
     assert train[0] == held[0]
+
+
+def test_multi_host_importance_weights_are_normalised_over_the_global_batch():
+    """Two replays stand for two processes' (different priorities and sizes); each
+    samples half the batch. The weights the step uses must be the global ones, (N P(i))
+    ^-beta over the max of the whole batch with P(i) = P_p(i) / 2 and N both sizes, as
+    one process holding both replays would sample them."""
+    from rldarts.replay import PrioritizedReplay
+
+    beta, rng = 0.5, np.random.default_rng(0)
+    replays = []
+    for rows, scale in ((12, 1.0), (30, 50.0)):  # 20 and 56 complete transitions
+        r = PrioritizedReplay(rows * 2, 2, (1,), np.uint8, 1, 0.9, 1.0, beta)
+        for _ in range(rows):
+            r.add(np.zeros((2, 1), np.uint8), np.zeros(2), np.zeros(2), np.zeros(2, bool))
+        r.update_priorities(np.arange(r.size), scale * (1 + rng.random(r.size)))
+        replays.append(r)
+    halves = [r.sample(8, rng) for r in replays]
+    batch = {k: np.concatenate([h[k] for h in halves]) for k in ("weights", "weight_scale")}
+    (got,) = dqn.global_importance_weights(batch)
+    n = sum(r.size for r in replays)
+    prob = np.concatenate(
+        [r.get_priorities(h["indices"]) / r._tree[1] / 2 for r, h in zip(replays, halves)]
+    )
+    w = (n * prob) ** -beta
+    np.testing.assert_allclose(got["weights"], w / w.max(), rtol=1e-5)
+    assert "weight_scale" not in got
+    # The size of what per-process normalisation got wrong here: the smaller replay's
+    # items are likelier per item, so the global max lies in the other process's rows,
+    # and process 0's rows were weighted 1.4-1.9x too much.
+    ratio = np.asarray(got["weights"]) / batch["weights"]
+    assert 0.5 < ratio[:8].min() and ratio[:8].max() < 0.75
+    np.testing.assert_allclose(ratio[8:], 1.0, rtol=1e-6)
+    # One process: exactly the replay's own weights.
+    (alone,) = dqn.global_importance_weights(halves[0], rescale=False)
+    np.testing.assert_array_equal(alone["weights"], halves[0]["weights"])
+    assert "weight_scale" not in alone

@@ -10,6 +10,7 @@ Settings: reference section 8 (config section ``dqn``).
 from __future__ import annotations
 
 import os
+import re
 from typing import NamedTuple
 
 import jax
@@ -21,6 +22,10 @@ from rldarts.env import procgen_scores
 from rldarts.learn import arch, async_actor, dqn_losses, parallel
 from rldarts.learn.replay import PrioritizedReplay
 from rldarts.model import networks
+
+# A replay file of a checkpoint: step, process (absent in files written before
+# multi-host replays: process 0's), env group. Temporary files of atomic writes never match.
+_REPLAY_FILE = re.compile(r"^replay_(?P<step>\d+)_(?:p(?P<process>\d+)_)?g\d+\.npz$")
 
 
 class DQNState(NamedTuple):
@@ -124,6 +129,9 @@ def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | No
 
     @jax.jit
     def step(state: DQNState, batch, heldout_batch, inv_temp):
+        batch, heldout_batch = global_importance_weights(
+            batch, heldout_batch, rescale=topology.process_count > 1
+        )
         key, arch_key = jax.random.split(state.key)
         arch_step = arch.make_arch_step(
             arch_cfg.mode,
@@ -146,6 +154,30 @@ def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | No
         return topology.constrain_replicated(new_state), metrics
 
     return step
+
+
+def global_importance_weights(*batches, rescale: bool = True):
+    """Inside the jitted step: the importance weights of each (global) batch divided by
+    their max over the whole batch, not over one process's rows.
+
+    Each process samples its rows from its own replay and normalises their weights by
+    its own max (``PrioritizedReplay.sample``); ``weight_scale`` carries that max of the
+    size-free weight P_p(i)^-beta. The global sampling law is P(i) = P_p(i) / processes
+    and (N P(i))^-beta / max_j (N P(j))^-beta = P_p(i)^-beta / max_j P_q(j)^-beta (N and
+    the process count cancel), so weights * scale / max(scale) are the weights one
+    process holding every replay would use. One process (``rescale`` False) the scale is
+    only dropped: scale / max(scale) would be 1.0, but XLA may fuse the product into
+    the loss in another order, moving single-process results by an ulp. Batches
+    without a scale (tests) pass unchanged."""
+    out = []
+    for batch in batches:
+        if batch is not None and "weight_scale" in batch:
+            batch = dict(batch)
+            scale = batch.pop("weight_scale")
+            if rescale:
+                batch["weights"] = batch["weights"] * (scale / jnp.max(scale))
+        out.append(batch)
+    return out
 
 
 def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype, capacity: int | None = None):
@@ -210,12 +242,13 @@ class Learner:
     def run_iteration(
         self, actor, state: DQNState, inv_temp, num_env_steps: int, next_inv_temp=None
     ):
-        """Acts for ``num_env_steps`` (all envs together) and learns at the configured
-        samples-per-insert ratio once the training replay holds ``min_replay_size``."""
-        c = self.cfg
+        """Acts for ``num_env_steps`` (all envs of all processes together) and learns at
+        the configured samples-per-insert ratio once the training replay holds
+        ``min_replay_size``."""
         finished = [([], []) for _ in actor.envs]
         metrics, lags = [], []
-        num_steps = max(1, num_env_steps // sum(actor.sizes))
+        # Every process steps its share: together they make num_env_steps.
+        num_steps = max(1, num_env_steps // (sum(actor.sizes) * self.topology.process_count))
         for t in range(num_steps):
             if self.pipeline is None:
                 actions, obs, rewards, dones, fin = _act(actor, state, inv_temp)
@@ -236,29 +269,48 @@ class Learner:
                 finished[g][0].append(fin[g][0])
                 finished[g][1].append(fin[g][1])
                 start += n
-            if self.replays[0].size < self.min_replay_size:
+            started, heldout_ready = self._ready()
+            if not started:
                 continue
             self.inserted += actor.sizes[0]
-            while self.sampled < c.samples_per_insert * self.inserted:
-                batch = self.replays[0].sample(self.batch_size, self.rng)
-                held = (
-                    self.replays[1].sample(self.batch_size, self.rng)
-                    if len(self.replays) > 1 and self.replays[1].size
-                    else None
-                )
-                if len(self.replays) > 1 and held is None:
-                    break  # alternating: wait until the held-out replay has data
-                state, m = self.step(
-                    state,
-                    self.topology.shard_batch(_device(batch)),
-                    self.topology.shard_batch(_device(held)),
-                    inv_temp,
-                )
-                self.replays[0].update_priorities(
-                    batch["indices"], self.topology.local_rows(m.pop("priorities"))
-                )
-                metrics.append(m)
-                self.sampled += self.batch_size
+            state = self._learn(state, inv_temp, heldout_ready, metrics)
+        return state, self._summary(state, metrics, lags), finished
+
+    def _ready(self) -> tuple[bool, bool]:
+        """(learning runs, the held-out replay has data), the same on every process.
+
+        Every learner step is a collective, so these gates must agree: each process's
+        replay size depends on when its episodes end (a done releases up to n_step
+        transitions early), so the processes agree on the min of their sizes. One
+        process: its own sizes, as before."""
+        held = self.replays[1].size if len(self.replays) > 1 else 1
+        train, held = self.topology.min_over_processes([self.replays[0].size, held])
+        return bool(train >= self.min_replay_size), bool(held > 0)
+
+    def _learn(self, state, inv_temp, heldout_ready: bool, metrics: list):
+        """Learner steps until the samples-per-insert ratio is met (the same number on
+        every process: ``inserted`` and ``sampled`` move in lockstep)."""
+        while self.sampled < self.cfg.samples_per_insert * self.inserted:
+            batch = self.replays[0].sample(self.batch_size, self.rng)
+            if len(self.replays) > 1 and not heldout_ready:
+                break  # alternating: wait until the held-out replay has data
+            held = (
+                self.replays[1].sample(self.batch_size, self.rng) if len(self.replays) > 1 else None
+            )
+            state, m = self.step(
+                state,
+                self.topology.shard_batch(_device(batch)),
+                self.topology.shard_batch(_device(held)),
+                inv_temp,
+            )
+            self.replays[0].update_priorities(
+                batch["indices"], self.topology.local_rows(m.pop("priorities"))
+            )
+            metrics.append(m)
+            self.sampled += self.batch_size
+        return state
+
+    def _summary(self, state, metrics: list, lags: list) -> dict:
         out = {
             "replay_size": self.replays[0].size,
             "replay_memory_gb": sum(r.memory_bytes() for r in self.replays) / 1e9,
@@ -275,7 +327,7 @@ class Learner:
             )
         if lags:
             out["policy_lag"] = float(np.mean(lags))
-        return state, out, finished
+        return out
 
     def state_dict(self) -> dict:
         return {"inserted": self.inserted, "sampled": self.sampled}
@@ -397,8 +449,11 @@ class Agent:
     def load_state_dict(self, state: dict) -> None:
         self.learner.load_state_dict(state)
 
-    def _replay_path(self, directory, step, group):
-        return os.path.join(directory, f"replay_{step}_g{group}.npz")
+    def _replay_path(self, directory, step, group, process=None):
+        """One file per process and env group: every process saves, prunes and loads
+        only its own (``process`` None: this process)."""
+        process = self.topology.process_index if process is None else process
+        return os.path.join(directory, f"replay_{step}_p{process}_g{group}.npz")
 
     def save_extra(self, directory: str, step: int) -> None:
         """The replays, tagged with the checkpoint step (written before the checkpoint)."""
@@ -407,19 +462,32 @@ class Agent:
             replay.save(self._replay_path(directory, step, g))
 
     def prune_extra(self, directory: str, kept_steps) -> None:
-        """Removes replays of checkpoints that no longer exist."""
-        keep = {f"replay_{s}_" for s in kept_steps}
+        """Removes this process's replays of checkpoints that no longer exist (another
+        process's files are its own to remove: two removers race). Process 0 also owns
+        the files named without a process (before multi-host replays)."""
+        kept = {int(s) for s in kept_steps}
+        me = self.topology.process_index
         for name in os.listdir(directory):
-            if name.startswith("replay_") and not any(name.startswith(k) for k in keep):
+            m = _REPLAY_FILE.match(name)
+            if m and int(m["step"]) not in kept and int(m["process"] or 0) == me:
                 os.remove(os.path.join(directory, name))
 
     def load_extra(self, directory: str, step: int) -> str:
+        """Loads this process's replays; the note (for process 0's log) names every
+        process whose replays are missing and refill from empty."""
         paths = [self._replay_path(directory, step, g) for g in range(len(self.replays))]
-        if not all(os.path.exists(p) for p in paths):
-            return (
-                f"no replay saved with checkpoint {step}: the replay refills from "
-                f"empty ({self.cfg.min_replay_size:,} transitions before learning)"
-            )
-        for replay, path in zip(self.replays, paths):
-            replay.load(path)
-        return ""
+        legacy = [os.path.join(directory, f"replay_{step}_g{g}.npz") for g in range(len(paths))]
+        if self.topology.process_count == 1 and not all(map(os.path.exists, paths)):
+            paths = legacy  # a checkpoint saved before replay files named their process
+        found = all(os.path.exists(p) for p in paths)
+        if found:
+            for replay, path in zip(self.replays, paths):
+                replay.load(path)
+        missing = [p for p, ok in enumerate(self.topology.allgather_json(found)) if not ok]
+        if not missing:
+            return ""
+        who = "" if self.topology.process_count == 1 else f" of process(es) {missing}"
+        return (
+            f"no replay{who} saved with checkpoint {step}: it refills from empty "
+            f"({self.cfg.min_replay_size:,} transitions before learning)"
+        )

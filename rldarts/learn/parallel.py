@@ -195,6 +195,15 @@ class Topology:
         rows = multihost_utils.process_allgather(padded)
         return [json.loads(bytes(r).rstrip(b"\0").decode()) for r in rows]
 
+    def min_over_processes(self, values) -> np.ndarray:
+        """The elementwise min of every process's int vector ``values``: a decision
+        that gates a collective (DQN's start of learning) taken from host numbers
+        that differ between processes is then the same everywhere."""
+        values = np.asarray(values, np.int64)
+        if self.process_count == 1:
+            return values
+        return np.asarray(multihost_utils.process_allgather(values)).min(axis=0)
+
     def sync(self, name: str) -> None:
         if self.process_count > 1:
             multihost_utils.sync_global_devices(name)

@@ -242,6 +242,11 @@ class PrioritizedReplay:
         batch = self._gather(leaf)
         batch["indices"] = leaf
         batch["weights"] = (w / w.max()).astype(np.float32)
+        # The max of the size-free weight P(i)^-beta, one copy per row: multi-host
+        # learners renormalise by the max over every process's rows with it
+        # (``dqn.global_importance_weights``); with one process it changes nothing.
+        scale = np.max(probs**-self.importance_exponent)
+        batch["weight_scale"] = np.full(batch_size, scale, np.float32)
         return batch
 
     def _gather(self, leaf):

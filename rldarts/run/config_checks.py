@@ -24,7 +24,8 @@ from rldarts.model.genotypes import NetworkGenotype, Provenance
 # schedule then follow the new horizon from the resumed iteration on.
 # The devices a run uses are compute only too (the same update up to summation order),
 # except parallel.async_actor (acting one update behind) and parallel.num_processes
-# (each process's envs and their host state in the checkpoint).
+# (each process's envs, their host state and replay files in the checkpoint; the
+# fingerprint holds the run's actual count, see ``process_count``).
 RESUMABLE_KEYS = (
     "total_env_steps",
     "eval",
@@ -293,4 +294,20 @@ def fingerprint(c) -> dict:
         for name in parents:
             section = section.get(name, {})
         section.pop(leaf, None)
+    if "parallel" in d:
+        # Each process resumes its own envs' host state and replay files, so the
+        # process count must match; recorded as the run has it, not as configured.
+        d["parallel"]["num_processes"] = process_count(c)
     return d
+
+
+def process_count(c) -> int:
+    """The run's number of processes: 1 without a coordinator (``num_processes`` is
+    then unused), ``jax.process_count()`` once ``jax.distributed`` is up (so also for
+    ``coordinator_address=auto``, whose count the platform decides), else as configured."""
+    address = c.parallel.coordinator_address
+    if not address:
+        return 1
+    if jax.distributed.is_initialized():
+        return jax.process_count()
+    return c.parallel.num_processes
