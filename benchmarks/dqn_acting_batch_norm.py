@@ -18,8 +18,9 @@ import jax
 import numpy as np
 
 from experiments.configs import search
-from rldarts import envs, experiment
-from rldarts.agents import dqn, dqn_losses
+from rldarts.env import envs
+from rldarts.learn import dqn, dqn_losses
+from rldarts.run import experiment
 
 
 def main():

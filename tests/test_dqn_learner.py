@@ -130,7 +130,7 @@ def test_multi_host_importance_weights_are_normalised_over_the_global_batch():
     samples half the batch. The weights the step uses must be the global ones, (N P(i))
     ^-beta over the max of the whole batch with P(i) = P_p(i) / 2 and N both sizes, as
     one process holding both replays would sample them."""
-    from rldarts.replay import PrioritizedReplay
+    from rldarts.learn.replay import PrioritizedReplay
 
     beta, rng = 0.5, np.random.default_rng(0)
     replays = []

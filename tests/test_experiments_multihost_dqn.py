@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from experiments.configs import search
-from rldarts import experiment
-from rldarts.checkpoint import CheckpointMismatchError
-from rldarts.logger import read_metrics
+from rldarts.run import experiment
+from rldarts.run.checkpoint import CheckpointMismatchError
+from rldarts.run.logger import read_metrics
 from tests._binaries import ROOT, SEARCH
 
 DQN = (
@@ -147,7 +147,7 @@ def test_fingerprint_holds_the_actual_process_count(monkeypatch):
     configured num_processes the platform overrides."""
     import jax
 
-    from rldarts import config_checks
+    from rldarts.run import config_checks
 
     c = search.get_config("smoke")
     c.parallel.num_processes = 4
