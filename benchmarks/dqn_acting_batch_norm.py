@@ -20,7 +20,7 @@ import numpy as np
 from experiments.configs import search
 from rldarts.env import envs
 from rldarts.learn import dqn, dqn_losses
-from rldarts.run import experiment
+from rldarts.run import setup
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
     args = p.parse_args()
     c = search.get_config(args.preset)
     c.agent, c.dqn.num_envs, c.arch.mode = "dqn", args.envs, "joint"
-    s = experiment.build(c, require_supernet=True)
+    s = setup.build(c, require_supernet=True)
     env = envs.make_procgen(c.env_name, args.envs, c.distribution_mode, c.num_levels, 0, 1)
     obs, rng = env.reset(), np.random.default_rng(0)
     for _ in range(args.warmup):
