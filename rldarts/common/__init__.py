@@ -1,0 +1,1 @@
+"""Layer 0: what every layer may use: atomic file writes (``files``)."""
