@@ -157,7 +157,7 @@ def synthetic_rollout(T, n, obs):
         "values": rng.normal(size=(T, n)).astype(np.float32),
         "rewards": rng.normal(size=(T, n)).astype(np.float32),
         "dones": rng.random((T, n)) < 0.01,
-        "last_obs": obs,
+        "last_values": rng.normal(size=n).astype(np.float32),
     }
 
 

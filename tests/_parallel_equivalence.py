@@ -69,6 +69,7 @@ def rollout(rng, steps, envs):
         "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
         "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
         "last_obs": rng.integers(0, 256, (envs, 64, 64, 3), dtype=np.uint8),
+        "last_values": rng.normal(0, 1, envs).astype(np.float32),
     }
 
 

@@ -20,7 +20,7 @@ import optax
 import pytest
 
 from experiments.configs import base
-from rldarts.learn import arch, ppo, ppo_losses
+from rldarts.learn import arch, async_actor, ppo, ppo_losses
 from rldarts.learn.actor import Actor
 from rldarts.model import networks, ops
 from rldarts.run import config_checks
@@ -53,6 +53,7 @@ def _rollout(rng, steps, envs):
         "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
         "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
         "last_obs": rng.integers(0, 256, (envs, 5, 5, 3), dtype=np.uint8),
+        "last_values": rng.normal(0, 1, envs).astype(np.float32),
     }
 
 
@@ -87,12 +88,11 @@ def test_host_update_of_a_batch_norm_network_is_the_whole_minibatch_update(mode)
 
     # Reference: the same minibatch (one minibatch = every sample, in the shuffled
     # order, which batch statistics do not see) and one whole-batch gradient.
-    _, last_value = model.apply(state.params, rollout["last_obs"], alphas, 1.0)
     adv, ret = ppo_losses.gae_advantages(
         rollout["rewards"],
         rollout["values"],
         rollout["dones"],
-        last_value,
+        rollout["last_values"],
         c.ppo.gamma,
         c.ppo.gae_lambda,
     )
@@ -321,3 +321,93 @@ def test_batch_sharded_over_devices_is_normalised_over_the_whole_batch():
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def _numpy_explained_variance(rewards, values, dones, last_values, gamma, lam):
+    """NumPy GAE (the textbook recursion) -> the update's explained-variance metric."""
+    steps = rewards.shape[0]
+    adv, running = np.zeros_like(values), np.zeros_like(last_values)
+    for t in reversed(range(steps)):
+        next_v = last_values if t == steps - 1 else values[t + 1]
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_v * live - values[t]
+        running = delta + gamma * lam * live * running
+        adv[t] = running
+    returns = adv + values
+    return 1.0 - np.var(returns - values) / (np.var(returns) + 1e-8)
+
+
+def _group_values(model, params, alphas, obs, sizes):
+    """The value of every column, the model applied to each env group's obs alone."""
+    bounds = np.cumsum((0,) + tuple(sizes))
+    return np.concatenate(
+        [
+            np.asarray(model.apply(params, obs[a:b], alphas, 1.0)[1])
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+    )
+
+
+def test_bootstrap_value_is_computed_per_env_group():
+    """Alternating mode: V(s_T) of each env group comes from a forward pass over that
+    group alone, as acting computes V(s_t), not from one pass over both groups (which
+    mixes their batch statistics). Seen through the update's explained variance,
+    recomputed here in NumPy from the rollout and the per-group reference."""
+    c = _config("alternating")
+    c.ppo.num_steps, c.ppo.num_minibatches = 2, 1
+    model = _model()
+    actor = _actor(ppo.make_policy(model))
+    alphas = {"edge": jnp.array([0.3, -0.2])}
+    state = ppo.init_state(
+        model, c.ppo, c.arch, alphas, actor.obs, jax.random.PRNGKey(1), num_updates=10
+    )
+    update = ppo.make_update(model, c.ppo, c.arch, 8, 2, num_updates=10, batch_statistics=True)
+    rollout, _ = ppo.collect_rollout(actor, state, 2, jnp.float32(1.0))
+    per_group = _group_values(model, state.params, alphas, actor.obs, (6, 2))
+    joint = np.asarray(model.apply(state.params, actor.obs, alphas, 1.0)[1])
+    assert np.abs(joint - per_group).max() > 1e-2  # not vacuous: the two differ
+    _, metrics = update(state, rollout, jnp.float32(1.0))
+    args = [rollout[k] for k in ("rewards", "values", "dones")]
+    want = _numpy_explained_variance(*args, per_group, c.ppo.gamma, c.ppo.gae_lambda)
+    wrong = _numpy_explained_variance(*args, joint, c.ppo.gamma, c.ppo.gae_lambda)
+    assert abs(want - wrong) > 1e-3
+    np.testing.assert_allclose(float(metrics["explained_variance"]), want, rtol=1e-4, atol=1e-5)
+
+
+def test_async_bootstrap_value_comes_from_the_behaviour_params():
+    """Async actor: the rollout of update i + 1 was collected with the params before
+    update i; its V(s_T) must come from those params too (as its V(s_t)), not from the
+    learner's newer ones."""
+    c = _config("joint")
+    c.ppo.num_envs, c.ppo.num_steps, c.ppo.num_minibatches = 8, 2, 1
+    c.ppo.learning_rate = 3e-2  # a visible change of the critic in one update
+    c.network, c.parallel.async_actor = "darts_impala", True
+    alphas = {"edge": jnp.array([0.3, -0.2])}
+    agent = ppo.Agent(c, BatchNormTorso(), 3, "joint", 0, 10_000)
+    actor = _actor(agent.policy, sizes=(8,))
+    seen = []  # (behaviour params, rollout, obs after it) of every collection
+
+    def recording(actor, state, inv_temp):
+        out = agent._collect(actor, state, inv_temp)
+        seen.append((state.params, out[0], actor.obs.copy()))
+        return out
+
+    agent._pipeline = async_actor.Pipeline(recording)
+    state = agent.init_state(alphas, actor.obs, jax.random.PRNGKey(1))
+    one = jnp.float32(1.0)
+    try:
+        state, first, _ = agent.run_iteration(actor, state, one, next_inv_temp=one)
+        _, second, _ = agent.run_iteration(actor, state, one, next_inv_temp=None)
+    finally:
+        agent.close()
+    assert (first["policy_lag"], second["policy_lag"]) == (0.0, 1.0)
+    behaviour, rollout, last_obs = seen[1]
+    model = agent.model
+    want_values = _group_values(model, behaviour, alphas, last_obs, (8,))
+    learner_values = _group_values(model, state.params, alphas, last_obs, (8,))
+    assert np.abs(want_values - learner_values).max() > 1e-3  # not vacuous
+    args = [rollout[k] for k in ("rewards", "values", "dones")]
+    want = _numpy_explained_variance(*args, want_values, c.ppo.gamma, c.ppo.gae_lambda)
+    wrong = _numpy_explained_variance(*args, learner_values, c.ppo.gamma, c.ppo.gae_lambda)
+    assert abs(want - wrong) > 1e-4
+    np.testing.assert_allclose(second["explained_variance"], want, rtol=1e-4, atol=1e-5)

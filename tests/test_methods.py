@@ -3,6 +3,8 @@ straight-through Gumbel weights and its one-op-per-edge forward pass, PC-DARTS's
 partial-channel edge and edge normalisation. References are hand computations and
 NumPy, never the code's own output."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,13 @@ import pytest
 
 from rldarts.model import cells, networks
 from rldarts.model import ops as ops_lib
-from rldarts.model.genotypes import EDGE_WEIGHTS, discretize, discretize_cell
+from rldarts.model.genotypes import (
+    EDGE_WEIGHTS,
+    CellGenotype,
+    NetworkGenotype,
+    discretize,
+    discretize_cell,
+)
 
 # --- GDAS ------------------------------------------------------------------------------
 
@@ -98,12 +106,87 @@ def test_gdas_supernet_gradient_reaches_alphas_of_multi_edge_nodes():
     obs = jax.random.randint(jax.random.PRNGKey(1), (4, 16, 16, 3), 0, 255).astype(jnp.uint8)
     key = jax.random.PRNGKey(3)
     params = torso.init({"params": key, "arch": key}, obs, alphas)
-    grads = jax.grad(lambda a: torso.apply(params, obs, a, 1.0, rngs={"arch": key}).sum())(alphas)
+    grad = jax.jit(jax.grad(lambda a, k: torso.apply(params, obs, a, 1.0, rngs={"arch": k}).sum()))
     # Node 1 sums two edges: the drawn ops' weights change the output after the node's
     # batch norm. Node 0 has one edge, whose scale the batch norm removes: zero gradient
-    # (the GDAS estimator carries no information there; WORKSPACE.md).
-    node0, node1 = (float(jnp.abs(g).sum()) for g in grads["normal"])
+    # (the GDAS estimator carries no information there; WORKSPACE.md). Summed over a few
+    # draws: one draw shared by both normal cells may put Zero on a node-1 edge, and
+    # then that node's gradient is ~0 too.
+    grads = [grad(alphas, jax.random.PRNGKey(seed))["normal"] for seed in range(4)]
+    node0, node1 = (sum(float(jnp.abs(g[i]).sum()) for g in grads) for i in (0, 1))
     assert node1 > 1e-3 and node0 < 1e-2 * node1, (node0, node1)  # eps of the BN only
+
+
+_GDAS_OPS = ("Conv3x3Relu", "Relu", "Tanh", "SkipConnection")  # real ops: any draw is a genotype
+
+
+def _gdas_network(key):
+    """A tiny darts_standard gdas supernet (two normal cells and a reduction cell per
+    stage, two stages) with random alphas, its params and an observation batch."""
+    torso = networks.make_torso(
+        "darts_standard",
+        depths=(4, 4),
+        dense=8,
+        search_space=_GDAS_OPS,
+        num_nodes=3,
+        method="gdas",
+    )
+    alphas = networks.init_network_alphas("darts_standard", _GDAS_OPS, 3, key=key, scale=0.5)
+    obs = jax.random.randint(key, (3, 12, 12, 3), 0, 255).astype(jnp.uint8)
+    params = torso.init({"params": key, "arch": key}, obs, alphas)
+    return torso, alphas, params, obs
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_sown(torso, params, obs, alphas, key):
+    return torso.apply(params, obs, alphas, 1.0, rngs={"arch": key}, mutable=["intermediates"])
+
+
+def _drawn(torso, params, obs, alphas, key):
+    """The output of one forward pass and each cell's drawn op indices (sown)."""
+    out, state = _apply_sown(torso, params, obs, alphas, key)
+    inter = state["intermediates"]
+    draws = {
+        name: tuple(tuple(int(i) for i in node) for node in inter[name]["gdas_draw"][0])
+        for name in inter
+    }
+    return out, draws
+
+
+def test_gdas_draws_one_architecture_per_cell_type_and_forward_pass():
+    torso, alphas, params, obs = _gdas_network(jax.random.PRNGKey(0))
+    seen = set()
+    for seed in range(4):
+        _, draws = _drawn(torso, params, obs, alphas, jax.random.PRNGKey(seed))
+        assert len(draws) == 6, sorted(draws)  # every cell ran and sowed its draw
+        for cell_type in ("normal", "reduction"):
+            per_cell = {d for name, d in draws.items() if cell_type in name}
+            assert len(per_cell) == 1, (cell_type, draws)
+            seen.update((cell_type, d) for d in per_cell)
+    assert len(seen) > 2  # and the draw changes with the key
+
+
+def test_gdas_forward_pass_is_the_fixed_network_of_its_draw():
+    """The subnet a GDAS forward pass runs is one member of the genotype space: the
+    fixed network of the drawn genotype (every edge, the drawn op), on the same
+    weights, computes the same output."""
+    torso, alphas, params, obs = _gdas_network(jax.random.PRNGKey(1))
+    out, draws = _drawn(torso, params, obs, alphas, jax.random.PRNGKey(7))
+    genotype = NetworkGenotype(
+        {
+            t: CellGenotype(
+                tuple(
+                    tuple((j, _GDAS_OPS[k]) for j, k in enumerate(node))
+                    for node in draws[f"stage0_{t}" + ("0" if t == "normal" else "")]
+                )
+            )
+            for t in ("normal", "reduction")
+        }
+    )
+    fixed = networks.make_torso(
+        "darts_standard", depths=(4, 4), dense=8, search_space=_GDAS_OPS, genotype=genotype
+    )
+    np.testing.assert_allclose(fixed.apply(params, obs), out, rtol=1e-5, atol=1e-6)
 
 
 # --- PC-DARTS --------------------------------------------------------------------------

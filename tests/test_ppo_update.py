@@ -37,6 +37,7 @@ def _rollout(rng, steps, envs, actions):
         "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
         "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
         "last_obs": rng.integers(0, 256, (envs, 5, 5, 3), dtype=np.uint8),
+        "last_values": rng.normal(0, 1, envs).astype(np.float32),
     }
 
 

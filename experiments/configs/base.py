@@ -41,7 +41,12 @@ def get_base_config() -> config_dict.ConfigDict:
     c.arch.gumbel_tau = 10.0  # gdas: Gumbel-softmax temperature, linearly annealed to
     c.arch.final_gumbel_tau = 0.1  # this one over the run (GDAS's 10 -> 0.1)
     c.arch.partial_channels_k = 4  # pc_darts: the ops see 1/K of each edge's channels
-    c.arch.unrolled_lr = 0.0  # unrolled: the virtual weight step's lr; 0 = the weights' lr
+    # unrolled: the virtual weight step's xi (0 = the weights' lr). At the Adam lr used
+    # as a plain SGD step the hypergradient is first order in all but name; DARTS's
+    # 0.025 (an SGD lr) makes the second-order term dominate and turn the gradient
+    # around. 3e-3 adds a clear second-order term in the SGD step's linear regime
+    # (benchmarks/unrolled_step.py, benchmarks/results/README.md, issue 18).
+    c.arch.unrolled_lr = 3e-3
     c.arch.optimizer = "adam"  # adam (DARTS settings below) | same_as_weights (official)
     c.arch.learning_rate = 3e-4
     c.arch.b1 = 0.5

@@ -69,10 +69,15 @@ class Actor:
                 if env.normalizer is not None and stats is not None:
                     env.normalizer.rms.load_state_dict(stats)
 
-    def act(self, params, alphas, inv_temp):
+    def act(self, params, alphas, inv_temp, key=None):
         """Actions for every column, one policy call per env group; extras concatenated
-        in column order."""
-        self.key, sub = jax.random.split(self.key)
+        in column order. ``key``: act with it and leave the actor's own key stream as
+        it is (a look at the current observations, e.g. PPO's bootstrap values, that
+        must not shift the actions of later steps)."""
+        if key is None:
+            self.key, sub = jax.random.split(self.key)
+        else:
+            sub = key
         keys = [sub] if len(self.envs) == 1 else list(jax.random.split(sub, len(self.envs)))
         params, alphas = self._on_actor(params, alphas)
         outs, start = [], 0

@@ -147,7 +147,8 @@ def make_update(
     """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``.
 
     ``rollout``: 'obs' (T, N, ...), 'actions', 'log_probs', 'values', 'rewards',
-    'dones' (T, N) and 'last_obs' (N, ...), host arrays of this process's envs. The last
+    'dones' (T, N) and 'last_values' (N,), the bootstrap V(s_T), host arrays of this
+    process's envs (``collect_rollout``; other keys are ignored). The last
     ``num_heldout_envs`` columns are held-out data for alternating architecture
     updates. ``batch_statistics``: the torso normalises over its batch
     (``networks.uses_batch_statistics``). Where and how the loops run (one jitted scan
@@ -184,18 +185,11 @@ def make_update(
         new RNG key; per step, the shuffled minibatch indices and the architecture key."""
         rollout = _join_groups(groups)
         key, perm_key = jax.random.split(state.key)
-        _, last_value = model.apply(
-            state.params,
-            rollout["last_obs"],
-            state.alphas,
-            inv_temp,
-            rngs=arch.arch_rngs(jax.random.fold_in(perm_key, 2)),
-        )
         advantages, returns = ppo_losses.gae_advantages(
             rollout["rewards"],
             rollout["values"],
             rollout["dones"],
-            last_value,
+            rollout["last_values"],
             ppo_cfg.gamma,
             ppo_cfg.gae_lambda,
         )
@@ -250,9 +244,13 @@ def make_update(
         samples, explained, key, schedule = loop.stage(prepare)(state, groups, inv_temp)
         arch_state, history = loop.steps(state.arch_state, minibatches, samples, schedule, inv_temp)
         metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), history)
-        # approx_kl_first: the first minibatch still has the acting parameters, so any
-        # KL there comes from recomputing the behaviour log-probabilities (batch-norm
-        # statistics over another batch), not from learning.
+        # approx_kl_first: the KL of the first minibatch, before any weight step of
+        # this update. Synchronous acting: the params are the acting ones, so it
+        # measures only the recomputation of the behaviour log-probabilities (batch
+        # statistics over another batch; gdas: another architecture draw; alternating:
+        # the alpha step that came first). Async actor (policy_lag 1): the data were
+        # collected with the params before the previous update, so it adds that whole
+        # update's policy change.
         metrics.update(explained_variance=explained, approx_kl_first=history["approx_kl"][0])
         return PPOState(*arch_state, key), metrics
 
@@ -270,28 +268,40 @@ def make_update(
     return loop.compile(update, place)
 
 
+STEP_KEYS = ("obs", "actions", "log_probs", "values", "rewards", "dones")
+
+
 def _split_groups(rollout, num_train: int, heldout: bool):
-    """(steps (T, N, ...), last_obs (N, ...)) of the training columns and of the
+    """(steps (T, N, ...), last_values (N,)) of the training columns and of the
     held-out ones (None without held-out envs)."""
-    steps = {k: v for k, v in rollout.items() if k != "last_obs"}
     group = lambda cols: (
-        {k: v[:, cols] for k, v in steps.items()},
-        rollout["last_obs"][cols],
+        {k: rollout[k][:, cols] for k in STEP_KEYS},
+        np.asarray(rollout["last_values"])[cols],
     )
     return group(slice(0, num_train)), (group(slice(num_train, None)) if heldout else None)
 
 
 def _join_groups(groups) -> dict:
     """The inverse of ``_split_groups`` (inside jit): one rollout, held-out columns last."""
-    (steps, last_obs), held = groups
+    (steps, last_values), held = groups
     if held is not None:
         steps = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), steps, held[0])
-        last_obs = jnp.concatenate([last_obs, held[1]])
-    return dict(steps, last_obs=last_obs)
+        last_values = jnp.concatenate([last_values, held[1]])
+    return dict(steps, last_values=last_values)
+
+
+# Folded into the actor's key (not split off it) for the bootstrap forward pass, so the
+# actions of every step are those of a run without it.
+_BOOTSTRAP_KEY = 2
 
 
 def collect_rollout(actor, state, num_steps: int, inv_temp):
-    """num_steps of acting with the current params; time-major arrays for ``update``."""
+    """num_steps of acting with ``state``'s params; time-major arrays for ``update``.
+
+    The bootstrap V(s_T) ('last_values') is computed here, by the params that acted and
+    one forward pass per env group, as every V(s_t) was: with batch statistics a joint
+    pass over both groups would give other values, and the async actor's params lag
+    the learner's by one update (Cleanba collects num_steps + 1 values likewise)."""
     obs, actions, log_probs, values, rewards, dones = [], [], [], [], [], []
     finished = [([], []) for _ in actor.envs]
     for _ in range(num_steps):
@@ -313,9 +323,16 @@ def collect_rollout(actor, state, num_steps: int, inv_temp):
         "values": np.stack(jax.device_get(values)),
         "rewards": np.stack(rewards),
         "dones": np.stack(dones),
-        "last_obs": actor.obs,
+        "last_values": _bootstrap_values(actor, state, inv_temp),
     }
     return rollout, finished
+
+
+def _bootstrap_values(actor, state, inv_temp) -> np.ndarray:
+    """V(s_T) of every column: the policy's values on the actor's current observations."""
+    key = jax.random.fold_in(actor.key, _BOOTSTRAP_KEY)
+    _, extras = actor.act(state.params, state.alphas, inv_temp, key=key)
+    return np.asarray(jax.device_get(extras["values"]))
 
 
 class Agent:

@@ -14,7 +14,8 @@ one array per node, node i of shape ``(num_inputs + i, num_ops)``, passed to
 How a supernet edge mixes its candidate ops (``method``, the config's ``arch.method``):
 * ``darts`` (Liu et al. 2019): every op, weighted by softmax(alphas).
 * ``gdas`` (Dong & Yang 2019): one op per edge per forward pass, drawn from
-  softmax(alphas) by the Gumbel-max trick (one draw per edge, shared by the batch);
+  softmax(alphas) by the Gumbel-max trick (one draw per edge, shared by the batch and
+  by every cell of the type, as the alphas are);
   the forward pass runs the drawn op only (``lax.switch``), scaled by a weight whose
   value is 1 and whose gradient is that of the Gumbel-softmax sample at temperature
   1 / ``inverse_temperature`` (straight-through). As in the paper, the backward pass
@@ -89,6 +90,16 @@ def gumbel_hard_weights(
     index = jnp.argmax(logits, axis=-1)
     hard = jax.nn.one_hot(index, alphas.shape[-1], dtype=soft.dtype)
     return index, hard + (soft - jax.lax.stop_gradient(soft))
+
+
+def gdas_draw(key: jax.Array, alphas: Alphas, inverse_temperature=1.0) -> list:
+    """One GDAS architecture of a cell type: per node, ``gumbel_hard_weights`` of its
+    edges with fresh Gumbel noise, ``[(index (edges,), weights (edges, ops)), ...]``."""
+    keys = jax.random.split(key, len(alphas))
+    return [
+        gumbel_hard_weights(a, jax.random.gumbel(k, a.shape), inverse_temperature)
+        for k, a in zip(keys, alphas)
+    ]
 
 
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
@@ -237,8 +248,13 @@ class _CellBase(nn.Module):
 
 class SearchCell(_CellBase):
     """The supernet cell: every edge a mixture of ``ops`` weighted by the alphas, made
-    as ``method`` says (module docstring). ``gdas`` draws from the ``'arch'`` RNG
-    stream (``rngs={'arch': key}`` in ``apply``); ``pc_darts`` needs ``edge_weights``."""
+    as ``method`` says (module docstring). ``gdas`` runs the architecture ``draw``
+    (``gdas_draw``) it is given: a network draws once per cell type and forward pass
+    and hands that draw to every cell of the type, so the subnet that runs is one
+    member of the space a genotype describes. Without ``draw`` the cell draws its own
+    from the ``'arch'`` RNG stream (``rngs={'arch': key}`` in ``apply``). The drawn op
+    indices are sown as ``intermediates/gdas_draw``. ``pc_darts`` needs
+    ``edge_weights``."""
 
     channels: int
     ops: tuple[str, ...]
@@ -251,7 +267,12 @@ class SearchCell(_CellBase):
 
     @nn.compact
     def __call__(
-        self, inputs, alphas: Alphas, inverse_temperature=1.0, edge_weights: Alphas | None = None
+        self,
+        inputs,
+        alphas: Alphas,
+        inverse_temperature=1.0,
+        edge_weights: Alphas | None = None,
+        draw: list | None = None,
     ):
         ops = ops_lib.resolve_search_space(self.ops)
         _check_positive(
@@ -265,6 +286,10 @@ class SearchCell(_CellBase):
         if len(alphas) != self.num_nodes:
             raise ValueError(f"got alphas for {len(alphas)} nodes, cell has {self.num_nodes}")
         states = self._project_inputs(inputs, self.channels, self.num_inputs)
+        if self.method == "gdas":
+            if draw is None:
+                draw = gdas_draw(self.make_rng("arch"), alphas, inverse_temperature)
+            self.sow("intermediates", "gdas_draw", tuple(index for index, _ in draw))
         for i in range(self.num_nodes):
             expected = (self.num_inputs + i, len(ops))
             if tuple(alphas[i].shape) != expected:
@@ -272,8 +297,7 @@ class SearchCell(_CellBase):
                     f"alphas of node {i} have shape {tuple(alphas[i].shape)}, expected {expected}"
                 )
             if self.method == "gdas":
-                gumbel = jax.random.gumbel(self.make_rng("arch"), expected)
-                index, weights = gumbel_hard_weights(alphas[i], gumbel, inverse_temperature)
+                index, weights = draw[i]
             else:
                 weights = jax.nn.softmax(inverse_temperature * alphas[i], axis=-1)
             total = 0.0

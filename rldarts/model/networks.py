@@ -72,7 +72,19 @@ class ImpalaCNN(nn.Module):
 class _DartsTorso(nn.Module):
     """Shared cell construction: searched (alphas given) or fixed (genotype given)."""
 
-    def _cell(self, name, cell_type, channels, stride, x, alphas, inverse_temperature):
+    def _gdas_draws(self, alphas, inverse_temperature, cell_types) -> dict:
+        """GDAS: one architecture per cell type for this forward pass, shared by every
+        cell of the type (GDAS samples the cell, not each copy of it; a subnet whose
+        copies differ is outside the space a genotype describes)."""
+        if self.genotype is not None or self.method != "gdas" or not alphas:
+            return {}
+        return {
+            t: cells_lib.gdas_draw(self.make_rng("arch"), alphas[t], inverse_temperature)
+            for t in cell_types
+            if t in alphas
+        }
+
+    def _cell(self, name, cell_type, channels, stride, x, alphas, inverse_temperature, draws):
         # Explicit names: a fixed network's params are then a subset of the supernet's.
         if self.genotype is not None:
             return cells_lib.FixedCell(
@@ -92,7 +104,7 @@ class _DartsTorso(nn.Module):
             name=name,
         )
         edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get(cell_type)
-        return cell(x, alphas[cell_type], inverse_temperature, edge_weights)
+        return cell(x, alphas[cell_type], inverse_temperature, edge_weights, draws.get(cell_type))
 
 
 class DartsImpalaCNN(_DartsTorso):
@@ -110,12 +122,13 @@ class DartsImpalaCNN(_DartsTorso):
     @nn.compact
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
         x = _scale(obs)
+        draws = self._gdas_draws(alphas, inverse_temperature, CELL_TYPES["darts_impala"])
         for s, depth in enumerate(self.depths):
             x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
             x = ops_lib.max_pool(x, 3, 2)
             for c in range(2):
                 x = self._cell(
-                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature
+                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature, draws
                 )
         return _dense_out(x, self.dense)
 
@@ -137,15 +150,16 @@ class DartsStandardCNN(_DartsTorso):
     @nn.compact
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
         x = _scale(obs)
+        draws = self._gdas_draws(alphas, inverse_temperature, CELL_TYPES["darts_standard"])
         if self.first_conv:
             x = conv_lib.Conv(self.depths[0], (3, 3), name="first_conv")(x)
         for s, depth in enumerate(self.depths):
             x = self._cell(
-                f"stage{s}_reduction", "reduction", depth, 2, x, alphas, inverse_temperature
+                f"stage{s}_reduction", "reduction", depth, 2, x, alphas, inverse_temperature, draws
             )
             for c in range(self.normal_cells):
                 x = self._cell(
-                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature
+                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature, draws
                 )
         return _dense_out(x, self.dense)
 
