@@ -29,7 +29,7 @@ import optax
 from experiments.configs import base
 from rldarts.learn import arch, ppo, ppo_losses
 from rldarts.learn.actor import Actor
-from rldarts.run import experiment
+from rldarts.run import setup as setup_lib
 
 XIS = (1e-4, 5e-4, 1e-3, 3e-3, 1e-2, 2.5e-2, 5e-2, 1e-1)
 
@@ -38,7 +38,7 @@ def rollout_samples(c, setup, state):
     """One rollout of the initial policy on Procgen -> (training, held-out) sample
     sets, flattened, with GAE advantages and returns (as ``ppo.make_update``)."""
     agent = setup.agent
-    factory = experiment._env_factory(c, agent, setup.num_heldout, setup.topology)
+    factory = setup_lib.env_factory(c, agent, setup.num_heldout, setup.topology)
     actor = Actor(factory, agent.policy, jax.random.PRNGKey(c.seed), setup.topology)
     actor.start_segment(0)
     rollout, _ = ppo.collect_rollout(actor, state, c.ppo.num_steps, jnp.float32(1.0))
@@ -111,7 +111,7 @@ def main():
     args = p.parse_args()
     c = base.build(args.preset, network="darts_standard")
     c.env_name, c.seed, c.arch.mode = args.game, args.seed, "unrolled"
-    setup = experiment.build(c, require_supernet=True)
+    setup = setup_lib.build(c, require_supernet=True)
     obs = np.zeros((1, 64, 64, 3), np.uint8)
     state = setup.agent.init_state(setup.alphas, obs, jax.random.PRNGKey(args.seed))
     train, held = rollout_samples(c, setup, state)
