@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rldarts.model.cells import discretize
-from rldarts.model.genotypes import CellGenotype, NetworkGenotype, Provenance
+from rldarts.model.genotypes import CellGenotype, NetworkGenotype, Provenance, discretize
 
 OPS = ("Conv3x3", "Relu", "Tanh", "SkipConnection", "Zero")
 

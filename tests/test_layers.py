@@ -136,10 +136,14 @@ def test_the_checks_catch_what_they_should(graph, expect_upward, expect_cycle):
 def test_public_cells_import_keeps_its_names():
     import rldarts.cells as cells
     from rldarts.model import cells as model_cells
-    from rldarts.model import genotypes
+    from rldarts.model import edges, genotypes, methods
 
+    sources = (model_cells, edges, genotypes, methods)
     for name in cells.__all__:
-        source = model_cells if hasattr(model_cells, name) else genotypes
+        if name == "METHODS":
+            assert cells.METHODS == tuple(methods.METHODS) == ("darts", "gdas", "pc_darts")
+            continue
+        source = next(m for m in sources if hasattr(m, name))
         assert getattr(cells, name) is getattr(source, name)
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rldarts.model import cells, networks
+from rldarts.model import cells, edges, networks
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import (
     EDGE_WEIGHTS,
@@ -28,7 +28,7 @@ def test_gumbel_hard_weights_value_and_straight_through_gradient():
     alphas = jnp.array([[0.3, -1.2, 0.8, 0.1]])
     gumbel = jnp.array([[0.5, 2.3, -0.4, 0.2]])
     tau = 0.7
-    index, w = cells.gumbel_hard_weights(alphas, gumbel, 1 / tau)
+    index, w = edges.gumbel_hard_weights(alphas, gumbel, 1 / tau)
     # Gumbel-max: argmax(log_softmax(a) + g); here alpha 1 loses on alpha but wins on g.
     logits = np.log(np.exp(alphas) / np.exp(alphas).sum()) + np.asarray(gumbel)
     assert int(index[0]) == int(np.argmax(logits)) == 1
@@ -40,7 +40,7 @@ def test_gumbel_hard_weights_value_and_straight_through_gradient():
     s = np.exp(logits / tau) / np.exp(logits / tau).sum()
     i = 1
     expected = (1 / tau) * s[0, i] * ((np.arange(4) == i) - s[0])
-    grad = jax.grad(lambda a: cells.gumbel_hard_weights(a, gumbel, 1 / tau)[1][0, i])(alphas)
+    grad = jax.grad(lambda a: edges.gumbel_hard_weights(a, gumbel, 1 / tau)[1][0, i])(alphas)
     np.testing.assert_allclose(np.asarray(grad)[0], expected, rtol=1e-5, atol=1e-7)
 
 
@@ -48,7 +48,7 @@ def test_gumbel_draws_follow_softmax_alphas():
     """The drawn op is a sample of softmax(alphas) whatever the temperature."""
     alphas = jnp.log(jnp.array([[0.6, 0.3, 0.1]]))
     gumbel = jax.random.gumbel(jax.random.PRNGKey(0), (20000, 3))
-    index, _ = jax.vmap(lambda g: cells.gumbel_hard_weights(alphas, g[None], 10.0))(gumbel)
+    index, _ = jax.vmap(lambda g: edges.gumbel_hard_weights(alphas, g[None], 10.0))(gumbel)
     freq = np.bincount(np.asarray(index).ravel(), minlength=3) / 20000
     np.testing.assert_allclose(freq, [0.6, 0.3, 0.1], atol=0.015)
 
@@ -220,7 +220,7 @@ def test_partial_channel_edge_matches_numpy(stride):
     c, k = 8, 4
     x = np.random.default_rng(0).standard_normal((2, 6, 6, c)).astype(np.float32)
     w = np.array([0.2, 0.5, 0.3], np.float32)
-    edge = cells.MixedOp(c, ops, stride, partial_channels_k=k)
+    edge = edges.MixedOp(c, ops, stride, partial_channels_k=k)
     got = np.asarray(edge.apply(edge.init(jax.random.PRNGKey(0), x, w), x, w))
     part = x[..., : c // k]
     mixed = w[0] * _np_max_pool(part, 3, stride) + w[1] * _np_max_pool(part, 2, stride)

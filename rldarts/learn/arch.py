@@ -19,11 +19,9 @@ Modes (``config.arch.mode``):
 * ``frozen``: alphas fixed; the supernet is a plain network (ablations) and every
   fixed network (IMPALA, a discretized cell) trains this way.
 
-Methods (``config.arch.method``, how a supernet mixes its candidate ops; the cells
-implement them): ``darts``, every op on every edge, softmax-weighted; ``gdas``, one op
-per edge drawn per forward pass from Gumbel-softmax(alphas) with a straight-through
-gradient, the Gumbel temperature annealed from ``gumbel_tau`` to ``final_gumbel_tau``;
-``pc_darts``, every op on 1/K of the channels, plus per-edge normalisation weights.
+Search methods (``config.arch.method``: how a supernet mixes its candidate ops, its extra
+alphas and its temperature schedule) are registry entries of ``rldarts.model.methods``;
+this module only asks the registry.
 """
 
 from __future__ import annotations
@@ -38,9 +36,11 @@ import numpy as np
 import optax
 
 from rldarts.model import cells as cells_lib
+from rldarts.model import methods
+from rldarts.model.genotypes import split_alphas
 
 MODES = ("joint", "alternating", "unrolled", "frozen")
-METHODS = cells_lib.METHODS
+METHODS = tuple(methods.METHODS)
 HELDOUT_MODES = ("alternating", "unrolled")  # modes whose alpha step uses held-out data
 OPTIMIZERS = ("adam", "same_as_weights")
 HELDOUT_SOURCES = ("unseen_levels", "rollout_split")
@@ -73,27 +73,18 @@ def make_alpha_optimizer(
 
 def inverse_temperature(arch_cfg, progress) -> jax.Array:
     """The inverse temperature the supernet's softmax runs at, at ``progress`` in
-    [0, 1]. ``darts``/``pc_darts``: linear anneal from ``inverse_temperature`` to
-    ``final_inverse_temperature`` (constant 1 by default). ``gdas``: 1 / tau of the
-    Gumbel-softmax, tau annealed linearly from ``gumbel_tau`` to ``final_gumbel_tau``
-    (GDAS: 10 -> 0.1)."""
-    progress = jnp.clip(progress, 0.0, 1.0)
-    if _method(arch_cfg) == "gdas":
-        start, end = arch_cfg.gumbel_tau, arch_cfg.final_gumbel_tau
-        return jnp.float32(1.0 / (start + (end - start) * progress))
-    start, end = arch_cfg.inverse_temperature, arch_cfg.final_inverse_temperature
-    return jnp.float32(start + (end - start) * progress)
+    [0, 1]: the search method's schedule (``methods.SearchMethod.inverse_temperature``)."""
+    return methods.get(method_name(arch_cfg)).inverse_temperature(arch_cfg, progress)
 
 
 def distribution_inverse_temperature(arch_cfg, inv_temp: float) -> float:
     """The inverse temperature at which softmax(alphas) is the supernet's op
-    distribution, for diagnostics and discretization: ``inv_temp`` itself, except for
-    ``gdas``, whose draws follow softmax(alphas) whatever the Gumbel temperature."""
-    return 1.0 if _method(arch_cfg) == "gdas" else float(inv_temp)
+    distribution, for diagnostics and discretization (the search method decides)."""
+    return methods.get(method_name(arch_cfg)).distribution_inverse_temperature(inv_temp)
 
 
-def _method(arch_cfg) -> str:
-    return getattr(arch_cfg, "method", "darts")  # configs from before arch.method: darts
+def method_name(arch_cfg) -> str:
+    return getattr(arch_cfg, "method", methods.DEFAULT)  # configs from before arch.method
 
 
 def schedule_progress(iteration: int, num_iterations: int) -> float:
@@ -315,7 +306,7 @@ def alpha_summary(alphas: dict, ops: Sequence[str], inv_temp: float) -> dict:
     collapse warning), per cell type and overall; for PC-DARTS also the mean entropy of
     the edge weights (softmax over each node's inputs, nodes with two or more)."""
     out = {}
-    alphas, edge_weights = cells_lib.split_alphas(alphas)
+    alphas, edge_weights = split_alphas(alphas)
     if not alphas:
         return out
     for cell_type, a in alphas.items():
@@ -343,7 +334,7 @@ def edge_probability_scalars(alphas: dict, ops: Sequence[str], inv_temp: float) 
     """``alpha/<cell>/n<i>_e<j>/<op>`` -> probability, and for PC-DARTS
     ``edge_weight/<cell>/n<i>_e<j>`` -> softmax(edge weights), for TensorBoard."""
     out = {}
-    alphas, edge_weights = cells_lib.split_alphas(alphas)
+    alphas, edge_weights = split_alphas(alphas)
     for cell_type, a in alphas.items():
         for i, p in enumerate(cells_lib.edge_probabilities(a, inv_temp)):
             p = np.asarray(p)

@@ -17,9 +17,10 @@ import numpy as np
 
 from rldarts.model import cells as cells_lib
 from rldarts.model import conv as conv_lib
+from rldarts.model import methods
 from rldarts.model import ops as ops_lib
+from rldarts.model.genotypes import EDGE_WEIGHTS, OUTPUT_MODES, NetworkGenotype
 from rldarts.model.genotypes import NETWORK_CELL_TYPES as CELL_TYPES
-from rldarts.model.genotypes import OUTPUT_MODES, NetworkGenotype
 
 NETWORKS = ("impala", "darts_impala", "darts_standard", "mlp")
 # Which cell types each DARTS network uses (and so which alphas it needs).
@@ -76,10 +77,11 @@ class _DartsTorso(nn.Module):
         """GDAS: one architecture per cell type for this forward pass, shared by every
         cell of the type (GDAS samples the cell, not each copy of it; a subnet whose
         copies differ is outside the space a genotype describes)."""
-        if self.genotype is not None or self.method != "gdas" or not alphas:
+        method = methods.get(self.method)
+        if self.genotype is not None or not method.samples or not alphas:
             return {}
         return {
-            t: cells_lib.gdas_draw(self.make_rng("arch"), alphas[t], inverse_temperature)
+            t: method.draw(self.make_rng("arch"), alphas[t], inverse_temperature)
             for t in cell_types
             if t in alphas
         }
@@ -103,7 +105,7 @@ class _DartsTorso(nn.Module):
             self.partial_channels_k,
             name=name,
         )
-        edge_weights = alphas.get(cells_lib.EDGE_WEIGHTS, {}).get(cell_type)
+        edge_weights = alphas.get(EDGE_WEIGHTS, {}).get(cell_type)
         return cell(x, alphas[cell_type], inverse_temperature, edge_weights, draws.get(cell_type))
 
 
@@ -116,7 +118,7 @@ class DartsImpalaCNN(_DartsTorso):
     num_nodes: int = 4
     output_mode: str = "concat_conv"
     genotype: NetworkGenotype | None = None
-    method: str = "darts"  # how the supernet's edges mix their ops (cells.METHODS)
+    method: str = methods.DEFAULT  # how the supernet's edges mix their ops (methods.METHODS)
     partial_channels_k: int = 4
 
     @nn.compact
@@ -144,7 +146,7 @@ class DartsStandardCNN(_DartsTorso):
     first_conv: bool = True
     normal_cells: int = 2
     genotype: NetworkGenotype | None = None
-    method: str = "darts"
+    method: str = methods.DEFAULT
     partial_channels_k: int = 4
 
     @nn.compact
@@ -227,7 +229,7 @@ def make_torso(
     first_conv: bool = True,
     genotype: NetworkGenotype | None = None,
     mlp_hidden: Sequence[int] = (64, 64),
-    method: str = "darts",
+    method: str = methods.DEFAULT,
     partial_channels_k: int = 4,
 ) -> nn.Module:
     """One entry point for every torso, from the fields of a config. ``method`` and
@@ -248,11 +250,8 @@ def make_torso(
     ops = ops_lib.resolve_search_space(search_space)
     if genotype is not None:
         check_genotype_fits(genotype, network)
-    elif method not in cells_lib.METHODS:
-        raise ValueError(f"unknown arch.method {method!r}; valid: {', '.join(cells_lib.METHODS)}")
-    elif method == "pc_darts":
-        for depth in depths:
-            cells_lib.check_partial_channels(depth, partial_channels_k)
+    else:
+        methods.get(method).check_widths(depths, partial_channels_k)
     common = dict(
         depths=tuple(depths),
         dense=dense,
@@ -294,16 +293,14 @@ def init_network_alphas(
     num_nodes: int = 4,
     key=None,
     scale: float = 0.0,
-    method: str = "darts",
+    method: str = methods.DEFAULT,
 ) -> dict:
     """Alphas of a supernet: cell type -> list per node (empty for fixed networks), plus
-    ``cells.EDGE_WEIGHTS`` -> cell type -> list per node for a ``pc_darts`` supernet."""
+    what the method keeps beside them (``methods.SearchMethod.extra_alphas``: pc_darts'
+    ``EDGE_WEIGHTS`` -> cell type -> list per node)."""
     ops = ops_lib.resolve_search_space(search_space)
     types = CELL_TYPES.get(network, ())
     keys = jax.random.split(key, len(types)) if key is not None else [None] * len(types)
     alphas = {t: cells_lib.init_alphas(ops, num_nodes, 1, k, scale) for t, k in zip(types, keys)}
-    if method == "pc_darts" and types:
-        alphas[cells_lib.EDGE_WEIGHTS] = {
-            t: cells_lib.init_edge_weights(num_nodes, 1) for t in types
-        }
+    alphas.update(methods.get(method).extra_alphas(types, num_nodes))
     return alphas

@@ -47,7 +47,8 @@ import optax
 
 from rldarts.learn import arch
 from rldarts.model import cells as cells_lib
-from rldarts.model.genotypes import CellGenotype
+from rldarts.model import methods
+from rldarts.model.genotypes import CellGenotype, discretize_cell, split_alphas
 from rldarts.model.random_search import real_ops, sample_cell_genotype, sample_rng
 
 OPS = ("Conv3x3", "Relu", "MaxPool3x3", "SkipConnection", "Zero")
@@ -65,7 +66,7 @@ class RecoveryConfig:
     steps: int = 300  # alpha steps (after the warm-up)
     warmup_steps: int = 0  # weight-only steps first (mode 'frozen'), as DARTS warm-ups
     mode: str = "joint"  # arch.make_arch_step mode: joint | alternating | unrolled
-    method: str = "darts"  # how the supernet mixes its ops: darts | gdas | pc_darts
+    method: str = methods.DEFAULT  # how the supernet mixes its ops (methods.METHODS)
     gumbel_tau: float = 10.0  # gdas: Gumbel-softmax temperature, annealed linearly
     final_gumbel_tau: float = 0.1  # to this over the steps (GDAS's 10 -> 0.1)
     partial_channels_k: int = 2  # pc_darts: the ops see 1/K of the 4 channels
@@ -157,14 +158,13 @@ def _student(cfg: RecoveryConfig):
 def init_alphas(cfg: RecoveryConfig) -> dict:
     """The student's alpha pytree: ``{'cell': alphas}`` (+ PC-DARTS edge weights)."""
     alphas = {"cell": cells_lib.init_alphas(cfg.ops, cfg.num_nodes)}
-    if cfg.method == "pc_darts":
-        alphas[cells_lib.EDGE_WEIGHTS] = {"cell": cells_lib.init_edge_weights(cfg.num_nodes)}
+    alphas.update(methods.get(cfg.method).extra_alphas(("cell",), cfg.num_nodes))
     return alphas
 
 
 def _cell_alphas(alphas: dict) -> tuple:
     """The student's (alphas, edge weights or None) out of its alpha pytree."""
-    return alphas["cell"], cells_lib.split_alphas(alphas)[1].get("cell")
+    return alphas["cell"], split_alphas(alphas)[1].get("cell")
 
 
 def _apply_student(model, params, x, alphas, inv_temp, key):
@@ -241,7 +241,7 @@ def run_seed(seed: int, cfg: RecoveryConfig, train=None) -> dict:
         _alpha_cfg(cfg), cfg.final_inverse_temperature
     )
     cell_alphas, edge_weights = _cell_alphas(alphas)
-    found = cells_lib.discretize_cell(cell_alphas, cfg.ops, cfg.k, dist_temp, edge_weights)
+    found = discretize_cell(cell_alphas, cfg.ops, cfg.k, dist_temp, edge_weights)
     losses = np.asarray(losses)
     return {
         "seed": seed,

@@ -12,7 +12,7 @@ import jax
 
 from rldarts.env import envs
 from rldarts.learn import agents, arch, parallel, ppo
-from rldarts.model import genotypes, networks
+from rldarts.model import genotypes, methods, networks
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype, Provenance
 
@@ -87,7 +87,7 @@ def _get(c, key):
 
 def genotype_provenance(c, method: str | None = None) -> Provenance:
     """What a genotype found with config ``c`` records about how it was found."""
-    method = method or c.arch.get("method", "darts")
+    method = method or c.arch.get("method", methods.DEFAULT)
     return Provenance(
         method=method, **{field: _get(c, key) for key, field in GENOTYPE_KEYS.items()}
     )
@@ -157,7 +157,7 @@ def _check_choices(c) -> None:
     _choice("agent", c.agent, tuple(agents.AGENTS))
     _choice("network", c.network, tuple(n for n in networks.NETWORKS if n != "mlp"))
     _choice("arch.mode", c.arch.mode, arch.MODES)
-    _choice("arch.method", c.arch.method, arch.METHODS)
+    _choice("arch.method", c.arch.method, tuple(methods.METHODS))
     ppo.update_loop(c.ppo.update_loop)  # raises on an unknown choice
     _choice("arch.optimizer", c.arch.optimizer, arch.OPTIMIZERS)
     _choice("arch.heldout_source", c.arch.heldout_source, arch.HELDOUT_SOURCES)
