@@ -10,7 +10,7 @@ import optax
 import pytest
 from ml_collections import config_dict
 
-from rldarts.learn import arch
+from rldarts.learn import arch, ppo_loops
 
 
 def loss_fn(params, alphas, batch):
@@ -195,7 +195,9 @@ def test_unrolled_needs_a_virtual_step_and_whole_minibatches():
     with pytest.raises(ValueError, match="virtual-step learning rate"):
         arch.make_arch_step("unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(0.1))
     with pytest.raises(ValueError, match="unrolled' needs whole minibatches"):
-        arch.make_microbatched_arch_step("unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(0.1), 2)
+        ppo_loops.make_microbatched_arch_step(
+            "unrolled", _tiny_loss, optax.sgd(0.1), optax.sgd(0.1), 2
+        )
 
 
 def test_gdas_anneals_the_gumbel_temperature_and_reads_alphas_at_temperature_one():

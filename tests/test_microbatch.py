@@ -9,7 +9,7 @@ import optax
 import pytest
 from ml_collections import config_dict
 
-from rldarts.learn import arch, ppo, ppo_losses
+from rldarts.learn import arch, ppo, ppo_loops, ppo_losses
 from rldarts.model import networks
 
 
@@ -30,7 +30,7 @@ def test_microbatched_arch_step_matches_hand_computation(mode, size, parts):
     w_lr, a_lr, scale, w0, a0 = 0.1, 0.5, 2.0, 1.0, 1.0
     if mode == "alternating" and size == 6:
         size, parts = 1, 1  # must divide the 4 held-out and the 6 training samples
-    step = arch.make_microbatched_arch_step(
+    step = ppo_loops.make_microbatched_arch_step(
         mode, mean_loss, optax.sgd(w_lr), optax.sgd(a_lr), size, parts
     )
     params, alphas = {"w": jnp.float32(w0)}, {"a": jnp.float32(a0)}
@@ -61,11 +61,13 @@ def test_microbatched_arch_step_matches_hand_computation(mode, size, parts):
 
 def test_parts_must_divide_the_microbatch():
     with pytest.raises(ValueError, match="3 parts do not divide a microbatch of 4"):
-        arch.make_microbatched_arch_step("joint", mean_loss, optax.sgd(0.1), optax.sgd(0.1), 4, 3)
+        ppo_loops.make_microbatched_arch_step(
+            "joint", mean_loss, optax.sgd(0.1), optax.sgd(0.1), 4, 3
+        )
 
 
 def test_microbatch_size_must_divide_the_batch():
-    step = arch.make_microbatched_arch_step(
+    step = ppo_loops.make_microbatched_arch_step(
         "joint", mean_loss, optax.sgd(0.1), optax.sgd(0.1), microbatch_size=4
     )
     params, alphas = {"w": jnp.float32(1.0)}, {"a": jnp.float32(1.0)}

@@ -124,12 +124,12 @@ _TRAIN_GRADIENTS = {
 }
 
 
-def _check_mode(mode: str) -> None:
+def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown arch.mode {mode!r}; valid: {', '.join(MODES)}")
 
 
-def _make_gradients(loss_fn: Callable):
+def make_gradients(loss_fn: Callable):
     """``grads(params, alphas, batch, *args, wrt) -> (loss, metrics, w_grads, a_grads)``
     with ``wrt`` in both | weights | alphas; gradients not taken are zeros (so frozen
     mode skips the alphas' backward pass and the alpha step the weights')."""
@@ -151,12 +151,12 @@ def _make_gradients(loss_fn: Callable):
     return grads
 
 
-def _apply(opt, grads, opt_state, values):
+def apply_updates(opt, grads, opt_state, values):
     updates, opt_state = opt.update(grads, opt_state, values)
     return optax.apply_updates(values, updates), opt_state
 
 
-def _step_metrics(loss, metrics, w_grads, a_grads) -> dict:
+def step_metrics(loss, metrics, w_grads, a_grads) -> dict:
     return dict(
         metrics,
         loss=loss,
@@ -177,9 +177,7 @@ def _make_unrolled_alpha_gradients(loss_fn: Callable, unrolled_lr: float):
     return jax.grad(held_out_loss_after_virtual_step)
 
 
-def _compose_step(
-    mode, gradients, apply_weights, apply_alphas, metrics_of, unrolled_gradients=None
-):
+def compose_step(mode, gradients, apply_weights, apply_alphas, metrics_of, unrolled_gradients=None):
     """The order of the updates in each mode, written once for both step builders."""
 
     def step(state: ArchState, train_batch, heldout_batch=None, *args):
@@ -220,84 +218,16 @@ def make_arch_step(mode: str, loss_fn: Callable, weight_opt, alpha_opt, unrolled
     ``alpha_grad_norm`` in the metrics is the norm of the alpha gradient applied (the
     held-out one in alternating and unrolled modes; zero in frozen mode).
     """
-    _check_mode(mode)
+    check_mode(mode)
     if mode == "unrolled" and not unrolled_lr > 0:
         raise ValueError(f"unrolled mode needs a virtual-step learning rate > 0, got {unrolled_lr}")
-    return _compose_step(
+    return compose_step(
         mode,
-        _make_gradients(loss_fn),
-        functools.partial(_apply, weight_opt),
-        functools.partial(_apply, alpha_opt),
-        _step_metrics,
+        make_gradients(loss_fn),
+        functools.partial(apply_updates, weight_opt),
+        functools.partial(apply_updates, alpha_opt),
+        step_metrics,
         _make_unrolled_alpha_gradients(loss_fn, unrolled_lr),
-    )
-
-
-def make_microbatched_arch_step(
-    mode: str, loss_fn: Callable, weight_opt, alpha_opt, microbatch_size: int, parts: int = 1
-):
-    """``make_arch_step`` with each batch's gradient accumulated over slices of
-    ``microbatch_size`` samples, one jitted call per slice, driven from the host.
-
-    Same update as ``make_arch_step`` when ``loss_fn`` is a mean of per-sample terms
-    that do not depend on the other samples. Per-batch statistics break that: PPO's
-    advantage normalisation is applied to the whole batch before the step, and a
-    network with batch norm (the DARTS cells) normalises each slice (and each part)
-    over that slice only, so callers do not slice it unless asked to
-    (``ppo.microbatch_size``). Inside a call the slice is split into
-    ``parts`` independent gradients summed in the program, which XLA:CPU may run on
-    different cores at once. Why: on XLA:CPU an IMPALA-CNN forward+backward runs faster
-    per sample on small slices than on a whole minibatch, and a ``lax.scan`` over the
-    slices slower than either (figures: benchmarks/results/README.md).
-    The returned ``step`` has ``make_arch_step``'s signature but is a host function:
-    call it outside ``jit``, with device arrays.
-    """
-    _check_mode(mode)
-    if mode == "unrolled":
-        raise ValueError(
-            "arch.mode='unrolled' needs whole minibatches (its virtual step "
-            "takes the training minibatch's gradient before the held-out "
-            "loss); set ppo.microbatch_size=0"
-        )
-    if microbatch_size % parts:
-        raise ValueError(f"{parts} parts do not divide a microbatch of {microbatch_size}")
-    gradients, size, part_size = _make_gradients(loss_fn), microbatch_size, microbatch_size // parts
-    add = lambda total, new: jax.tree.map(jnp.add, total, new)
-
-    @functools.partial(jax.jit, static_argnames="wrt")
-    def slice_gradients(params, alphas, batch, index, *args, wrt):
-        total = None
-        for j in range(parts):
-            part = jax.tree.map(
-                lambda x: jax.lax.dynamic_slice_in_dim(x, index * size + j * part_size, part_size),
-                batch,
-            )
-            out = gradients(params, alphas, part, *args, wrt=wrt)
-            total = out if total is None else add(total, out)
-        return total
-
-    add_jit = jax.jit(add)
-    divide = jax.jit(lambda total, n: jax.tree.map(lambda x: x / n, total))
-
-    def accumulated(params, alphas, batch, *args, wrt):
-        batch_size = jax.tree.leaves(batch)[0].shape[0]
-        if batch_size % size:
-            raise ValueError(
-                f"microbatch size {size} does not divide a batch of {batch_size} samples"
-            )
-        n = batch_size // size
-        total = None
-        for i in range(n):
-            out = slice_gradients(params, alphas, batch, i, *args, wrt=wrt)
-            total = out if total is None else add_jit(total, out)
-        return divide(total, n * parts)
-
-    return _compose_step(
-        mode,
-        accumulated,
-        jax.jit(functools.partial(_apply, weight_opt)),
-        jax.jit(functools.partial(_apply, alpha_opt)),
-        jax.jit(_step_metrics),
     )
 
 

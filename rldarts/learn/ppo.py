@@ -13,7 +13,10 @@ thread one update behind (``rldarts.learn.async_actor``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -108,6 +111,68 @@ def init_state(
     return (topology or parallel.single_device()).replicate(state)
 
 
+@dataclasses.dataclass(frozen=True)
+class UpdateSpec:
+    """What a PPO update is built from, made once per run (``update_spec``): the loss,
+    the two configs, the two optimizers, the env split and the devices. Every stage
+    of the update and the loop seam (``ppo_loops``) read it; nothing relays its parts.
+    """
+
+    loss_fn: Callable
+    ppo: Any  # config section ppo
+    arch: Any  # config section arch (mode resolved)
+    weight_opt: optax.GradientTransformation
+    alpha_opt: optax.GradientTransformation
+    num_train_envs: int
+    num_heldout_envs: int
+    minibatch_sizes: tuple[int, int]  # training, held-out samples (held-out may be 0)
+    batch_statistics: bool  # the torso normalises over its batch (DARTS cells)
+    topology: parallel.Topology
+
+
+def minibatch_sizes(ppo_cfg, num_train_envs: int, num_heldout_envs: int) -> tuple[int, int]:
+    """The one check that ``ppo.num_minibatches`` divides each env group's samples."""
+    nmb, out = ppo_cfg.num_minibatches, []
+    for name, envs in (("training", num_train_envs), ("held-out", num_heldout_envs)):
+        n = envs * ppo_cfg.num_steps
+        if n % nmb:
+            raise ValueError(
+                f"ppo.num_minibatches={nmb} does not divide the {n} {name} "
+                "samples of a rollout (num_envs x num_steps)"
+            )
+        out.append(n // nmb)
+    return tuple(out)
+
+
+def update_spec(
+    model,
+    ppo_cfg,
+    arch_cfg,
+    num_envs: int,
+    num_heldout_envs: int,
+    num_updates: int,
+    batch_statistics: bool = False,
+    topology: parallel.Topology | None = None,
+    weight_opt: optax.GradientTransformation | None = None,
+    alpha_opt: optax.GradientTransformation | None = None,
+) -> UpdateSpec:
+    """The spec of a run's updates; the optimizers default to PPO's (``num_updates``
+    sets the learning-rate anneal)."""
+    weight_opt = weight_opt or make_weight_optimizer(ppo_cfg, num_updates)
+    return UpdateSpec(
+        loss_fn=make_loss(model, ppo_cfg),
+        ppo=ppo_cfg,
+        arch=arch_cfg,
+        weight_opt=weight_opt,
+        alpha_opt=alpha_opt or arch.make_alpha_optimizer(arch_cfg, weight_opt),
+        num_train_envs=num_envs - num_heldout_envs,
+        num_heldout_envs=num_heldout_envs,
+        minibatch_sizes=minibatch_sizes(ppo_cfg, num_envs - num_heldout_envs, num_heldout_envs),
+        batch_statistics=batch_statistics,
+        topology=topology or parallel.single_device(),
+    )
+
+
 def make_minibatch_step(
     model,
     ppo_cfg,
@@ -119,19 +184,22 @@ def make_minibatch_step(
     batch_statistics: bool = False,
     topology=None,
 ):
-    """One optimisation step on a normalised minibatch (``ppo_loops.make_minibatch_step``
-    with the PPO loss): ``step(arch_state, train_mb, heldout_mb, inv_temp, arch_key)``."""
-    return ppo_loops.make_minibatch_step(
-        make_loss(model, ppo_cfg),
-        ppo_cfg,
-        arch_cfg,
-        weight_opt,
-        alpha_opt,
-        minibatch_sizes,
-        loop,
-        batch_statistics,
-        topology,
+    """One optimisation step on a normalised minibatch of ``minibatch_sizes`` (training,
+    held-out) samples: ``step(arch_state, train_mb, heldout_mb, inv_temp, arch_key)``
+    (``ppo_loops.make_minibatch_step`` with the PPO loss)."""
+    spec = UpdateSpec(
+        loss_fn=make_loss(model, ppo_cfg),
+        ppo=ppo_cfg,
+        arch=arch_cfg,
+        weight_opt=weight_opt,
+        alpha_opt=alpha_opt,
+        num_train_envs=0,  # a lone step: no rollout to split into env groups
+        num_heldout_envs=0,
+        minibatch_sizes=tuple(minibatch_sizes),
+        batch_statistics=batch_statistics,
+        topology=topology or parallel.single_device(),
     )
+    return ppo_loops.make_minibatch_step(spec, loop)
 
 
 def make_update(
@@ -144,128 +212,131 @@ def make_update(
     batch_statistics: bool = False,
     topology: parallel.Topology | None = None,
 ):
-    """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``.
+    """``update(state, rollout, inv_temp) -> (state, metrics)`` for ``update_spec(...)``
+    of these arguments (see ``build_update``)."""
+    return build_update(
+        update_spec(
+            model,
+            ppo_cfg,
+            arch_cfg,
+            num_envs,
+            num_heldout_envs,
+            num_updates,
+            batch_statistics,
+            topology,
+        )
+    )
+
+
+def build_update(spec: UpdateSpec):
+    """Returns ``update(state, rollout, inv_temp) -> (state, metrics)``: GAE over the
+    rollout, then ``update_epochs`` x ``num_minibatches`` arch steps on shuffled
+    minibatches.
 
     ``rollout``: 'obs' (T, N, ...), 'actions', 'log_probs', 'values', 'rewards',
     'dones' (T, N) and 'last_values' (N,), the bootstrap V(s_T), host arrays of this
     process's envs (``collect_rollout``; other keys are ignored). The last
-    ``num_heldout_envs`` columns are held-out data for alternating architecture
-    updates. ``batch_statistics``: the torso normalises over its batch
-    (``networks.uses_batch_statistics``). Where and how the loops run (one jitted scan
-    or a host loop; microbatches; devices) is ``ppo_loops``'s business.
+    ``num_heldout_envs`` columns are held-out data for the alternating and unrolled
+    alpha steps. Where and how the loops run (one jitted scan or a host loop;
+    microbatches; devices) is ``ppo_loops``'s business.
     """
-    topology = topology or parallel.single_device()
-    weight_opt = make_weight_optimizer(ppo_cfg, num_updates)
-    alpha_opt = arch.make_alpha_optimizer(arch_cfg, weight_opt)
-    num_train_envs = num_envs - num_heldout_envs
-    nmb, epochs = ppo_cfg.num_minibatches, ppo_cfg.update_epochs
-    for name, n in (
-        ("training", num_train_envs * ppo_cfg.num_steps),
-        ("held-out", num_heldout_envs * ppo_cfg.num_steps),
-    ):
-        if n % nmb:
-            raise ValueError(
-                f"ppo.num_minibatches={nmb} does not divide the {n} {name} "
-                "samples of a rollout (num_envs x num_steps)"
-            )
-    minibatch_sizes = [n * ppo_cfg.num_steps // nmb for n in (num_train_envs, num_heldout_envs)]
-    loop = ppo_loops.make_loop(
-        make_loss(model, ppo_cfg),
-        ppo_cfg,
-        arch_cfg,
-        weight_opt,
-        alpha_opt,
-        minibatch_sizes,
-        batch_statistics,
-        topology,
-    )
-
-    def prepare(state: PPOState, groups, inv_temp):
-        """GAE over the rollout, flattened into training and held-out sample sets; the
-        new RNG key; per step, the shuffled minibatch indices and the architecture key."""
-        rollout = _join_groups(groups)
-        key, perm_key = jax.random.split(state.key)
-        advantages, returns = ppo_losses.gae_advantages(
-            rollout["rewards"],
-            rollout["values"],
-            rollout["dones"],
-            rollout["last_values"],
-            ppo_cfg.gamma,
-            ppo_cfg.gae_lambda,
-        )
-        data = {k: rollout[k] for k in ("obs", "actions", "log_probs", "values")}
-        data.update(advantages=advantages, returns=returns)
-        flat = lambda tree: jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
-        # Every device holds the sample set and gathers its shard of each minibatch.
-        train = topology.constrain_replicated(
-            flat(jax.tree.map(lambda x: x[:, :num_train_envs], data))
-        )
-        heldout = topology.constrain_replicated(
-            flat(jax.tree.map(lambda x: x[:, num_train_envs:], data))
-        )
-        # Explained variance of the value targets: a quick health check of the critic.
-        explained = 1.0 - jnp.var(returns - rollout["values"]) / (jnp.var(returns) + 1e-8)
-        schedule = (*permutations(perm_key), arch_keys(perm_key))
-        return (train, heldout), explained, key, schedule
-
-    def permutations(key):
-        """Per epoch: shuffled minibatch indices, (epochs, num_minibatches, size)."""
-
-        def one(key, size):
-            return jax.random.permutation(key, size).reshape(nmb, size // nmb)
-
-        keys = jax.random.split(key, (epochs, 2))
-        n_train = num_train_envs * ppo_cfg.num_steps
-        n_held = max(num_heldout_envs * ppo_cfg.num_steps, nmb)
-        return (
-            jax.vmap(lambda k: one(k, n_train))(keys[:, 0]),
-            jax.vmap(lambda k: one(k, n_held))(keys[:, 1]),
-        )
-
-    def arch_keys(key):
-        """Per step, the key a sampled supernet draws its architecture from (shared by
-        the step's held-out and training batches), (epochs, num_minibatches) keys."""
-        return jax.random.split(jax.random.fold_in(key, 1), (epochs, nmb))
-
-    def minibatches(samples, idx, held_idx):
-        """One training (and held-out) minibatch, laid out over the learner devices;
-        advantages normalised over the whole minibatch (CleanRL) when ``ppo.norm_adv``."""
-
-        def take(data, i):
-            mb = jax.tree.map(lambda x: x[i], data)
-            if ppo_cfg.norm_adv:
-                mb["advantages"] = ppo_losses.normalize_advantages(mb["advantages"])
-            return topology.constrain_batch(mb)
-
-        train, heldout = samples
-        return take(train, idx), (take(heldout, held_idx) if num_heldout_envs else None)
+    loop = ppo_loops.make_loop(spec)
+    prepare_samples = functools.partial(prepare, spec)
+    take_minibatches = functools.partial(minibatches, spec)
 
     def update(state: PPOState, groups, inv_temp):
-        samples, explained, key, schedule = loop.stage(prepare)(state, groups, inv_temp)
-        arch_state, history = loop.steps(state.arch_state, minibatches, samples, schedule, inv_temp)
+        samples, explained, key, schedule = loop.stage(prepare_samples)(state, groups, inv_temp)
+        arch_state, history = loop.steps(
+            state.arch_state, take_minibatches, samples, schedule, inv_temp
+        )
         metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), history)
         # approx_kl_first: the KL of the first minibatch, before any weight step of
         # this update. Synchronous acting: the params are the acting ones, so it
         # measures only the recomputation of the behaviour log-probabilities (batch
         # statistics over another batch; gdas: another architecture draw; alternating:
         # the alpha step that came first). Async actor (policy_lag 1): the data were
-        # collected with the params before the previous update, so it adds that whole
-        # update's policy change.
+        # collected with the params before the previous update, so it also holds that
+        # whole update's policy change.
         metrics.update(explained_variance=explained, approx_kl_first=history["approx_kl"][0])
         return PPOState(*arch_state, key), metrics
 
-    def place(rollout):
-        """This process's env columns -> the training and held-out groups, each sharded
-        along its env axis over the learner devices (global arrays over processes)."""
-        n_train = topology.local_share(num_train_envs)
-        return tuple(
-            None
-            if group is None
-            else (topology.shard_batch(group[0], axis=1), topology.shard_batch(group[1]))
-            for group in _split_groups(rollout, n_train, num_heldout_envs > 0)
-        )
+    return loop.compile(update, functools.partial(place, spec))
 
-    return loop.compile(update, place)
+
+def prepare(spec: UpdateSpec, state: PPOState, groups, inv_temp):
+    """GAE over the rollout, flattened into training and held-out sample sets; the new
+    RNG key; per step, the shuffled minibatch indices and the architecture key."""
+    rollout = _join_groups(groups)
+    key, perm_key = jax.random.split(state.key)
+    advantages, returns = ppo_losses.gae_advantages(
+        rollout["rewards"],
+        rollout["values"],
+        rollout["dones"],
+        rollout["last_values"],
+        spec.ppo.gamma,
+        spec.ppo.gae_lambda,
+    )
+    data = {k: rollout[k] for k in ("obs", "actions", "log_probs", "values")}
+    data.update(advantages=advantages, returns=returns)
+    flat = lambda tree: jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+    split = spec.num_train_envs
+    # Every device holds the sample set and gathers its shard of each minibatch.
+    train = spec.topology.constrain_replicated(flat(jax.tree.map(lambda x: x[:, :split], data)))
+    heldout = spec.topology.constrain_replicated(flat(jax.tree.map(lambda x: x[:, split:], data)))
+    # Explained variance of the value targets: a quick health check of the critic.
+    explained = 1.0 - jnp.var(returns - rollout["values"]) / (jnp.var(returns) + 1e-8)
+    schedule = (*permutations(spec, perm_key), arch_keys(spec, perm_key))
+    return (train, heldout), explained, key, schedule
+
+
+def permutations(spec: UpdateSpec, key):
+    """Per epoch: shuffled minibatch indices, (epochs, num_minibatches, size), for the
+    training and the held-out samples."""
+    nmb, epochs = spec.ppo.num_minibatches, spec.ppo.update_epochs
+
+    def one(key, size):
+        return jax.random.permutation(key, size).reshape(nmb, size // nmb)
+
+    keys = jax.random.split(key, (epochs, 2))
+    n_train = spec.num_train_envs * spec.ppo.num_steps
+    n_held = max(spec.num_heldout_envs * spec.ppo.num_steps, nmb)
+    return (
+        jax.vmap(lambda k: one(k, n_train))(keys[:, 0]),
+        jax.vmap(lambda k: one(k, n_held))(keys[:, 1]),
+    )
+
+
+def arch_keys(spec: UpdateSpec, key):
+    """Per step, the key a sampled supernet draws its architecture from (shared by the
+    step's held-out and training batches), (epochs, num_minibatches) keys."""
+    shape = (spec.ppo.update_epochs, spec.ppo.num_minibatches)
+    return jax.random.split(jax.random.fold_in(key, 1), shape)
+
+
+def minibatches(spec: UpdateSpec, samples, idx, held_idx):
+    """One training (and held-out) minibatch, laid out over the learner devices;
+    advantages normalised over the whole minibatch (CleanRL) when ``ppo.norm_adv``."""
+
+    def take(data, i):
+        mb = jax.tree.map(lambda x: x[i], data)
+        if spec.ppo.norm_adv:
+            mb["advantages"] = ppo_losses.normalize_advantages(mb["advantages"])
+        return spec.topology.constrain_batch(mb)
+
+    train, heldout = samples
+    return take(train, idx), (take(heldout, held_idx) if spec.num_heldout_envs else None)
+
+
+def place(spec: UpdateSpec, rollout):
+    """This process's env columns -> the training and held-out groups, each sharded
+    along its env axis over the learner devices (global arrays over processes)."""
+    n_train = spec.topology.local_share(spec.num_train_envs)
+    return tuple(
+        None
+        if group is None
+        else (spec.topology.shard_batch(group[0], axis=1), spec.topology.shard_batch(group[1]))
+        for group in _split_groups(rollout, n_train, spec.num_heldout_envs > 0)
+    )
 
 
 STEP_KEYS = ("obs", "actions", "log_probs", "values", "rewards", "dones")

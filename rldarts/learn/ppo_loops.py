@@ -9,7 +9,7 @@
   own; figures: benchmarks/results/README.md).
   Both draw the same shuffles and make the same update (tests/test_ppo_update.py).
 * **microbatches** (``ppo.microbatch_size``, host loop, one device): a minibatch's
-  gradient as the mean of jitted slices (``arch.make_microbatched_arch_step``), faster
+  gradient as the mean of jitted slices (``make_microbatched_arch_step``, below), faster
   per sample on XLA:CPU.
 * **devices** (``rldarts.learn.parallel.Topology``): minibatches laid out along the mesh's
   data axis, the update's sample set and the params replicated; the step is the
@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -92,30 +93,20 @@ def microbatch_size(
     return requested
 
 
-def make_minibatch_step(
-    loss_fn,
-    ppo_cfg,
-    arch_cfg,
-    weight_opt,
-    alpha_opt,
-    minibatch_sizes,
-    loop: str = "host",
-    batch_statistics: bool = False,
-    topology: parallel.Topology | None = None,
-):
+def make_minibatch_step(spec, loop: str = "host"):
     """``step(arch_state, train_mb, heldout_mb, inv_temp, arch_key) -> (arch_state,
-    metrics)``: one optimisation step on a minibatch whose advantages are already
-    normalised (the learner normalises each whole minibatch, so microbatched gradients
-    are exact for networks without batch statistics; see ``microbatch_size``).
-    For the ``host`` loop: jitted, or a host loop over jitted microbatch gradients;
-    for ``scan``: the pure step, to be traced inside the scan."""
-    topology = topology or parallel.single_device()
+    metrics)`` for a ``ppo.UpdateSpec``: one optimisation step on a minibatch whose
+    advantages are already normalised (the learner normalises each whole minibatch, so
+    microbatched gradients are exact for networks without batch statistics; see
+    ``microbatch_size``). For the ``host`` loop: jitted, or a host loop over jitted
+    microbatch gradients; for ``scan``: the pure step, to be traced inside the scan."""
+    ppo_cfg, arch_cfg, topology = spec.ppo, spec.arch, spec.topology
     xi = (
         (arch_cfg.get("unrolled_lr", 0.0) or ppo_cfg.learning_rate)
         if arch_cfg.mode == "unrolled"
         else 0.0
     )  # the virtual step's learning rate
-    pure = arch.make_arch_step(arch_cfg.mode, loss_fn, weight_opt, alpha_opt, xi)
+    pure = arch.make_arch_step(arch_cfg.mode, spec.loss_fn, spec.weight_opt, spec.alpha_opt, xi)
 
     def replicated_step(state, *args):
         new_state, metrics = pure(state, *args)
@@ -130,15 +121,90 @@ def make_minibatch_step(
             )
         return replicated_step
     size = microbatch_size(
-        ppo_cfg.microbatch_size, minibatch_sizes, batch_statistics, topology.num_learner_devices
+        ppo_cfg.microbatch_size,
+        spec.minibatch_sizes,
+        spec.batch_statistics,
+        topology.num_learner_devices,
     )
     if size:
         # Parts split the slice again: only where that leaves the update unchanged.
-        parts = CPU_PARTS if size % CPU_PARTS == 0 and not batch_statistics else 1
-        return arch.make_microbatched_arch_step(
-            arch_cfg.mode, loss_fn, weight_opt, alpha_opt, size, parts
+        parts = CPU_PARTS if size % CPU_PARTS == 0 and not spec.batch_statistics else 1
+        return make_microbatched_arch_step(
+            arch_cfg.mode, spec.loss_fn, spec.weight_opt, spec.alpha_opt, size, parts
         )
     return jax.jit(replicated_step)
+
+
+def make_microbatched_arch_step(
+    mode: str, loss_fn: Callable, weight_opt, alpha_opt, microbatch_size: int, parts: int = 1
+):
+    """``arch.make_arch_step`` with each batch's gradient accumulated over slices of
+    ``microbatch_size`` samples, one jitted call per slice, driven from the host.
+
+    Same update as ``arch.make_arch_step`` when ``loss_fn`` is a mean of per-sample terms
+    that do not depend on the other samples. Per-batch statistics break that: PPO's
+    advantage normalisation is applied to the whole batch before the step, and a
+    network with batch norm (the DARTS cells) normalises each slice (and each part)
+    over that slice only, so callers do not slice it unless asked to
+    (``ppo.microbatch_size``). Inside a call the slice is split into
+    ``parts`` independent gradients summed in the program, which XLA:CPU may run on
+    different cores at once. Why: on XLA:CPU an IMPALA-CNN forward+backward runs faster
+    per sample on small slices than on a whole minibatch, and a ``lax.scan`` over the
+    slices slower than either (figures: benchmarks/results/README.md).
+    The returned ``step`` has ``arch.make_arch_step``'s signature but is a host function:
+    call it outside ``jit``, with device arrays.
+    """
+    arch.check_mode(mode)
+    if mode == "unrolled":
+        raise ValueError(
+            "arch.mode='unrolled' needs whole minibatches (its virtual step "
+            "takes the training minibatch's gradient before the held-out "
+            "loss); set ppo.microbatch_size=0"
+        )
+    if microbatch_size % parts:
+        raise ValueError(f"{parts} parts do not divide a microbatch of {microbatch_size}")
+    gradients, size, part_size = (
+        arch.make_gradients(loss_fn),
+        microbatch_size,
+        microbatch_size // parts,
+    )
+    add = lambda total, new: jax.tree.map(jnp.add, total, new)
+
+    @functools.partial(jax.jit, static_argnames="wrt")
+    def slice_gradients(params, alphas, batch, index, *args, wrt):
+        total = None
+        for j in range(parts):
+            part = jax.tree.map(
+                lambda x: jax.lax.dynamic_slice_in_dim(x, index * size + j * part_size, part_size),
+                batch,
+            )
+            out = gradients(params, alphas, part, *args, wrt=wrt)
+            total = out if total is None else add(total, out)
+        return total
+
+    add_jit = jax.jit(add)
+    divide = jax.jit(lambda total, n: jax.tree.map(lambda x: x / n, total))
+
+    def accumulated(params, alphas, batch, *args, wrt):
+        batch_size = jax.tree.leaves(batch)[0].shape[0]
+        if batch_size % size:
+            raise ValueError(
+                f"microbatch size {size} does not divide a batch of {batch_size} samples"
+            )
+        n = batch_size // size
+        total = None
+        for i in range(n):
+            out = slice_gradients(params, alphas, batch, i, *args, wrt=wrt)
+            total = out if total is None else add_jit(total, out)
+        return divide(total, n * parts)
+
+    return arch.compose_step(
+        mode,
+        accumulated,
+        jax.jit(functools.partial(arch.apply_updates, weight_opt)),
+        jax.jit(functools.partial(arch.apply_updates, alpha_opt)),
+        jax.jit(arch.step_metrics),
+    )
 
 
 class Loop:
@@ -189,27 +255,7 @@ class Loop:
         return lambda state, rollout, inv_temp: run(state, place(rollout), inv_temp)
 
 
-def make_loop(
-    loss_fn,
-    ppo_cfg,
-    arch_cfg,
-    weight_opt,
-    alpha_opt,
-    minibatch_sizes,
-    batch_statistics: bool,
-    topology: parallel.Topology | None,
-) -> Loop:
-    topology = topology or parallel.single_device()
-    kind = update_loop(ppo_cfg.update_loop)
-    step = make_minibatch_step(
-        loss_fn,
-        ppo_cfg,
-        arch_cfg,
-        weight_opt,
-        alpha_opt,
-        minibatch_sizes,
-        kind,
-        batch_statistics,
-        topology,
-    )
-    return Loop(kind, step, topology)
+def make_loop(spec) -> Loop:
+    """The loop a ``ppo.UpdateSpec``'s update runs in, with its minibatch step."""
+    kind = update_loop(spec.ppo.update_loop)
+    return Loop(kind, make_minibatch_step(spec, kind), spec.topology)

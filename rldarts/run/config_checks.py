@@ -264,13 +264,10 @@ def check_parallel(c, num_heldout: int) -> None:
             f"0..{p.num_processes - 1} (parallel.num_processes="
             f"{p.num_processes})"
         )
-    envs_, steps = num_envs(c), c.ppo.num_steps
+    envs_ = num_envs(c)
     minibatches = []
-    if c.agent == "ppo":
-        minibatches = [
-            (envs_ - num_heldout) * steps // c.ppo.num_minibatches,
-            num_heldout * steps // c.ppo.num_minibatches,
-        ]
+    if c.agent == "ppo":  # refuses a ppo.num_minibatches that does not divide
+        minibatches = list(ppo.minibatch_sizes(c.ppo, envs_ - num_heldout, num_heldout))
     parallel.check(
         p,
         num_envs=envs_,
