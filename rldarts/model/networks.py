@@ -22,9 +22,6 @@ from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import EDGE_WEIGHTS, OUTPUT_MODES, NetworkGenotype
 from rldarts.model.genotypes import NETWORK_CELL_TYPES as CELL_TYPES
 
-NETWORKS = ("impala", "darts_impala", "darts_standard", "mlp")
-# Which cell types each DARTS network uses (and so which alphas it needs).
-
 
 def uses_batch_statistics(network: str) -> bool:
     """Whether the torso normalises with the current batch's statistics (the DARTS
@@ -232,8 +229,9 @@ def make_torso(
     method: str = methods.DEFAULT,
     partial_channels_k: int = 4,
 ) -> nn.Module:
-    """One entry point for every torso, from the fields of a config. ``method`` and
-    ``partial_channels_k`` only matter for a supernet (a DARTS network without genotype)."""
+    """One entry point for every torso, from the fields of a config (``NETWORKS`` holds
+    one builder per network). ``method`` and ``partial_channels_k`` only matter for a
+    supernet (a DARTS network without genotype)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; valid networks: {', '.join(NETWORKS)}")
     if any(d <= 0 for d in depths) or dense <= 0 or num_nodes <= 0:
@@ -243,28 +241,45 @@ def make_torso(
         )
     if output_mode not in OUTPUT_MODES:
         raise ValueError(f"unknown output_mode {output_mode!r}; valid: {', '.join(OUTPUT_MODES)}")
-    if network == "impala":
-        return ImpalaCNN(tuple(depths), dense)
-    if network == "mlp":
-        return MLPTorso(tuple(mlp_hidden))
-    ops = ops_lib.resolve_search_space(search_space)
-    if genotype is not None:
-        check_genotype_fits(genotype, network)
-    else:
-        methods.get(method).check_widths(depths, partial_channels_k)
-    common = dict(
+    fields = dict(
         depths=tuple(depths),
         dense=dense,
-        ops=ops,
+        search_space=search_space,
         num_nodes=num_nodes,
         output_mode=output_mode,
+        first_conv=first_conv,
         genotype=genotype,
+        mlp_hidden=tuple(mlp_hidden),
         method=method,
         partial_channels_k=partial_channels_k,
     )
-    if network == "darts_impala":
-        return DartsImpalaCNN(**common)
-    return DartsStandardCNN(first_conv=first_conv, **common)
+    return NETWORKS[network](network, **fields)
+
+
+def _darts_fields(network, f: dict) -> dict:
+    """The fields a DARTS torso takes, checked: a genotype must fit the network, a
+    supernet's widths its search method."""
+    if f["genotype"] is not None:
+        check_genotype_fits(f["genotype"], network)
+    else:
+        methods.get(f["method"]).check_widths(f["depths"], f["partial_channels_k"])
+    keys = ("depths", "dense", "num_nodes", "output_mode", "genotype", "method")
+    return dict(
+        {k: f[k] for k in keys},
+        ops=ops_lib.resolve_search_space(f["search_space"]),
+        partial_channels_k=f["partial_channels_k"],
+    )
+
+
+# One builder per network: ``(network, **config fields) -> torso``.
+NETWORKS = {
+    "impala": lambda network, **f: ImpalaCNN(f["depths"], f["dense"]),
+    "darts_impala": lambda network, **f: DartsImpalaCNN(**_darts_fields(network, f)),
+    "darts_standard": lambda network, **f: DartsStandardCNN(
+        first_conv=f["first_conv"], **_darts_fields(network, f)
+    ),
+    "mlp": lambda network, **f: MLPTorso(f["mlp_hidden"]),  # classic control (tests)
+}
 
 
 def check_genotype_fits(genotype: NetworkGenotype, network: str) -> None:
