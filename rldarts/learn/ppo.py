@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -155,9 +155,10 @@ def update_spec(
     topology: parallel.Topology | None = None,
     weight_opt: optax.GradientTransformation | None = None,
     alpha_opt: optax.GradientTransformation | None = None,
+    sizes: Sequence[int] | None = None,
 ) -> UpdateSpec:
     """The spec of a run's updates; the optimizers default to PPO's (``num_updates``
-    sets the learning-rate anneal)."""
+    sets the learning-rate anneal), the minibatch sizes to the env split's."""
     weight_opt = weight_opt or make_weight_optimizer(ppo_cfg, num_updates)
     return UpdateSpec(
         loss_fn=make_loss(model, ppo_cfg),
@@ -167,7 +168,9 @@ def update_spec(
         alpha_opt=alpha_opt or arch.make_alpha_optimizer(arch_cfg, weight_opt),
         num_train_envs=num_envs - num_heldout_envs,
         num_heldout_envs=num_heldout_envs,
-        minibatch_sizes=minibatch_sizes(ppo_cfg, num_envs - num_heldout_envs, num_heldout_envs),
+        minibatch_sizes=tuple(sizes)
+        if sizes is not None
+        else minibatch_sizes(ppo_cfg, num_envs - num_heldout_envs, num_heldout_envs),
         batch_statistics=batch_statistics,
         topology=topology or parallel.single_device(),
     )
@@ -187,17 +190,19 @@ def make_minibatch_step(
     """One optimisation step on a normalised minibatch of ``minibatch_sizes`` (training,
     held-out) samples: ``step(arch_state, train_mb, heldout_mb, inv_temp, arch_key)``
     (``ppo_loops.make_minibatch_step`` with the PPO loss)."""
-    spec = UpdateSpec(
-        loss_fn=make_loss(model, ppo_cfg),
-        ppo=ppo_cfg,
-        arch=arch_cfg,
-        weight_opt=weight_opt,
-        alpha_opt=alpha_opt,
-        num_train_envs=0,  # a lone step: no rollout to split into env groups
-        num_heldout_envs=0,
-        minibatch_sizes=tuple(minibatch_sizes),
-        batch_statistics=batch_statistics,
-        topology=topology or parallel.single_device(),
+    # A lone step: no rollout to split into env groups, the sizes are given.
+    spec = update_spec(
+        model,
+        ppo_cfg,
+        arch_cfg,
+        0,
+        0,
+        1,
+        batch_statistics,
+        topology,
+        weight_opt,
+        alpha_opt,
+        sizes=minibatch_sizes,
     )
     return ppo_loops.make_minibatch_step(spec, loop)
 
