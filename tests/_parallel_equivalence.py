@@ -69,9 +69,10 @@ def rollout(rng, steps, envs):
         "rewards": rng.normal(0, 1, (steps, envs)).astype(np.float32),
         "dones": (rng.random((steps, envs)) < 0.1).astype(np.float32),
         "last_obs": rng.integers(0, 256, (envs, 64, 64, 3), dtype=np.uint8),
-        # Its own generator: the draw from `rng` made one alpha's gradient ~0 in the
-        # joint darts case, where Adam turns summation-order noise (1 vs 4 devices) into
-        # a whole learning-rate step of either sign; any other draw shows ~1e-4.
+        # Its own generator: with the draw from `rng` the joint darts case's alphas
+        # differed by 0.85 of their movement between 1 and 4 devices, while zeros and two
+        # other draws give <= 5e-3 (Adam's per-coordinate normalisation can amplify
+        # summation-order noise where a gradient coordinate is near zero).
         "last_values": np.random.default_rng(7).normal(0, 1, envs).astype(np.float32),
     }
 
