@@ -94,6 +94,29 @@ def _abstract(leaf: Any) -> Any:
     return np.asarray(leaf)
 
 
+def stored_fingerprint(directory) -> dict | None:
+    path = os.path.join(os.fspath(directory), FINGERPRINT_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def check_fingerprint(directory, fingerprint: dict) -> None:
+    """Raises CheckpointMismatchError if ``directory`` holds checkpoints of a different
+    config. Reads only: a run checks it before it takes its workdir, so a refused
+    resume changes nothing there."""
+    stored = stored_fingerprint(directory)
+    if stored is None:
+        return
+    diffs = fingerprint_diff(stored, _normalise(fingerprint))
+    if diffs:
+        raise CheckpointMismatchError(
+            f"checkpoint in {os.path.abspath(os.fspath(directory))} was made with a "
+            "different config: " + "; ".join(diffs)
+        )
+
+
 class Checkpointer:
     """Keeps the last `max_to_keep` checkpoints of (state pytree, host_state dict) in
     `directory`."""
@@ -129,23 +152,11 @@ class Checkpointer:
         return steps[-1] if steps else None
 
     def stored_fingerprint(self) -> dict | None:
-        path = os.path.join(self.directory, FINGERPRINT_FILE)
-        if not os.path.exists(path):
-            return None
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return stored_fingerprint(self.directory)
 
     def check_fingerprint(self) -> None:
         """Raises CheckpointMismatchError if the directory was made with a different config."""
-        stored = self.stored_fingerprint()
-        if stored is None:
-            return
-        diffs = fingerprint_diff(stored, self.fingerprint)
-        if diffs:
-            raise CheckpointMismatchError(
-                f"checkpoint in {self.directory} was made with a different config: "
-                + "; ".join(diffs)
-            )
+        check_fingerprint(self.directory, self.fingerprint)
 
     # ----------------------------------------------------------------------------- save
     def _remove_debris(self) -> None:

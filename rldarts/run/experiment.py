@@ -17,7 +17,7 @@ import numpy as np
 
 from rldarts.learn import arch, parallel
 from rldarts.learn.actor import Actor
-from rldarts.run import config_checks, run_lifecycle
+from rldarts.run import checkpoint, config_checks, run_lifecycle
 from rldarts.run.checkpoint import Checkpointer
 from rldarts.run.recorder import NullRecorder, Recorder
 from rldarts.run.setup import Setup, build, env_factory
@@ -40,6 +40,8 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
     (run_lifecycle.Interrupted)."""
     parallel.initialize(c.parallel)  # before anything touches a JAX backend
     s = build(c, require_supernet)
+    # A resume of another config is refused before the workdir is taken (nothing written).
+    checkpoint.check_fingerprint(_checkpoint_dir(workdir), config_checks.fingerprint(s.config))
     agree = s.topology.allgather_json if s.topology.process_count > 1 else None
     with (
         run_lifecycle.exclusive(workdir, s.topology.process_index, agree),
@@ -50,7 +52,7 @@ def run(c, workdir: str, require_supernet: bool, log=None) -> dict:
 
 def _train(s: Setup, workdir: str, log, agree) -> dict:
     c, agent, topo = s.config, s.agent, s.topology
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config_checks.fingerprint(c))
+    ckpt = Checkpointer(_checkpoint_dir(workdir), config_checks.fingerprint(c))
     ckpt.check_fingerprint()
     actor, state, iteration, resumed, eval_key = _start(s, ckpt, workdir, log)
     recorder = Recorder(s, workdir, resumed, eval_key, log) if topo.is_primary else NullRecorder()
@@ -86,6 +88,10 @@ def _train(s: Setup, workdir: str, log, agree) -> dict:
         "env_steps": iteration * agent.steps_per_iteration,
         "state": state,
     }
+
+
+def _checkpoint_dir(workdir: str) -> str:
+    return os.path.join(workdir, "checkpoints")
 
 
 def _start(s: Setup, ckpt: Checkpointer, workdir: str, log):
