@@ -281,6 +281,8 @@ def minatar_smoke(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     c.net.dense = 16
     c.dqn.min_replay_size = 256
     c.dqn.v_max = 10.0
+    # As smoke: a constant lr, so a run extended on resume follows the same schedule.
+    c.ppo.anneal_lr = False
     return c
 
 
