@@ -20,6 +20,7 @@ setup(
         "ml-collections>=0.1.1",
         "orbax-checkpoint>=0.6",
         "envpool>=1.0",
+        "gymnax>=1.0.1",  # MinAtar as JAX envs (rldarts.env.minatar); pins gymnasium<1.4
         "PyQt5-Qt5>=5.15",  # the Qt5 Core/Gui runtime of envpool.procgen (see rldarts.env.envs)
         "matplotlib>=3.8",
         "pillow>=10",

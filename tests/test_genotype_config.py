@@ -111,7 +111,8 @@ def test_format_1_file_needs_an_explicit_network(tmp_path):
     c.genotype = str(path)
     with pytest.raises(
         ValueError,
-        match="needs a DARTS network .*; set network to one of darts_impala, darts_standard$",
+        match="needs a DARTS network .*; set network to one of "
+        "darts_impala, darts_standard, darts_minatar$",
     ):
         config_checks.resolve_genotype_config(c)
     c.network = "darts_standard"  # as before: the preset's net keys

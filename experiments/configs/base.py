@@ -220,6 +220,72 @@ def cpu_demo(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     return c
 
 
+def minatar(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """MinAtar Breakout (gymnax, JAX-native; rldarts.env.minatar) in a CPU budget: the
+    paper's claims checked on a laptop. Any game: --config.env_name=minatar/<game>.
+
+    Networks (``NETWORKS_OF_PRESET``): search ``darts_minatar`` (one 16-wide stage of two
+    normal cells on the 10x10 grid), train ``minatar_cnn`` without a genotype (Young &
+    Tian 2019's conv 16 3x3 + dense 128: the hand-designed baseline at equal width).
+    """
+    c.env_name = "minatar/breakout"
+    c.total_env_steps = 2_000_000
+    c.net.depths = (16,)
+    c.net.dense = 128  # Young & Tian 2019's hidden layer
+    c.net.num_nodes = 3
+    c.net.search_space = "rl_darts_default"
+    c.net.first_conv = False  # unused by the MinAtar networks
+    # No levels: held-out envs differ by seed only (unseen_levels is refused).
+    c.arch.heldout_source = "rollout_split"
+    # PPO as Pgx's MinAtar PPO example (itself PureJaxRL's PPO): gamma 0.99, GAE 0.95,
+    # clip 0.2, entropy 0.01, 128-step rollouts, 3 epochs; fewer envs (64 vs 4096) and
+    # a larger lr (1e-3 vs 3e-4, annealed) for a budget of ~2M steps on a CPU.
+    c.ppo.num_envs = 64
+    c.ppo.num_steps = 128
+    c.ppo.num_minibatches = 4
+    c.ppo.update_epochs = 3
+    c.ppo.learning_rate = 1e-3
+    c.ppo.anneal_lr = True
+    c.ppo.gamma = 0.99
+    # DQN after Obando-Ceron & Castro 2021 ("Revisiting Rainbow", MinAtar): C51 on
+    # [0, 100] with raw rewards (MinAtar rewards are 0 / 1 per step), 3-step returns,
+    # Adam lr 1e-4 eps 3.125e-4, batch 32, one update per 4 env steps (8 samples per
+    # insert), replay 100k; their target period of 1000 env steps = 250 updates.
+    c.dqn.num_envs = 64
+    c.dqn.iteration_env_steps = 8192
+    c.dqn.replay_capacity = 100_000
+    c.dqn.min_replay_size = 5_000
+    c.dqn.batch_size = 32
+    c.dqn.samples_per_insert = 8.0
+    c.dqn.n_step = 3
+    c.dqn.gamma = 0.99
+    c.dqn.learning_rate = 1e-4
+    c.dqn.adam_eps = 3.125e-4
+    c.dqn.target_update_period = 250
+    c.dqn.v_min = 0.0
+    c.dqn.v_max = 100.0
+    c.dqn.reward_max_return = 1.0  # rewards as they are (no Procgen R_max)
+    c.dqn.hidden = 128
+    c.eval.every_iterations = 25
+    c.eval.num_episodes = 32
+    c.eval.num_envs = 32
+    c.log.checkpoint_every_iterations = 50
+    c.log.genotype_every_iterations = 10
+    return c
+
+
+def minatar_smoke(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """``smoke`` on MinAtar Breakout: a whole search or retrain in seconds (tests)."""
+    c = smoke(minatar(c))
+    c.net.depths = (4,)
+    c.net.dense = 16
+    c.dqn.min_replay_size = 256
+    c.dqn.v_max = 10.0
+    # As smoke: a constant lr, so a run extended on resume follows the same schedule.
+    c.ppo.anneal_lr = False
+    return c
+
+
 def paper(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     """DartsStandardCNN 16/32/32, 4 nodes, rl_darts_conv, 25M steps (for accelerators)."""
     return c
@@ -230,7 +296,20 @@ PRESETS = {
     "cpu_demo": cpu_demo,
     "paper": paper,
     "paper_official": lambda c: use_official_ppo(paper(c)),
+    "minatar": minatar,
+    "minatar_smoke": minatar_smoke,
 }
+# The networks of a preset's search (a supernet) and of its train config without a
+# genotype (the baseline); presets not listed: darts_standard and impala (Procgen).
+NETWORKS_OF_PRESET = {
+    "minatar": ("darts_minatar", "minatar_cnn"),
+    "minatar_smoke": ("darts_minatar", "minatar_cnn"),
+}
+
+
+def networks_of(preset: str) -> tuple[str, str]:
+    """(search network, train network without a genotype) of ``preset``."""
+    return NETWORKS_OF_PRESET.get(preset, ("darts_standard", "impala"))
 
 
 def build(preset: str, **overrides) -> config_dict.ConfigDict:

@@ -1,10 +1,12 @@
 """Search configs: the supernet acts and learns its alphas.
 
-Use: --config=experiments/configs/search.py:PRESET (smoke | cpu_demo | paper | paper_official)
+Use: --config=experiments/configs/search.py:PRESET (smoke | cpu_demo | paper | paper_official
+| minatar | minatar_smoke)
 """
 
 from experiments.configs import base
 
 
 def get_config(preset: str = "cpu_demo"):
-    return base.build(preset or "cpu_demo", network="darts_standard")
+    preset = preset or "cpu_demo"
+    return base.build(preset, network=base.networks_of(preset)[0])

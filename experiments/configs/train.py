@@ -7,7 +7,8 @@ IMPALA-CNN (--config.network=impala says so explicitly).
 ``network`` and the ``net.*`` keys start unset here: a genotype file that records how it
 was found fills them (rldarts.run.config_checks.resolve_genotype_config); without one (or
 with a format-1 file, which records nothing) they take ``without_genotype``: IMPALA-CNN
-at this preset's widths, so a cell and IMPALA compare at equal widths. A key given on
+at this preset's widths, so a cell and IMPALA compare at equal widths (MinAtar presets:
+``minatar_cnn``, ``base.NETWORKS_OF_PRESET``). A key given on
 the command line wins where it shapes the network around the cells (net.depths,
 net.dense, net.first_conv) and must agree with the file where it describes the cells
 (network, net.search_space, net.num_nodes, net.output_mode).
@@ -19,7 +20,8 @@ from experiments.configs import base
 
 
 def get_config(preset: str = "cpu_demo"):
-    c = base.build(preset or "cpu_demo", network="impala")
+    preset = preset or "cpu_demo"
+    c = base.build(preset, network=base.networks_of(preset)[1])
     c.arch.mode = "frozen"  # fixed networks have no alphas
     c.without_genotype = config_dict.ConfigDict({"network": c.network, "net": c.net.to_dict()})
     c.network = config_dict.placeholder(str)

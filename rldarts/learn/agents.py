@@ -14,14 +14,14 @@ import numpy as np
 from rldarts.learn import dqn, ppo
 from rldarts.learn.actor import Actor
 
-NUM_ACTIONS = 15  # every Procgen game
-
 
 class AgentInterface(Protocol):
     """What the driver relies on; ``ppo.Agent`` and ``dqn.Agent`` implement it. The
     constructor is ``(config, torso, num_actions, mode, num_heldout, total_env_steps,
-    topology)``. The actor, the alpha optimizer (``arch``), the logger and the
-    checkpointer are the driver's: an agent writes none of them again."""
+    topology, env_spec=None)``; ``num_actions`` and ``env_spec`` (observation shape and
+    dtype: ``rldarts.env.families.EnvSpec``) come from the env family. The actor, the
+    alpha optimizer (``arch``), the logger and the checkpointer are the driver's: an
+    agent writes none of them again."""
 
     num_envs: int  # acting envs of all processes, held-out ones last
     steps_per_iteration: int  # env steps (all processes) between two metrics rows

@@ -374,9 +374,12 @@ class Agent:
         num_heldout: int,
         total_env_steps: int,
         topology: parallel.Topology | None = None,
-        obs_shape=(64, 64, 3),
+        env_spec=None,  # rldarts.env.families.EnvSpec: the replay's frame shape and dtype
+        obs_shape=(64, 64, 3),  # without env_spec (tests)
         obs_dtype=np.uint8,
     ):
+        if env_spec is not None:
+            obs_shape, obs_dtype = env_spec.observation_shape, env_spec.observation_dtype
         d = self.cfg = c.dqn
         self.topology = topology = topology or parallel.single_device()
         self.model = networks.Agent(

@@ -423,6 +423,7 @@ class Agent:
         num_heldout: int,
         total_env_steps: int,
         topology: parallel.Topology | None = None,
+        env_spec=None,  # unused: PPO's buffers take the shape of the observations
     ):
         self.cfg = c.ppo
         self.topology = topology or parallel.single_device()

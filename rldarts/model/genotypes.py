@@ -29,7 +29,11 @@ READABLE_VERSIONS = (1, 2)  # 1: no provenance (found_with)
 CELL_TYPES = ("normal", "reduction")
 # The DARTS networks (rldarts.model.networks) and the cell types each is built from; here
 # because a genotype file names its network, and loading it checks the cells against it.
-NETWORK_CELL_TYPES = {"darts_impala": ("normal",), "darts_standard": ("normal", "reduction")}
+NETWORK_CELL_TYPES = {
+    "darts_impala": ("normal",),
+    "darts_standard": ("normal", "reduction"),
+    "darts_minatar": ("normal",),  # 10x10 MinAtar grids: no reduction
+}
 # How a cell combines its intermediate nodes into its output (cells.SearchCell / FixedCell).
 OUTPUT_MODES = ("concat_conv", "sum", "average", "weighted_sum", "last_node")
 

@@ -1,7 +1,9 @@
-"""Image encoders (IMPALA-CNN and the two DARTS networks) and the agents' heads.
+"""Image encoders (IMPALA-CNN and the DARTS networks; for MinAtar's 10x10 grids
+``minatar_cnn`` and ``darts_minatar``) and the agents' heads.
 
-Every torso maps uint8 NHWC observations ``(B, 64, 64, 3)`` to features ``(B, dense)``
-and takes ``(obs, alphas=None, inverse_temperature=1.0)``; the DARTS torsos are
+Every torso maps NHWC observations (uint8 ``(B, 64, 64, 3)`` Procgen frames, scaled
+to [0, 1]; float32 ``(B, 10, 10, C)`` MinAtar grids, as they are) to features
+``(B, dense)`` and takes ``(obs, alphas=None, inverse_temperature=1.0)``; the DARTS torsos are
 supernets when built without a genotype (then ``alphas`` is a dict cell type ->
 list per node, shared by all cells of that type) and fixed networks otherwise.
 """
@@ -163,6 +165,46 @@ class DartsStandardCNN(_DartsTorso):
         return _dense_out(x, self.dense)
 
 
+class MinAtarCNN(nn.Module):
+    """Young & Tian 2019's MinAtar network: conv 16 3x3 stride 1 (no padding, as their
+    PyTorch ``Conv2d``) + ReLU, flatten, dense 128 + ReLU (``depths[0]``, ``dense``)."""
+
+    channels: int = 16
+    dense: int = 128
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = nn.relu(conv_lib.Conv(self.channels, (3, 3), padding="VALID")(_scale(obs)))
+        return nn.relu(nn.Dense(self.dense)(x.reshape((x.shape[0], -1))))
+
+
+class DartsMinAtarCNN(_DartsTorso):
+    """For 10x10 inputs: per depth a conv3x3 stem (stride 1) and ``normal_cells``
+    searched normal cells, no reduction (a 10x10 grid has little to downsample), dense."""
+
+    depths: Sequence[int] = (16,)
+    dense: int = 128
+    ops: Sequence[str] = ops_lib.SEARCH_SPACES["rl_darts_conv"]
+    num_nodes: int = 4
+    output_mode: str = "concat_conv"
+    normal_cells: int = 2
+    genotype: NetworkGenotype | None = None
+    method: str = methods.DEFAULT
+    partial_channels_k: int = 4
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = _scale(obs)
+        draws = self._gdas_draws(alphas, inverse_temperature, CELL_TYPES["darts_minatar"])
+        for s, depth in enumerate(self.depths):
+            x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
+            for c in range(self.normal_cells):
+                x = self._cell(
+                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature, draws
+                )
+        return _dense_out(x, self.dense)
+
+
 class MLPTorso(nn.Module):
     """For vector observations (classic-control tests of the learners)."""
 
@@ -278,6 +320,8 @@ NETWORKS = {
     "darts_standard": lambda network, **f: DartsStandardCNN(
         first_conv=f["first_conv"], **_darts_fields(network, f)
     ),
+    "minatar_cnn": lambda network, **f: MinAtarCNN(f["depths"][0], f["dense"]),
+    "darts_minatar": lambda network, **f: DartsMinAtarCNN(**_darts_fields(network, f)),
     "mlp": lambda network, **f: MLPTorso(f["mlp_hidden"]),  # classic control (tests)
 }
 

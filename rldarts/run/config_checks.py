@@ -10,7 +10,7 @@ import copy
 
 import jax
 
-from rldarts.env import envs
+from rldarts.env import envs, families
 from rldarts.learn import agents, arch, parallel, ppo
 from rldarts.model import genotypes, methods, networks
 from rldarts.model import ops as ops_lib
@@ -152,7 +152,10 @@ def validate(c) -> None:
 
 
 def _check_choices(c) -> None:
-    _choice("env_name", c.env_name, envs.PROCGEN_GAMES)
+    try:
+        families.family(c.env_name)
+    except ValueError as e:
+        raise ValueError(f"config env_name: {e}") from None
     _choice("distribution_mode", c.distribution_mode, envs.DISTRIBUTION_MODES)
     _choice("agent", c.agent, tuple(agents.AGENTS))
     _choice("network", c.network, tuple(n for n in networks.NETWORKS if n != "mlp"))
@@ -221,6 +224,15 @@ def _check_dqn(c) -> None:
         "dqn.num_atoms",
         "dqn.hidden",
     )
+    if (
+        c.agent == "dqn"
+        and not c.dqn.reward_max_return
+        and not families.family(c.env_name).has_levels
+    ):
+        raise ValueError(
+            f"config dqn.reward_max_return=0 means the Procgen game's R_max, which "
+            f"{c.env_name!r} has not; set dqn.reward_max_return (1.0: rewards as they are)"
+        )
     if c.dqn.v_max <= c.dqn.v_min:
         raise ValueError(f"config dqn.v_max={c.dqn.v_max} must exceed dqn.v_min={c.dqn.v_min}")
     if c.dqn.replay_capacity // c.dqn.num_envs <= c.dqn.n_step + 1:
@@ -238,6 +250,16 @@ def _check_pairs(c) -> None:
             f"network to one of {', '.join(networks.CELL_TYPES)}"
         )
     arch.heldout_envs(c.arch, num_envs(c))  # raises on an empty split
+    if (
+        c.arch.mode in arch.HELDOUT_MODES
+        and c.arch.heldout_source == "unseen_levels"
+        and not families.family(c.env_name).has_levels
+    ):
+        raise ValueError(
+            f"config arch.heldout_source='unseen_levels' needs levels; {c.env_name!r} has "
+            "none (its held-out envs differ only by seed): use "
+            "arch.heldout_source='rollout_split'"
+        )
     if (
         c.arch.mode in arch.HELDOUT_MODES
         and c.arch.heldout_source == "unseen_levels"

@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 
+from rldarts.env import families
 from rldarts.learn import arch, parallel
 from rldarts.learn.actor import Actor
 from rldarts.run import checkpoint, config_checks, run_lifecycle
@@ -103,7 +104,10 @@ def _start(s: Setup, ckpt: Checkpointer, workdir: str, log):
     if topo.process_index:
         actor_key = jax.random.fold_in(actor_key, topo.process_index)
     actor = Actor(env_factory(c, agent, s.num_heldout, topo), agent.policy, actor_key, topo)
-    sample_obs = np.zeros((topo.local_share(agent.num_envs), 64, 64, 3), np.uint8)
+    env = families.spec(c.env_name)
+    sample_obs = np.zeros(
+        (topo.local_share(agent.num_envs), *env.observation_shape), env.observation_dtype
+    )
     state = agent.init_state(s.alphas, sample_obs, key)
     step = ckpt.latest_step()
     if step is None:

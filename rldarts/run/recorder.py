@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from rldarts.common.files import atomic_write_json
-from rldarts.env import envs
+from rldarts.env import envs, families
 from rldarts.learn import arch
 from rldarts.run import arch_record
 from rldarts.run.logger import MetricsLogger, format_progress
@@ -91,13 +91,14 @@ class NullRecorder:
 
 def evaluate(c, policy, params, alphas, inv_temp, key) -> dict:
     """The agent's evaluation policy (PPO: stochastic; DQN: eval_epsilon-greedy) on test
-    levels (all levels) and, optionally, the training levels."""
+    levels (all levels) and, optionally, the training levels. Families without levels
+    (MinAtar) play fresh env seeds in both: the same distribution twice."""
     act = lambda obs, k: policy(params, alphas, obs, k, inv_temp)[0]
     k_test, k_train = jax.random.split(key)
     seed = int(jax.random.randint(k_test, (), 0, 2**30))
     row = {}
-    make = lambda levels, start: envs.make_procgen(
-        c.env_name, c.eval.num_envs, c.distribution_mode, levels, start, seed, c.num_threads
+    make = lambda levels, start: families.make_env(
+        c.env_name, c.eval.num_envs, seed, levels, start, c.distribution_mode, c.num_threads
     )
     res = envs.evaluate(act, lambda: make(0, 0), c.eval.num_episodes, k_test)
     row["episode_return_test"] = res["mean_return"]

@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
-from rldarts.env import envs, training_env
+from rldarts.env import families, training_env
 from rldarts.learn import arch, parallel
-from rldarts.learn.agents import AGENTS, NUM_ACTIONS, AgentInterface
+from rldarts.learn.agents import AGENTS, AgentInterface
 from rldarts.model import networks
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype
@@ -58,7 +58,7 @@ def build(c, require_supernet: bool) -> Setup:
         raise ValueError(
             f"search needs a supernet: network={c.network!r}"
             f"{' with a genotype' if genotype else ''}; use network "
-            f"darts_standard or darts_impala without a genotype"
+            f"{' or '.join(networks.CELL_TYPES)} without a genotype"
         )
     ops = ops_lib.resolve_search_space(c.net.search_space)
     alphas = (
@@ -71,7 +71,10 @@ def build(c, require_supernet: bool) -> Setup:
     num_heldout = arch.heldout_envs(c.arch, num_envs) if supernet else 0
     config_checks.check_parallel(c, num_heldout)
     topology = parallel.make_topology(c.parallel)
-    agent = AGENTS[c.agent](c, torso, NUM_ACTIONS, mode, num_heldout, c.total_env_steps, topology)
+    env = families.spec(c.env_name)
+    agent = AGENTS[c.agent](
+        c, torso, env.num_actions, mode, num_heldout, c.total_env_steps, topology, env_spec=env
+    )
     return Setup(
         c,
         agent,
@@ -84,7 +87,7 @@ def build(c, require_supernet: bool) -> Setup:
 
 
 def env_seed(seed: int, segment: int, process: int = 0) -> int:
-    """EnvPool seed of an env segment: fresh, reproducible envs per segment, and on
+    """Env seed of an env segment: fresh, reproducible envs per segment, and on
     multi-host runs per process (process 0 keeps the single-process seeds)."""
     if process == 0:
         return seed * 1_000_003 + segment
@@ -98,32 +101,16 @@ def env_factory(c, agent, num_heldout: int, topology: parallel.Topology):
 
     def make(segment: int):
         seed = env_seed(c.seed, segment, topology.process_index)
-        groups = [
-            envs.make_procgen(
-                c.env_name,
-                share(agent.num_envs - num_heldout),
-                c.distribution_mode,
-                c.num_levels,
-                c.start_level,
-                seed,
-                c.num_threads,
-            )
-        ]
+        env = lambda n, start, seed: families.make_env(
+            c.env_name, share(n), seed, c.num_levels, start, c.distribution_mode, c.num_threads
+        )
+        groups = [env(agent.num_envs - num_heldout, c.start_level, seed)]
         if num_heldout:
+            # Unseen levels (Procgen): the block right after the training levels. Either
+            # way the held-out envs play their own seeds (MinAtar: all they differ in).
             unseen = c.arch.heldout_source == "unseen_levels"
-            # Unseen levels: the block right after the training levels.
             start = c.start_level + c.num_levels if unseen else c.start_level
-            groups.append(
-                envs.make_procgen(
-                    c.env_name,
-                    share(num_heldout),
-                    c.distribution_mode,
-                    c.num_levels,
-                    start,
-                    seed + 500_000,
-                    c.num_threads,
-                )
-            )
+            groups.append(env(num_heldout, start, seed + 500_000))
         return [
             training_env.TrainingEnv(g, c.ppo.gamma, agent.normalize_reward, c.ppo.reward_clip)
             for g in groups
