@@ -34,20 +34,32 @@ SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
 AGENTS = ("ppo", "dqn")  # = rldarts.learn.agents.AGENTS (named here without importing JAX)
 QUARTERS = [0.25, 0.5, 0.75, 1.0]
+# = rldarts.env's MinAtar games (named here: the protocols must load without the env stack)
+MINATAR_GAME_NAMES = ("breakout", "asterix", "freeway", "space_invaders", "seaquest")
 
 
 def _runs(
-    preset: str, total_env_steps: int | None, network: str, num_samples: int, random_seed: int
+    preset: str,
+    total_env_steps: int | None,
+    network: str,
+    num_samples: int,
+    random_seed: int,
+    baseline: str = "impala",
+    budgets: dict | None = None,
 ) -> dict:
+    """The run specs of a protocol. `baseline`: the hand-designed network trained per game
+    x seed (its workdirs are ROOT/<baseline>/...); `budgets`: per-kind env-step budgets
+    (search, retrain, baseline, random) overriding `total_env_steps` (default: the preset's)."""
     c = base.build(preset)
     steps = int(total_env_steps or c.total_env_steps)
-    run = lambda config, net: {
+    budgets = budgets or {}
+    run = lambda config, net, kind: {
         "config": config,
         "preset": preset,
-        "total_env_steps": steps,
+        "total_env_steps": int(budgets.get(kind, steps)),
         "network": net,
     }
-    random = run(TRAIN_CONFIG, network)
+    random = run(TRAIN_CONFIG, network, "random")
     # What the random genotypes must fit: the trained network's search space and wiring.
     random.update(
         num_samples=num_samples,
@@ -61,9 +73,9 @@ def _runs(
         first_conv=c.net.first_conv,
     )
     return {
-        "search": run(SEARCH_CONFIG, network),
-        "retrain": run(TRAIN_CONFIG, network),
-        "baselines": {"impala": run(TRAIN_CONFIG, "impala"), "random": random},
+        "search": run(SEARCH_CONFIG, network, "search"),
+        "retrain": run(TRAIN_CONFIG, network, "retrain"),
+        "baselines": {baseline: run(TRAIN_CONFIG, baseline, "baseline"), "random": random},
     }
 
 
@@ -100,6 +112,54 @@ def paper() -> dict:
     }
 
 
+MINATAR_GAMES = [f"minatar/{g}" for g in MINATAR_GAME_NAMES]
+MINATAR_CLAIMS_STEPS = 2_000_000
+
+
+def minatar_quick() -> dict:
+    """The claims table on a laptop in ~15 minutes: 2 games x 2 seeds at the
+    minatar_smoke budgets, 2 random cells, one milestone (the search's genotype at half
+    its budget, against its final genotype's retrain for C3); PPO only (C6: inconclusive)."""
+    return {
+        "name": "minatar_quick",
+        "games": ["minatar/breakout", "minatar/space_invaders"],
+        "seeds": [0, 1],
+        "agent": "ppo",
+        "milestones": [0.5],
+        **_runs(
+            "minatar_smoke",
+            None,
+            "darts_minatar",
+            num_samples=2,
+            random_seed=0,
+            baseline="minatar_cnn",
+        ),
+    }
+
+
+def minatar_claims() -> dict:
+    """Every claim C1-C6: 5 MinAtar games x 5 seeds x {PPO, DQN}, 2M env steps per run
+    (MinAtar's baselines learn clearly by then: Young & Tian 2019 curves), 10 random cells
+    per game x seed (enough best-of-k points to compare with DARTS's search + retrain
+    cost), milestones 0.25, 0.5, 0.75 (1.0 is the final retrain)."""
+    return {
+        "name": "minatar_claims",
+        "games": list(MINATAR_GAMES),
+        "seeds": [0, 1, 2, 3, 4],
+        "agent": "ppo",
+        "agents": list(AGENTS),
+        "milestones": [0.25, 0.5, 0.75],
+        **_runs(
+            "minatar",
+            MINATAR_CLAIMS_STEPS,
+            "darts_minatar",
+            num_samples=10,
+            random_seed=0,
+            baseline="minatar_cnn",
+        ),
+    }
+
+
 def _with_milestones(make, name: str):
     return lambda: {**make(), "name": name, "milestones": list(QUARTERS)}
 
@@ -110,6 +170,8 @@ PROTOCOLS = {
     "cpu_small_milestones": _with_milestones(cpu_small, "cpu_small_milestones"),
     "paper": paper,
     "paper_milestones": _with_milestones(paper, "paper_milestones"),
+    "minatar_quick": minatar_quick,
+    "minatar_claims": minatar_claims,
 }
 
 
@@ -142,6 +204,7 @@ def get_protocol(name: str, agent: str | None = None, milestones=None) -> dict:
         if agent not in AGENTS:
             raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
         protocol["agent"] = agent
+        protocol.pop("agents", None)  # one agent: the single-agent layout
     protocol["milestones"] = check_milestones(
         protocol["milestones"] if milestones is None else milestones
     )
