@@ -240,7 +240,8 @@ class Row:
 
 
 def _row(claim: Claim, values) -> Row:
-    a = analysis.aggregate(list(values))
+    # Sorted: the bootstrap's resamples then do not depend on the order runs were found.
+    a = analysis.aggregate(sorted(v for v in values if np.isfinite(v)))
     return Row(claim, a["n"], a, analysis.verdict(a["mean_ci"], a["n"], claim.above, claim.below))
 
 
@@ -268,13 +269,14 @@ def c6(by_agent: dict) -> Row:
     inconclusive otherwise, and when PPO or DQN has no measured claim."""
     missing = [a for a in AGENTS if not any(r.n for r in by_agent.get(a, []))]
     verdicts = [r.verdict for a in AGENTS for r in by_agent.get(a, [])]
+    n = len(AGENTS) - len(missing)  # agents with a measured claim
     if missing:
-        return Row(None, 0, None, analysis.INCONCLUSIVE, f"no runs of {', '.join(missing)}")
+        return Row(None, n, None, analysis.INCONCLUSIVE, f"no runs of {', '.join(missing)}")
     if all(v == analysis.SUPPORTED for v in verdicts):
-        return Row(None, len(AGENTS), None, analysis.SUPPORTED)
+        return Row(None, n, None, analysis.SUPPORTED)
     if analysis.NOT_SUPPORTED in verdicts:
-        return Row(None, len(AGENTS), None, analysis.NOT_SUPPORTED)
-    return Row(None, len(AGENTS), None, analysis.INCONCLUSIVE)
+        return Row(None, n, None, analysis.NOT_SUPPORTED)
+    return Row(None, n, None, analysis.INCONCLUSIVE)
 
 
 def claims_table(runs, run_dirs) -> tuple[list[Row], dict, dict, list[str]]:
@@ -339,7 +341,8 @@ def _main_table(rows: list[Row]) -> list[str]:
         if r.claim is None:
             out.append(
                 "| C6 all of this with PPO (on-policy) and DQN (off-policy) | the C1-C4 "
-                f"verdicts per agent (below) | {r.n} agents | - | - | supported: every "
+                f"verdicts per agent (below) | {r.n} of {len(AGENTS)} agents | - | - | "
+                "supported: every "
                 "agent's C1-C4 supported | **"
                 + r.verdict
                 + "**"
