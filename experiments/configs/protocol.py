@@ -1,10 +1,11 @@
 """Experiment protocols: what a full comparison runs, as a plain dict (read by launch/sweep.py).
 
-A protocol names the games, the seeds, the agent, the search milestones and four kinds
-of runs, each with a config file, a preset and an env-step budget:
+A protocol names the games, the seeds, the agent (or ``agents``), the search milestones
+and four kinds of runs, each with a config file, a preset and an env-step budget:
   search   the supernet search (experiments/search.py) per game x seed;
   retrain  the searched genotype trained from scratch (experiments/train.py);
-  impala   the IMPALA-CNN baseline at the same preset widths;
+  baseline the hand-designed network, keyed by its name in ``baselines`` (``impala``:
+           IMPALA-CNN at the same preset widths; ``minatar_cnn`` for MinAtar);
   random   random-search baseline: ``num_samples`` genotypes drawn by
            ``rldarts.model.random_search`` (stream ``seed``, the same genotypes for every game
            and run seed), each trained per game x seed.
@@ -21,6 +22,13 @@ whole pipeline), ``cpu_small_milestones`` (cpu_small + milestones 0.25, 0.5, 0.7
 ``paper`` (16 Procgen games, 3 seeds, 25M env steps per run, 10 random genotypes) and
 ``paper_milestones`` (paper + the four milestones). ``get_protocol`` overrides the agent
 (ppo | dqn: the same protocol off-policy) and the milestones.
+
+MinAtar (the paper's claims on a laptop, report section 8): the baseline is
+``minatar_cnn`` instead of IMPALA, the supernet ``darts_minatar``. ``minatar_quick``
+(2 games, 2 seeds, the minatar_smoke preset, 2 random genotypes, milestone 0.5, PPO:
+24 runs aimed at <= 15 minutes on 2 cores) and ``minatar_claims`` (5 games, 5 seeds,
+2M env steps per run, 10 random genotypes, milestones 0.25/0.5/0.75, ``agents`` PPO and
+DQN: each agent's runs in its own folders, launch/plan.py; ``--agent`` narrows it to one).
 """
 
 from __future__ import annotations
