@@ -1,10 +1,15 @@
 """What a sweep runs: a protocol expanded into runs (command lines, workdirs, dependencies).
 
-Order: search per game x seed -> retrain of each searched genotype -> IMPALA per game x
-seed -> random genotypes (written once under ROOT/random_genotypes) trained per game x
+Order: search per game x seed -> retrain of each searched genotype -> the fixed baseline
+(the protocol's hand-designed network: IMPALA-CNN, minatar_cnn, ...) per game x seed ->
+random genotypes (written once under ROOT/random_genotypes) trained per game x
 seed x sample -> milestone genotypes (the search's genotype at each protocol milestone,
 written under ROOT/milestone_genotypes once the search has finished) trained per game x
-seed x milestone. Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i> | /m<fraction>].
+seed x milestone. Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i> | /m<fraction>], the
+baseline's kind being its network's name and a game's '/' a '_' (minatar/breakout ->
+minatar_breakout). A protocol with several ``agents`` runs each agent's whole protocol
+with ``_<agent>`` after every kind folder (search_ppo, search_dqn, milestone_genotypes_dqn,
+...: still 4 folders deep, as the report searches) and one set of random genotypes.
 
 A run's ``after`` names the workdir of the run it waits for (its search): the engines
 start it only once that run has finished. Nothing here imports Ray or JAX.
@@ -26,7 +31,7 @@ BINARIES = {
     "impala": "experiments.train",
     "random": "experiments.train",
     "milestone": "experiments.train",
-}
+}  # any other kind is a fixed baseline network (impala, minatar_cnn, ...): trained
 GENOTYPE_FILE = "genotype.json"  # = rldarts.model.random_search.GENOTYPE_FILE (no JAX import here)
 MILESTONE_INFO = "milestone.json"  # beside a milestone genotype: what it was cut from
 HISTORY_FILE = "genotype_history.jsonl"  # written by every search (rldarts/run/experiment.py)
@@ -45,6 +50,7 @@ class Run:
     after: str | None = None  # workdir of the run this one waits for
     milestone: float | None = None  # milestone: the fraction of the search budget
     search_budget: int | None = None  # milestone: the search's total_env_steps
+    agent: str | None = None  # the agent its command line names
 
     @property
     def command(self) -> str:
@@ -71,11 +77,18 @@ def milestone_name(fraction: float) -> str:
     return f"m{float(fraction)}"
 
 
-def milestone_genotype_path(root: str, game: str, seed: int, fraction: float) -> str:
+def game_folder(game: str) -> str:
+    """A game's folder name: env names such as minatar/breakout hold a '/'."""
+    return game.replace("/", "_")
+
+
+def milestone_genotype_path(
+    root: str, game: str, seed: int, fraction: float, suffix: str = ""
+) -> str:
     return os.path.join(
         os.path.abspath(root),
-        "milestone_genotypes",
-        game,
+        f"milestone_genotypes{suffix}",
+        game_folder(game),
         f"seed{seed}",
         milestone_name(fraction),
         GENOTYPE_FILE,
@@ -86,7 +99,7 @@ def _run(kind: str, spec: dict, agent: str, game: str, seed: int, workdir: str, 
     argv = [
         sys.executable,
         "-m",
-        BINARIES[kind],
+        BINARIES.get(kind, BINARIES["impala"]),
         f"--config={spec['config']}:{spec['preset']}",
         f"--workdir={workdir}",
         f"--config.env_name={game}",
@@ -97,15 +110,27 @@ def _run(kind: str, spec: dict, agent: str, game: str, seed: int, workdir: str, 
     ]
     if extra.get("genotype"):
         argv.append(f"--config.genotype={extra['genotype']}")
-    return Run(kind, game, seed, workdir, spec["total_env_steps"], argv, **extra)
+    return Run(kind, game, seed, workdir, spec["total_env_steps"], argv, agent=agent, **extra)
+
+
+def agents(protocol: dict) -> list[str]:
+    """The agents a protocol runs: its ``agents`` list, else its one ``agent``."""
+    return list(protocol.get("agents") or [protocol["agent"]])
 
 
 def expand(protocol: dict, root: str) -> list[Run]:
     """The protocol's runs, in the order a one-at-a-time engine executes them."""
+    names = agents(protocol)
+    if len(names) == 1:
+        return _expand_agent(protocol, root, names[0], "")
+    return [r for a in names for r in _expand_agent(protocol, root, a, f"_{a}")]
+
+
+def _expand_agent(protocol: dict, root: str, agent: str, suffix: str) -> list[Run]:
+    """One agent's runs; `suffix` follows every kind folder (several agents in one root)."""
     root = os.path.abspath(root)
-    agent = protocol["agent"]
     cells = [(g, s) for g in protocol["games"] for s in protocol["seeds"]]
-    wd = lambda kind, g, s: os.path.join(root, kind, g, f"seed{s}")
+    wd = lambda kind, g, s: os.path.join(root, kind + suffix, game_folder(g), f"seed{s}")
     runs = [_run("search", protocol["search"], agent, g, s, wd("search", g, s)) for g, s in cells]
     runs += [
         _run(
@@ -120,10 +145,8 @@ def expand(protocol: dict, root: str) -> list[Run]:
         )
         for g, s in cells
     ]
-    runs += [
-        _run("impala", protocol["baselines"]["impala"], agent, g, s, wd("impala", g, s))
-        for g, s in cells
-    ]
+    fixed = [(k, spec) for k, spec in protocol["baselines"].items() if k != "random"]
+    runs += [_run(k, spec, agent, g, s, wd(k, g, s)) for k, spec in fixed for g, s in cells]
     rnd = protocol["baselines"]["random"]
     for g, s in cells:
         for i in range(rnd["num_samples"]):
@@ -150,7 +173,7 @@ def expand(protocol: dict, root: str) -> list[Run]:
                     g,
                     s,
                     os.path.join(wd("milestone", g, s), milestone_name(f)),
-                    genotype=milestone_genotype_path(root, g, s, f),
+                    genotype=milestone_genotype_path(root, g, s, f, suffix),
                     after=wd("search", g, s),
                     milestone=float(f),
                     search_budget=protocol["search"]["total_env_steps"],
@@ -176,17 +199,19 @@ def is_finished(workdir: str, total_env_steps: int) -> bool:
     return os.path.isdir(os.path.join(workdir, "checkpoints", str(int(last["iteration"]))))
 
 
-def foreign_agent_runs(runs: list[Run], agent: str) -> list[str]:
-    """Workdirs whose config.json was written by another agent: resuming them would fail
-    on the fingerprint, and a finished one would be skipped as if it were this agent's."""
+def foreign_agent_runs(runs: list[Run], agent: str | None = None) -> list[str]:
+    """Workdirs whose config.json was written by another agent than the run's (`agent`
+    when given): resuming them would fail on the fingerprint, and a finished one would be
+    skipped as if it were this agent's."""
     out = []
     for r in runs:
+        want = agent or r.agent
         try:
             with open(os.path.join(r.workdir, "config.json")) as f:
                 found = json.load(f).get("agent")
         except (OSError, ValueError, AttributeError):
             continue
-        if found not in (None, agent):
+        if found not in (None, want):
             out.append(f"{r.workdir} ({found})")
     return out
 

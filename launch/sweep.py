@@ -11,11 +11,15 @@ and runs independent ones in parallel, a retrain or milestone run once its searc
 task has finished (launch/scheduler.py, launch/engines.py). A run whose workdir holds
 its final checkpoint is skipped; a failed run is retried up to R times, and the binaries
 resume an interrupted one from its last checkpoint, so re-running the sweep picks up
-where it stopped. `--agent` runs the protocol with another agent (use another --root).
+where it stopped. `--agent` runs the protocol with another agent (use another --root);
+a protocol with several agents (minatar_claims: PPO and DQN) runs each in its own
+folders of ROOT (search_ppo, search_dqn, ...), `--agent` narrowing it to one.
 The sweep ends with a table of every run's state, attempts, wall time and workdir, and
 with --report=DIR writes the evaluation report of ROOT there (experiments/report.py), so
 one command runs an experiment, e.g. the cells along the search:
     python -m launch.sweep --protocol=cpu_small_milestones --root=R --report=R/report
+or the paper's claims (the report's "Paper claims" section) on MinAtar:
+    python -m launch.sweep --protocol=minatar_quick --root=R --report=R/report
 """
 
 from __future__ import annotations
@@ -114,10 +118,10 @@ def sweep(
     gpus_per_run; echo for the local engine); the test hook comes from KILL_HOOK_ENV."""
     root = os.path.abspath(root)
     runs = expand(protocol, root)
-    foreign = plan.foreign_agent_runs(runs, protocol["agent"])
+    foreign = plan.foreign_agent_runs(runs)  # each run against its own agent
     if foreign:
         raise ValueError(
-            f"{root} holds runs of another agent than {protocol['agent']!r} "
+            f"{root} holds runs of another agent than {'/'.join(plan.agents(protocol))!r} "
             f"(e.g. {foreign[0]}); use another --root"
         )
     if dry_run:

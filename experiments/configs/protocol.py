@@ -1,10 +1,11 @@
 """Experiment protocols: what a full comparison runs, as a plain dict (read by launch/sweep.py).
 
-A protocol names the games, the seeds, the agent, the search milestones and four kinds
-of runs, each with a config file, a preset and an env-step budget:
+A protocol names the games, the seeds, the agent (or ``agents``), the search milestones
+and four kinds of runs, each with a config file, a preset and an env-step budget:
   search   the supernet search (experiments/search.py) per game x seed;
   retrain  the searched genotype trained from scratch (experiments/train.py);
-  impala   the IMPALA-CNN baseline at the same preset widths;
+  baseline the hand-designed network, keyed by its name in ``baselines`` (``impala``:
+           IMPALA-CNN at the same preset widths; ``minatar_cnn`` for MinAtar);
   random   random-search baseline: ``num_samples`` genotypes drawn by
            ``rldarts.model.random_search`` (stream ``seed``, the same genotypes for every game
            and run seed), each trained per game x seed.
@@ -21,6 +22,13 @@ whole pipeline), ``cpu_small_milestones`` (cpu_small + milestones 0.25, 0.5, 0.7
 ``paper`` (16 Procgen games, 3 seeds, 25M env steps per run, 10 random genotypes) and
 ``paper_milestones`` (paper + the four milestones). ``get_protocol`` overrides the agent
 (ppo | dqn: the same protocol off-policy) and the milestones.
+
+MinAtar (the paper's claims on a laptop, report section 8): the baseline is
+``minatar_cnn`` instead of IMPALA, the supernet ``darts_minatar``. ``minatar_quick``
+(2 games, 2 seeds, the minatar_smoke preset, 2 random genotypes, milestone 0.5, PPO:
+24 runs aimed at <= 15 minutes on 2 cores) and ``minatar_claims`` (5 games, 5 seeds,
+2M env steps per run, 10 random genotypes, milestones 0.25/0.5/0.75, ``agents`` PPO and
+DQN: each agent's runs in its own folders, launch/plan.py; ``--agent`` narrows it to one).
 """
 
 from __future__ import annotations
@@ -34,20 +42,32 @@ SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
 AGENTS = ("ppo", "dqn")  # = rldarts.learn.agents.AGENTS (named here without importing JAX)
 QUARTERS = [0.25, 0.5, 0.75, 1.0]
+# = rldarts.env's MinAtar games (named here: the protocols must load without the env stack)
+MINATAR_GAME_NAMES = ("breakout", "asterix", "freeway", "space_invaders", "seaquest")
 
 
 def _runs(
-    preset: str, total_env_steps: int | None, network: str, num_samples: int, random_seed: int
+    preset: str,
+    total_env_steps: int | None,
+    network: str,
+    num_samples: int,
+    random_seed: int,
+    baseline: str = "impala",
+    budgets: dict | None = None,
 ) -> dict:
+    """The run specs of a protocol. `baseline`: the hand-designed network trained per game
+    x seed (its workdirs are ROOT/<baseline>/...); `budgets`: per-kind env-step budgets
+    (search, retrain, baseline, random) overriding `total_env_steps` (default: the preset's)."""
     c = base.build(preset)
     steps = int(total_env_steps or c.total_env_steps)
-    run = lambda config, net: {
+    budgets = budgets or {}
+    run = lambda config, net, kind: {
         "config": config,
         "preset": preset,
-        "total_env_steps": steps,
+        "total_env_steps": int(budgets.get(kind, steps)),
         "network": net,
     }
-    random = run(TRAIN_CONFIG, network)
+    random = run(TRAIN_CONFIG, network, "random")
     # What the random genotypes must fit: the trained network's search space and wiring.
     random.update(
         num_samples=num_samples,
@@ -61,9 +81,9 @@ def _runs(
         first_conv=c.net.first_conv,
     )
     return {
-        "search": run(SEARCH_CONFIG, network),
-        "retrain": run(TRAIN_CONFIG, network),
-        "baselines": {"impala": run(TRAIN_CONFIG, "impala"), "random": random},
+        "search": run(SEARCH_CONFIG, network, "search"),
+        "retrain": run(TRAIN_CONFIG, network, "retrain"),
+        "baselines": {baseline: run(TRAIN_CONFIG, baseline, "baseline"), "random": random},
     }
 
 
@@ -100,6 +120,54 @@ def paper() -> dict:
     }
 
 
+MINATAR_GAMES = [f"minatar/{g}" for g in MINATAR_GAME_NAMES]
+MINATAR_CLAIMS_STEPS = 2_000_000
+
+
+def minatar_quick() -> dict:
+    """The claims table on a laptop in ~15 minutes: 2 games x 2 seeds at the
+    minatar_smoke budgets, 2 random cells, one milestone (the search's genotype at half
+    its budget, against its final genotype's retrain for C3); PPO only (C6: inconclusive)."""
+    return {
+        "name": "minatar_quick",
+        "games": ["minatar/breakout", "minatar/space_invaders"],
+        "seeds": [0, 1],
+        "agent": "ppo",
+        "milestones": [0.5],
+        **_runs(
+            "minatar_smoke",
+            None,
+            "darts_minatar",
+            num_samples=2,
+            random_seed=0,
+            baseline="minatar_cnn",
+        ),
+    }
+
+
+def minatar_claims() -> dict:
+    """Every claim C1-C6: 5 MinAtar games x 5 seeds x {PPO, DQN}, 2M env steps per run
+    (MinAtar's baselines learn clearly by then: Young & Tian 2019 curves), 10 random cells
+    per game x seed (enough best-of-k points to compare with DARTS's search + retrain
+    cost), milestones 0.25, 0.5, 0.75 (1.0 is the final retrain)."""
+    return {
+        "name": "minatar_claims",
+        "games": list(MINATAR_GAMES),
+        "seeds": [0, 1, 2, 3, 4],
+        "agent": "ppo",
+        "agents": list(AGENTS),
+        "milestones": [0.25, 0.5, 0.75],
+        **_runs(
+            "minatar",
+            MINATAR_CLAIMS_STEPS,
+            "darts_minatar",
+            num_samples=10,
+            random_seed=0,
+            baseline="minatar_cnn",
+        ),
+    }
+
+
 def _with_milestones(make, name: str):
     return lambda: {**make(), "name": name, "milestones": list(QUARTERS)}
 
@@ -110,6 +178,8 @@ PROTOCOLS = {
     "cpu_small_milestones": _with_milestones(cpu_small, "cpu_small_milestones"),
     "paper": paper,
     "paper_milestones": _with_milestones(paper, "paper_milestones"),
+    "minatar_quick": minatar_quick,
+    "minatar_claims": minatar_claims,
 }
 
 
@@ -142,6 +212,7 @@ def get_protocol(name: str, agent: str | None = None, milestones=None) -> dict:
         if agent not in AGENTS:
             raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
         protocol["agent"] = agent
+        protocol.pop("agents", None)  # one agent: the single-agent layout
     protocol["milestones"] = check_milestones(
         protocol["milestones"] if milestones is None else milestones
     )

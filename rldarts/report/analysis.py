@@ -143,3 +143,31 @@ def best_so_far(points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.n
     arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     arr = arr[np.argsort(arr[:, 0], kind="stable")]
     return arr[:, 0], np.fmax.accumulate(arr[:, 1])
+
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+
+
+def verdict(ci, n: int, supported_above: float, refuted_below: float, min_n: int = 3) -> str:
+    """The one-word verdict a CI gives a claim "effect > supported_above": supported when
+    the whole CI lies above `supported_above`, not supported when it lies wholly below
+    `refuted_below` (<= supported_above is not required: an equivalence margin may sit
+    above it), else inconclusive; always inconclusive with fewer than `min_n` values (a
+    bootstrap CI of 1-2 values is no evidence)."""
+    lo, hi = ci
+    if n < min_n or not (np.isfinite(lo) and np.isfinite(hi)):
+        return INCONCLUSIVE
+    if lo > supported_above:
+        return SUPPORTED
+    if hi < refuted_below:
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
+def relative_scores(returns, low: float, high: float) -> np.ndarray:
+    """(R - low) / (high - low): 0 = `low` (an untrained agent), 1 = `high` (the
+    baseline's mean); NaN when high <= low (nothing to normalise by)."""
+    r = np.asarray(returns, dtype=np.float64)
+    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+        return np.full(r.shape, np.nan)
+    return (r - low) / (high - low)

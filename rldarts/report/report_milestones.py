@@ -1,7 +1,8 @@
 """Report section 7, cells along the search: the genotype each search had discretized at
 a fraction of its budget (launch/milestones.py), retrained from scratch, against search
 progress; per game and agent, then pooled over games, with the search's final retrain
-(``darts cell``) and IMPALA as reference lines.
+(``darts cell``) and the hand-designed baseline (IMPALA, or minatar_cnn for MinAtar) as
+reference lines.
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ import numpy as np
 
 from rldarts.report import analysis
 from rldarts.report import formatting as fm
-from rldarts.report.report_runs import KEYS, LAST_EVALS, final_return
+from rldarts.report.report_runs import BASELINES, KEYS, LAST_EVALS, final_return
 
 REFERENCES = (("DARTS final retrain", "darts cell"), ("IMPALA", "impala"))
+
+
+def references(runs) -> tuple:
+    """REFERENCES with the baseline the runs hold (IMPALA unless only another is there)."""
+    found = sorted({r.method for r in runs if r.method in BASELINES})
+    if not found or "impala" in found:
+        return REFERENCES
+    return (REFERENCES[0], (found[0], found[0]))
 
 
 def _ci_cell(a: dict, digits: int) -> str:
@@ -104,6 +113,7 @@ def section(runs, out_dir: str) -> list[str]:
         "game and agent.",
         "",
     ]
+    refs_of = references(runs)
     pooled = {}  # (agent, cell name) -> key -> normalised final scores of every game
     head = [
         "| cell | genotype at env steps | runs | test return [95% CI] | test normalised "
@@ -121,26 +131,26 @@ def section(runs, out_dir: str) -> list[str]:
                 points[k].append((frac, stats[k][0]))
             _pool(pooled, (agent, frac), game, group)
         refs, norm = {}, {}
-        for (label, method), steps in zip(REFERENCES, ("end of search", "-")):
+        for (label, method), steps in zip(refs_of, ("end of search", "-")):
             group = [r for r in runs if r.method == method and r.game == game and r.agent == agent]
             stats = _stats(group, game)
             refs[label] = {k: stats[k][0] for k in KEYS}
             norm[label] = stats[KEYS[1]][1]["mean"]
             out.append(_row(label, steps, group, stats))
             _pool(pooled, (agent, label), game, group)
-        out += ["", _versus(*norm.values())]
+        out += ["", _versus(refs_of, *norm.values())]
         png = f"milestones_{fm.slug(game)}_{fm.slug(agent)}.png"
         _figure(os.path.join(out_dir, png), f"{game} ({agent})", points, refs, "final return")
         out += ["", "Cells (letters: distinct genotypes of this game and agent):"]
         out += _cells_text(rs) + ["", f"![cells along the search {game} {agent}]({png})", ""]
-    return out + _pooled(pooled, out_dir)
+    return out + _pooled(pooled, out_dir, refs_of)
 
 
-def _versus(darts: float, impala: float) -> str:
-    """The line the milestones are read against: final retrain minus IMPALA."""
+def _versus(refs_of: tuple, darts: float, impala: float) -> str:
+    """The line the milestones are read against: final retrain minus the baseline."""
     return (
-        f"DARTS final retrain vs IMPALA, normalised test score (mean): {fm.fmt(darts)} "
-        f"vs {fm.fmt(impala)}, difference {fm.fmt(darts - impala)}."
+        f"DARTS final retrain vs {refs_of[1][0]}, normalised test score (mean): "
+        f"{fm.fmt(darts)} vs {fm.fmt(impala)}, difference {fm.fmt(darts - impala)}."
     )
 
 
@@ -151,7 +161,7 @@ def _pool(pooled: dict, name: tuple, game: str, runs) -> None:
         )
 
 
-def _pooled(pooled: dict, out_dir: str) -> list[str]:
+def _pooled(pooled: dict, out_dir: str, refs_of: tuple) -> list[str]:
     out = [
         "### Pooled across games",
         "",
@@ -169,7 +179,7 @@ def _pooled(pooled: dict, out_dir: str) -> list[str]:
         ]
         fracs = sorted(f for a, f in pooled if a == agent and not isinstance(f, str))
         points = {k: [] for k in KEYS}
-        refs, ref_means = {label: {} for label, _ in REFERENCES}, {}
+        refs, ref_means = {label: {} for label, _ in refs_of}, {}
         for name in [*fracs, *refs]:
             for k in reversed(KEYS):
                 a = analysis.aggregate(pooled[agent, name][k])
@@ -185,7 +195,7 @@ def _pooled(pooled: dict, out_dir: str) -> list[str]:
                     points[k].append((name, a))
                 else:
                     refs[name][k] = a
-        out += ["", _versus(*(ref_means[label] for label, _ in REFERENCES))]
+        out += ["", _versus(refs_of, *(ref_means[label] for label, _ in refs_of))]
         png = f"milestones_pooled_{fm.slug(agent)}.png"
         _figure(
             os.path.join(out_dir, png),

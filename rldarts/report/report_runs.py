@@ -2,7 +2,8 @@
 (+ optional ``alpha_history.jsonl``, ``genotype.json``, and a ``random_search.json`` or
 ``milestone.json`` marker in the workdir or beside its genotype file, as launch/sweep.py
 lays them out), gathered into a `Run` with its method (``search``, ``darts cell``,
-``random cell``, ``milestone cell``, ``impala``) and agent. rldarts/report/writer.py writes the
+``random cell``, ``milestone cell``, or the name of a hand-designed baseline network:
+``impala``, ``minatar_cnn``, see `BASELINES`) and agent. rldarts/report/writer.py writes the
 report from these runs.
 """
 
@@ -22,6 +23,9 @@ from rldarts.run.logger import read_metrics
 LAST_EVALS = 3
 MAX_DEPTH = 4  # launch/sweep.py's ROOT/random/<game>/seed<k>/random_<i> is 4 deep
 KEYS = ("episode_return_train", "episode_return_test")
+# The hand-designed networks a cell is compared with (Procgen: IMPALA-CNN; MinAtar: the
+# MinAtar paper's CNN); a run of one has the network's name as its method.
+BASELINES = ("impala", "minatar_cnn")
 
 
 @dataclasses.dataclass
@@ -124,8 +128,8 @@ def _method(marker, milestone, network: str, genotype_config) -> str:
         return "random cell"
     if milestone:
         return "milestone cell"
-    if network == "impala":
-        return "impala"
+    if network in BASELINES:
+        return network
     if genotype_config:
         return "darts cell"
     if network.startswith("darts"):
@@ -179,6 +183,12 @@ def discover_runs(run_dirs: Sequence[str]) -> tuple[list[Run], list[str]]:
                 skipped.append(f"{name}: {e}")
     runs.sort(key=lambda r: (r.game, r.method, r.agent, r.seed, r.name))
     return runs, skipped
+
+
+def first_return(run: Run, key: str) -> float:
+    """`key` on the run's first evaluation row (NaN if none): an (almost) untrained agent."""
+    rows = run.eval_rows
+    return as_number(rows[0].get(key), float("nan")) if rows else float("nan")
 
 
 def final_return(run: Run, key: str) -> float:

@@ -4,8 +4,8 @@ The runs are read by rldarts/report/report_runs.py (what a workdir holds, its me
 ``darts cell``, ``random cell``, ``milestone cell``, ``impala``); a label is
 ``method (agent)``, so every table keeps agents apart. A run is *partial* when its last
 env_steps < total_env_steps. Every section (`SECTIONS`) is written even when it has
-nothing to show, saying why. Sections 6 and 7 live in report_random.py and
-report_milestones.py.
+nothing to show, saying why. Sections 6, 7 and 8 live in report_random.py,
+report_milestones.py and report_claims.py (the paper's claims C1-C6 with verdicts).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from rldarts.common.files import atomic_write_text
 from rldarts.env import procgen_scores
 from rldarts.model import ops, visualize
-from rldarts.report import analysis, report_milestones, report_random
+from rldarts.report import analysis, report_claims, report_milestones, report_random
 from rldarts.report import formatting as fm
 from rldarts.report.report_runs import KEYS, LAST_EVALS, as_number, discover_runs, final_return
 
@@ -30,6 +30,7 @@ SECTIONS = (
     "5. Final returns and normalised scores",
     "6. DARTS vs random search",
     "7. Cells along the search",
+    "8. Paper claims",
 )
 PAPER_STEPS = 25_000_000
 FAR_BELOW = 0.5  # a run below this share of the paper's budget triggers the bold warning
@@ -297,6 +298,7 @@ def write_report(run_dirs: Sequence[str], out_dir: str, presets: dict | None = N
         _scores(runs),
         report_random.section(runs, out_dir),
         report_milestones.section(runs, out_dir),
+        report_claims.section(runs, out_dir, run_dirs),
     ]
     # Paths relative to the report, so it reads the same wherever it is copied.
     where = ", ".join(
