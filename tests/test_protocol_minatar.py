@@ -4,7 +4,6 @@ import collections
 import os
 import sys
 
-import pytest
 from _binaries import load_sweep_module
 
 from experiments.configs import base
@@ -12,15 +11,6 @@ from experiments.configs.protocol import get_protocol
 from launch import plan
 
 sweep = load_sweep_module()
-
-
-@pytest.fixture(autouse=True)
-def minatar_presets(monkeypatch):
-    """The MinAtar presets come with the MinAtar env family (another branch): until they
-    are here, stand-ins (smoke / cpu_demo widths) keep these tests about the expansion."""
-    for name, stand_in in (("minatar_smoke", base.smoke), ("minatar", base.cpu_demo)):
-        if name not in base.PRESETS:
-            monkeypatch.setitem(base.PRESETS, name, stand_in)
 
 
 def _argv_value(run, flag):
