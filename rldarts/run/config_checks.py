@@ -152,10 +152,12 @@ def validate(c) -> None:
 
 
 def _check_choices(c) -> None:
-    try:
-        families.family(c.env_name)
-    except ValueError as e:
-        raise ValueError(f"config env_name: {e}") from None
+    if str(c.env_name).startswith(families.MINATAR_PREFIX):
+        try:  # names the valid MinAtar games only
+            families.family(c.env_name)
+        except ValueError as e:
+            raise ValueError(f"config env_name: {e}") from None
+    _choice("env_name", c.env_name, families.ENV_NAMES)
     _choice("distribution_mode", c.distribution_mode, envs.DISTRIBUTION_MODES)
     _choice("agent", c.agent, tuple(agents.AGENTS))
     _choice("network", c.network, tuple(n for n in networks.NETWORKS if n != "mlp"))
