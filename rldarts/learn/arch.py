@@ -40,7 +40,6 @@ from rldarts.model import methods
 from rldarts.model.genotypes import split_alphas
 
 MODES = ("joint", "alternating", "unrolled", "frozen")
-METHODS = tuple(methods.METHODS)
 HELDOUT_MODES = ("alternating", "unrolled")  # modes whose alpha step uses held-out data
 OPTIMIZERS = ("adam", "same_as_weights")
 HELDOUT_SOURCES = ("unseen_levels", "rollout_split")

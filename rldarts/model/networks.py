@@ -70,7 +70,15 @@ class ImpalaCNN(nn.Module):
 
 
 class _DartsTorso(nn.Module):
-    """Shared cell construction: searched (alphas given) or fixed (genotype given)."""
+    """Shared cell construction: searched (alphas given) or fixed (genotype given). The
+    fields every DARTS torso has; a torso adds its widths and layout."""
+
+    ops: Sequence[str] = ops_lib.SEARCH_SPACES["rl_darts_conv"]
+    num_nodes: int = 4
+    output_mode: str = "concat_conv"
+    genotype: NetworkGenotype | None = None
+    method: str = methods.DEFAULT  # how the supernet's edges mix their ops (methods.METHODS)
+    partial_channels_k: int = 4
 
     def _gdas_draws(self, alphas, inverse_temperature, cell_types) -> dict:
         """GDAS: one architecture per cell type for this forward pass, shared by every
@@ -113,12 +121,6 @@ class DartsImpalaCNN(_DartsTorso):
 
     depths: Sequence[int] = (16, 32, 32)
     dense: int = 256
-    ops: Sequence[str] = ops_lib.SEARCH_SPACES["rl_darts_conv"]
-    num_nodes: int = 4
-    output_mode: str = "concat_conv"
-    genotype: NetworkGenotype | None = None
-    method: str = methods.DEFAULT  # how the supernet's edges mix their ops (methods.METHODS)
-    partial_channels_k: int = 4
 
     @nn.compact
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
@@ -139,14 +141,8 @@ class DartsStandardCNN(_DartsTorso):
 
     depths: Sequence[int] = (16, 32, 32)
     dense: int = 256
-    ops: Sequence[str] = ops_lib.SEARCH_SPACES["rl_darts_conv"]
-    num_nodes: int = 4
-    output_mode: str = "concat_conv"
     first_conv: bool = True
     normal_cells: int = 2
-    genotype: NetworkGenotype | None = None
-    method: str = methods.DEFAULT
-    partial_channels_k: int = 4
 
     @nn.compact
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
@@ -184,13 +180,7 @@ class DartsMinAtarCNN(_DartsTorso):
 
     depths: Sequence[int] = (16,)
     dense: int = 128
-    ops: Sequence[str] = ops_lib.SEARCH_SPACES["rl_darts_conv"]
-    num_nodes: int = 4
-    output_mode: str = "concat_conv"
     normal_cells: int = 2
-    genotype: NetworkGenotype | None = None
-    method: str = methods.DEFAULT
-    partial_channels_k: int = 4
 
     @nn.compact
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
