@@ -2,7 +2,7 @@
 
 python -m launch.sweep --protocol=cpu_small --root=runs/cpu_small [--dry_run]
     [--engine=local|ray] [--ray_address=auto|host:port] [--ray_num_cpus=N]
-    [--cpus_per_run=C] [--gpus_per_run=G] [--max_retries=R] [--agent=ppo|dqn]
+    [--cpus_per_run=C] [--gpus_per_run=G] [--max_retries=R] [--agent=ppo|dqn|sac]
     [--milestones=0.25,0.5,1.0] [--report=DIR]
 
 The runs and their order: launch/plan.py. `local` (default) runs them one after another

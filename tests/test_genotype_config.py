@@ -112,7 +112,7 @@ def test_format_1_file_needs_an_explicit_network(tmp_path):
     with pytest.raises(
         ValueError,
         match="needs a DARTS network .*; set network to one of "
-        "darts_impala, darts_standard, darts_minatar$",
+        "darts_impala, darts_standard, darts_minatar, darts_dmc$",
     ):
         config_checks.resolve_genotype_config(c)
     c.network = "darts_standard"  # as before: the preset's net keys

@@ -197,7 +197,7 @@ def test_format_1_file_still_loads(tmp_path):
         (
             {"network": "impala"},
             "found_with.network='impala' is not valid; valid choices: "
-            "darts_impala, darts_minatar, darts_standard",
+            "darts_dmc, darts_impala, darts_minatar, darts_standard",
         ),
         (
             {"search_space": "bogus"},

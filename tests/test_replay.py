@@ -284,3 +284,93 @@ def test_closing_windows_keeps_episode_ends_and_an_empty_buffer_unchanged():
     buf.add(encoded_obs(1, 2), [0, 0], [1.0, 1.0], [False, True])
     # env 1's step 0 was open at the boundary: closed, even though step 1 ends an episode
     assert sorted(np.flatnonzero(buf.get_priorities(np.arange(64)) > 0)) == [0, 3]
+
+
+def reference_truncated(rewards, dones, truncs, latest, n, gamma):
+    """As ``reference``, with truncated episode ends: a window reaching one at step j > s
+    bootstraps from frame j with the rewards before it (discount gamma^(j - s)); the
+    transition at a truncation itself has no next frame and is absent."""
+    out = {}
+    for s in range(latest + 1):
+        for e in range(len(rewards[0])):
+            if dones[s][e] and truncs[s][e]:
+                continue
+            ret = 0.0
+            for i in range(n):
+                if s + i > latest:
+                    break
+                if dones[s + i][e] and truncs[s + i][e]:
+                    out[(s, e)] = (ret, gamma**i, s + i)
+                    break
+                ret += gamma**i * rewards[s + i][e]
+                if dones[s + i][e]:
+                    out[(s, e)] = (ret, 0.0, s + i)
+                    break
+            else:
+                if s + n <= latest:
+                    out[(s, e)] = (ret, gamma**n, s + n)
+    return out
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_truncated_ends_bootstrap_from_their_frame_and_actions_may_be_vectors(n, tmp_path):
+    gamma, num_envs, steps = 0.9, 2, 16
+    done_at = {0: {4, 9}, 1: {6, 14}}
+    trunc_at = {0: {4}, 1: {6, 14}}  # env 0 step 9 is terminal
+    buf = PrioritizedReplay(
+        200,
+        num_envs,
+        (2,),
+        np.int64,
+        n_step=n,
+        gamma=gamma,
+        priority_exponent=0.0,
+        action_shape=(2,),
+        action_dtype=np.float32,
+    )
+    rewards, dones, truncs = [], [], []
+    for t in range(steps):
+        r = [float(t + 1), float(-2 * t)]
+        d = [t in done_at[0], t in done_at[1]]
+        tr = [t in trunc_at[0], t in trunc_at[1]]
+        actions = np.array([[t, 0.5], [t, -0.5]], np.float32)
+        buf.add(encoded_obs(t, num_envs), actions, np.array(r), np.array(d), np.array(tr))
+        rewards.append(r)
+        dones.append(d)
+        truncs.append(tr)
+    ref = reference_truncated(rewards, dones, truncs, steps - 1, n, gamma)
+    assert (4, 0) not in ref and (6, 1) not in ref and (9, 0) in ref
+    if n == 3:  # hand-checked: step 3 ends at the truncation of step 4 after one reward
+        assert ref[(3, 0)] == pytest.approx((4.0, 0.9, 4))
+        assert ref[(2, 0)] == pytest.approx((3 + 0.9 * 4, 0.81, 4))
+    assert buf.size == len(ref)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        batch = buf.sample(16, rng)
+        check_batch(batch, ref, num_envs)
+        np.testing.assert_array_equal(batch["actions"][:, 0], batch["obs"][:, 0])
+        np.testing.assert_array_equal(batch["actions"][:, 1], 0.5 - batch["obs"][:, 1])
+        np.testing.assert_array_equal(batch["weights"], 1.0)  # uniform
+        seen |= {(int(a), int(b)) for a, b in batch["obs"]}
+    assert seen == set(ref)
+    buf.save(tmp_path / "r.npz")
+    other = PrioritizedReplay(
+        200,
+        num_envs,
+        (2,),
+        np.int64,
+        n_step=n,
+        gamma=gamma,
+        priority_exponent=0.0,
+        action_shape=(2,),
+        action_dtype=np.float32,
+    )
+    other.load(tmp_path / "r.npz")
+    a, b = buf.sample(8, np.random.default_rng(1)), other.sample(8, np.random.default_rng(1))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    with pytest.raises(ValueError, match="action_shape"):
+        PrioritizedReplay(
+            200, num_envs, (2,), np.int64, n_step=n, gamma=gamma, priority_exponent=0.0
+        ).load(tmp_path / "r.npz")

@@ -114,6 +114,34 @@ def get_base_config() -> config_dict.ConfigDict:
     c.dqn.eval_epsilon = 0.0  # 0: greedy evaluation
     c.dqn.reward_max_return = 0.0  # 0: the game's easy-mode Rmax (procgen_scores.csv)
 
+    # SAC from pixels (rldarts.learn.sac) for DM-Control, DrQ's settings (Kostrikov et al.
+    # 2020, "Image Augmentation Is All You Need", Table 1 / their DMC code): one env,
+    # replay 100k, 1000 seed steps, batch 512, one update per env step, Adam lr 1e-3
+    # (DrQ uses 2e-4 on cheetah_run), init temperature 0.1 (Adam betas 0.5, 0.999),
+    # target entropy -action_dim, critic EMA tau 0.01 and actor update every 2nd step,
+    # target every 2nd step, hidden 1024, 1-step returns, gamma 0.99, image pad 4.
+    # PI-SAC (Lee et al. 2020), the paper's learner, differs mainly in its contrastive
+    # loss (off here, as in the official RL-DARTS code).
+    c.sac = config_dict.ConfigDict()
+    c.sac.num_envs = 1
+    c.sac.iteration_env_steps = 1000  # env (agent) steps between two metrics rows
+    c.sac.replay_capacity = 100_000
+    c.sac.min_replay_size = 1000  # learning starts here
+    c.sac.random_steps = 1000  # uniform random actions until then (DrQ's seed steps)
+    c.sac.batch_size = 512
+    c.sac.samples_per_insert = 512.0  # = batch_size * updates per env step / num_envs
+    c.sac.n_step = 1
+    c.sac.gamma = 0.99
+    c.sac.learning_rate = 1e-3  # critic and encoder
+    c.sac.actor_learning_rate = 1e-3
+    c.sac.temperature_learning_rate = 1e-3
+    c.sac.init_temperature = 0.1
+    c.sac.tau = 0.01
+    c.sac.target_update_period = 2
+    c.sac.actor_update_period = 2
+    c.sac.hidden = 1024
+    c.sac.image_pad = 4
+
     # Evaluation with the stochastic policy, on test levels (num_levels=0) and on the
     # training levels.
     c.eval = config_dict.ConfigDict()
@@ -286,6 +314,58 @@ def minatar_smoke(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     return c
 
 
+def dmc(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """SAC from pixels on DM-Control cartpole_swingup (any task:
+    --config.env_name=dmc/<domain>_<task>), DrQ's hyperparameters (the ``sac`` section).
+
+    Networks (``NETWORKS_OF_PRESET``): search ``darts_dmc`` (the RL-DARTS encoder: a
+    stride-2 conv of 32, one IMPALA stage of two normal cells at 32 channels, dense 50 +
+    LayerNorm), train ``drq`` without a genotype (DrQ's 4 convs of 32, dense 50 +
+    LayerNorm). 500k agent steps; for accelerators (a supernet SAC update at batch 512
+    takes seconds on a CPU, benchmarks/results/README.md).
+    """
+    c.env_name = "dmc/cartpole_swingup"
+    c.agent = "sac"
+    c.total_env_steps = 500_000
+    c.net.depths = (32,)
+    c.net.dense = 50  # DrQ's feature dim
+    c.net.num_nodes = 4
+    c.net.search_space = "rl_darts_conv"
+    c.net.first_conv = False  # unused by the DM-Control networks
+    c.arch.heldout_source = "rollout_split"  # no levels
+    c.eval.every_iterations = 10
+    c.eval.num_episodes = 10
+    c.eval.num_envs = 10
+    c.log.checkpoint_every_iterations = 50
+    c.log.genotype_every_iterations = 10
+    return c
+
+
+def dmc_smoke(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
+    """``dmc`` cut to a whole search or retrain in a few CPU minutes (tests, sweeps)."""
+    c = dmc(c)
+    c.net.depths = (4,)
+    c.net.dense = 16
+    c.net.num_nodes = 2
+    c.net.search_space = "conv3x3_only"
+    c.total_env_steps = 3 * 32
+    c.sac.num_envs = 2
+    c.sac.iteration_env_steps = 32
+    c.sac.replay_capacity = 2048
+    c.sac.min_replay_size = 32
+    c.sac.random_steps = 32
+    c.sac.batch_size = 16
+    c.sac.samples_per_insert = 8.0  # = batch 16 x 1 update per vector step / 2 envs
+    c.sac.hidden = 32
+    c.eval.every_iterations = 3  # the last iteration only: a 125-step episode per env
+    c.eval.num_episodes = 2
+    c.eval.num_envs = 2
+    c.eval.train_levels = False  # the same distribution again: no levels
+    c.log.checkpoint_every_iterations = 2
+    c.log.genotype_every_iterations = 1
+    return c
+
+
 def paper(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     """DartsStandardCNN 16/32/32, 4 nodes, rl_darts_conv, 25M steps (for accelerators)."""
     return c
@@ -298,12 +378,16 @@ PRESETS = {
     "paper_official": lambda c: use_official_ppo(paper(c)),
     "minatar": minatar,
     "minatar_smoke": minatar_smoke,
+    "dmc": dmc,
+    "dmc_smoke": dmc_smoke,
 }
 # The networks of a preset's search (a supernet) and of its train config without a
 # genotype (the baseline); presets not listed: darts_standard and impala (Procgen).
 NETWORKS_OF_PRESET = {
     "minatar": ("darts_minatar", "minatar_cnn"),
     "minatar_smoke": ("darts_minatar", "minatar_cnn"),
+    "dmc": ("darts_dmc", "drq"),
+    "dmc_smoke": ("darts_dmc", "drq"),
 }
 
 

@@ -29,6 +29,12 @@ MinAtar (the paper's claims on a laptop, report section 8): the baseline is
 24 runs aimed at <= 15 minutes on 2 cores) and ``minatar_claims`` (5 games, 5 seeds,
 2M env steps per run, 10 random genotypes, milestones 0.25/0.5/0.75, ``agents`` PPO and
 DQN: each agent's runs in its own folders, launch/plan.py; ``--agent`` narrows it to one).
+
+DM-Control (issue 22, continuous control): ``dmc_smoke`` (cartpole_swingup, 1 seed, the
+dmc_smoke preset, 1 random genotype: a wiring check) and ``dmc`` (6 tasks x 3 seeds,
+500k agent steps, 5 random genotypes; accelerators), agent ``sac``, supernet
+``darts_dmc``, baseline ``drq`` (DrQ's encoder). ``--agent=sac`` on a Procgen or MinAtar
+protocol gives runs the binaries refuse in one line (discrete actions), and vice versa.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from rldarts.env.envs import PROCGEN_GAMES  # NumPy only: protocols stay free of
 
 SEARCH_CONFIG = "experiments/configs/search.py"
 TRAIN_CONFIG = "experiments/configs/train.py"
-AGENTS = ("ppo", "dqn")  # = rldarts.learn.agents.AGENTS (named here without importing JAX)
+AGENTS = ("ppo", "dqn", "sac")  # = rldarts.learn.agents.AGENTS (named here without importing JAX)
 QUARTERS = [0.25, 0.5, 0.75, 1.0]
 # = rldarts.env's MinAtar games (named here: the protocols must load without the env stack)
 MINATAR_GAME_NAMES = ("breakout", "asterix", "freeway", "space_invaders", "seaquest")
@@ -155,7 +161,7 @@ def minatar_claims() -> dict:
         "games": list(MINATAR_GAMES),
         "seeds": [0, 1, 2, 3, 4],
         "agent": "ppo",
-        "agents": list(AGENTS),
+        "agents": ["ppo", "dqn"],  # discrete actions: C6 is about these two
         "milestones": [0.25, 0.5, 0.75],
         **_runs(
             "minatar",
@@ -165,6 +171,43 @@ def minatar_claims() -> dict:
             random_seed=0,
             baseline="minatar_cnn",
         ),
+    }
+
+
+DMC_TASKS = [
+    "dmc/cartpole_swingup",
+    "dmc/cheetah_run",
+    "dmc/walker_walk",
+    "dmc/finger_spin",
+    "dmc/reacher_easy",
+    "dmc/ball_in_cup_catch",
+]  # = rldarts.env.dmc.TASKS (named here: the protocols load without the env stack)
+
+
+def dmc_smoke() -> dict:
+    """SAC from pixels end to end on cartpole_swingup at the dmc_smoke budgets: a search,
+    its retrain, the DrQ encoder baseline and one random cell (a wiring check, minutes)."""
+    return {
+        "name": "dmc_smoke",
+        "games": ["dmc/cartpole_swingup"],
+        "seeds": [0],
+        "agent": "sac",
+        "milestones": [],
+        **_runs("dmc_smoke", None, "darts_dmc", num_samples=1, random_seed=0, baseline="drq"),
+    }
+
+
+def dmc() -> dict:
+    """The paper's continuous-control row: 6 DM-Control tasks x 3 seeds, SAC (DrQ's
+    settings), 500k agent steps per run, the DrQ encoder as baseline, 5 random cells.
+    For accelerators."""
+    return {
+        "name": "dmc",
+        "games": list(DMC_TASKS),
+        "seeds": [0, 1, 2],
+        "agent": "sac",
+        "milestones": [],
+        **_runs("dmc", None, "darts_dmc", num_samples=5, random_seed=0, baseline="drq"),
     }
 
 
@@ -180,6 +223,8 @@ PROTOCOLS = {
     "paper_milestones": _with_milestones(paper, "paper_milestones"),
     "minatar_quick": minatar_quick,
     "minatar_claims": minatar_claims,
+    "dmc_smoke": dmc_smoke,
+    "dmc": dmc,
 }
 
 

@@ -13,6 +13,9 @@ build a ``VecEnv`` of it. The run layer asks only this module (``make_env``, ``s
   evaluation plays fresh seeds, and the "train levels" evaluation is the same
   distribution again (fresh seeds too). Held-out envs of ``alternating`` play other
   seeds (``arch.heldout_source='rollout_split'``); ``unseen_levels`` is refused.
+* ``dmc``: ``dmc/<domain>_<task>`` (``rldarts.env.dmc``), DM-Control from pixels, uint8
+  ``(84, 84, 9)`` (3 stacked RGB frames), continuous actions in [-1, 1]^action_dim
+  (``EnvSpec.action_dim`` > 0, ``num_actions`` 0). No levels, as MinAtar.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rldarts.env import envs, minatar
+from rldarts.env import dmc, envs, minatar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +34,12 @@ class EnvSpec:
 
     observation_shape: tuple[int, ...]
     observation_dtype: np.dtype
-    num_actions: int
+    num_actions: int  # discrete actions; 0 for a continuous family
+    action_dim: int = 0  # continuous actions in [-1, 1]^action_dim; 0 for a discrete one
+
+    @property
+    def continuous(self) -> bool:
+        return self.action_dim > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +70,14 @@ def _minatar_spec(name: str) -> EnvSpec:
     return EnvSpec(shape, np.dtype(np.float32), game.num_actions)
 
 
+def _dmc_make(name, num_envs, seed, *_procgen_options):
+    return dmc.DMCVecEnv(name, num_envs, seed)
+
+
+def _dmc_spec(name: str) -> EnvSpec:
+    return EnvSpec(dmc.OBSERVATION_SHAPE, np.dtype(np.uint8), 0, dmc.task(name).action_dim)
+
+
 ENV_FAMILIES = {
     "procgen": EnvFamily(
         envs.PROCGEN_GAMES,
@@ -72,6 +88,7 @@ ENV_FAMILIES = {
     "minatar": EnvFamily(
         tuple(MINATAR_PREFIX + g for g in minatar.GAMES), False, _minatar_spec, _minatar_make
     ),
+    "dmc": EnvFamily(tuple(dmc.PREFIX + t for t in dmc.TASKS), False, _dmc_spec, _dmc_make),
 }
 ENV_NAMES = tuple(n for f in ENV_FAMILIES.values() for n in f.names)
 
@@ -84,9 +101,12 @@ def family(env_name: str) -> EnvFamily:
     if isinstance(env_name, str) and env_name.startswith(MINATAR_PREFIX):
         valid = ", ".join(ENV_FAMILIES["minatar"].names)
         raise ValueError(f"unknown MinAtar game {env_name!r}; valid MinAtar games: {valid}")
+    if isinstance(env_name, str) and env_name.startswith(dmc.PREFIX):
+        dmc.task(env_name)  # raises, naming the valid DM-Control tasks
     raise ValueError(
         f"unknown env_name {env_name!r}; valid: the Procgen games "
-        f"{', '.join(envs.PROCGEN_GAMES)}, or {', '.join(ENV_FAMILIES['minatar'].names)}"
+        f"{', '.join(envs.PROCGEN_GAMES)}, or {', '.join(ENV_FAMILIES['minatar'].names)}, "
+        f"or {', '.join(ENV_FAMILIES['dmc'].names)}"
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 
-from rldarts.learn import dqn, ppo
+from rldarts.learn import dqn, ppo, sac
 from rldarts.learn.actor import Actor
 
 
@@ -26,6 +26,7 @@ class AgentInterface(Protocol):
     num_envs: int  # acting envs of all processes, held-out ones last
     steps_per_iteration: int  # env steps (all processes) between two metrics rows
     normalize_reward: bool  # the actor's TrainingEnv normalises rewards (PPO)
+    continuous_actions: bool  # acts in [-1, 1]^action_dim (SAC) or picks one of N actions
     policy: Callable  # (params, alphas, obs, key, inv_temp, group=0) -> (actions, extras)
     eval_policy: Callable  # same signature, for evaluation episodes
 
@@ -49,4 +50,4 @@ class AgentInterface(Protocol):
     def close(self) -> None: ...  # stops the actor thread, if any
 
 
-AGENTS: dict[str, type[AgentInterface]] = {"ppo": ppo.Agent, "dqn": dqn.Agent}
+AGENTS: dict[str, type[AgentInterface]] = {"ppo": ppo.Agent, "dqn": dqn.Agent, "sac": sac.Agent}

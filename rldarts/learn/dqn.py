@@ -201,7 +201,12 @@ def make_replays(dqn_cfg, group_sizes, obs_shape, obs_dtype, capacity: int | Non
 
 
 class Learner:
-    """Host-side bookkeeping around the jitted step: replays, samples-per-insert."""
+    """Host-side bookkeeping around the jitted step: replays, samples-per-insert.
+
+    Shared with SAC (``rldarts.learn.sac``), which passes its own jitted ``step``, its
+    ``act`` (random actions before learning starts) and ``reward_fn`` (rewards as they
+    are); ``cfg`` is the agent's config section (num_envs, batch_size, min_replay_size,
+    samples_per_insert)."""
 
     def __init__(
         self,
@@ -212,6 +217,10 @@ class Learner:
         reward_scale: float,
         topology: parallel.Topology | None = None,
         async_acting: bool = False,
+        *,
+        step=None,
+        act=None,
+        reward_fn=None,
     ):
         self.cfg = dqn_cfg
         self.replays = replays
@@ -220,10 +229,14 @@ class Learner:
         # Multi-host: each process learns from its own replay, its share of each batch.
         self.batch_size = self.topology.local_share(dqn_cfg.batch_size)
         self.min_replay_size = self.topology.local_share(dqn_cfg.min_replay_size)
-        self.step = make_learner_step(model, dqn_cfg, arch_cfg, self.topology)
+        self.step = step or make_learner_step(model, dqn_cfg, arch_cfg, self.topology)
+        if act is not None:
+            self.act = act
+        if reward_fn is not None:
+            self.reward_fn = reward_fn
         # Async: the next env step is taken on the actor thread during this one's
         # learner steps, with the params from before them (rldarts.learn.async_actor).
-        self.pipeline = async_actor.Pipeline(_act) if async_acting else None
+        self.pipeline = async_actor.Pipeline(self.act) if async_acting else None
         # Samples-per-insert counts inserts from the moment learning starts (Reverb's
         # SampleToInsertRatio, Dopamine): counted from step 0, the learner would run
         # samples_per_insert * min_replay_size / batch_size steps in a row on the first
@@ -231,6 +244,14 @@ class Learner:
         self.inserted = 0  # transitions added to the training replay while learning
         self.sampled = 0  # transitions sampled by learner steps
         self.rng = np.random.default_rng(0)
+
+    def act(self, actor, state, inv_temp):
+        """One env step of every env (DQN: the epsilon-greedy policy), see ``_act``."""
+        return _act(actor, state, inv_temp)
+
+    def reward_fn(self, rewards):
+        """DQN: rewards divided by the game's max return, clipped to [-1, 1]."""
+        return dqn_losses.transform_reward(rewards, self.reward_scale)
 
     def start_segment(self, seed: int, segment: int) -> None:
         # Sampling RNG per segment: resumed runs sample exactly what straight runs do.
@@ -251,21 +272,22 @@ class Learner:
         num_steps = max(1, num_env_steps // (sum(actor.sizes) * self.topology.process_count))
         for t in range(num_steps):
             if self.pipeline is None:
-                actions, obs, rewards, dones, fin = _act(actor, state, inv_temp)
+                actions, obs, rewards, dones, fin, truncated = self.act(actor, state, inv_temp)
             else:
                 # The next env step: same iteration, or the next one if it continues
                 # this env segment (None: the envs stay idle for the checkpoint).
                 upcoming = inv_temp if t + 1 < num_steps else next_inv_temp
                 prefetch = None if upcoming is None else (actor, state, upcoming)
-                (actions, obs, rewards, dones, fin), lag = self.pipeline.next(
+                (actions, obs, rewards, dones, fin, truncated), lag = self.pipeline.next(
                     (actor, state, inv_temp), prefetch
                 )
                 lags.append(lag)
-            rewards = np.asarray(dqn_losses.transform_reward(rewards, self.reward_scale))
+            rewards = np.asarray(self.reward_fn(rewards))
             start = 0
             for g, (replay, n) in enumerate(zip(self.replays, actor.sizes)):
                 sl = slice(start, start + n)
-                replay.add(obs[sl], actions[sl], rewards[sl], dones[sl])
+                trunc = None if truncated is None else truncated[sl]
+                replay.add(obs[sl], actions[sl], rewards[sl], dones[sl], trunc)
                 finished[g][0].append(fin[g][0])
                 finished[g][1].append(fin[g][1])
                 start += n
@@ -303,9 +325,10 @@ class Learner:
                 self.topology.shard_batch(_device(held)),
                 inv_temp,
             )
-            self.replays[0].update_priorities(
-                batch["indices"], self.topology.local_rows(m.pop("priorities"))
-            )
+            if "priorities" in m:  # SAC samples uniformly
+                self.replays[0].update_priorities(
+                    batch["indices"], self.topology.local_rows(m.pop("priorities"))
+                )
             metrics.append(m)
             self.sampled += self.batch_size
         return state
@@ -337,10 +360,11 @@ class Learner:
 
 
 def _act(actor, state, inv_temp):
-    """One env step of every env: (actions, obs before, rewards, dones, finished)."""
+    """One env step of every env: (actions, obs before, rewards, dones, finished,
+    truncated: None, every done is terminal)."""
     actions, _ = actor.act(state.params, state.alphas, inv_temp)
     obs, rewards, dones, fin = actor.step(actions)
-    return actions, obs, rewards, dones, fin
+    return actions, obs, rewards, dones, fin, None
 
 
 def _device(batch):
@@ -364,6 +388,7 @@ class Agent:
     """DQN as the experiment driver sees it (``rldarts.run.experiment``)."""
 
     normalize_reward = False  # rewards are scaled by the game's max return instead
+    continuous_actions = False
 
     def __init__(
         self,

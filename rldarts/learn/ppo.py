@@ -414,6 +414,8 @@ def _bootstrap_values(actor, state, inv_temp) -> np.ndarray:
 class Agent:
     """PPO as the experiment driver sees it (``rldarts.learn.agents.AgentInterface``)."""
 
+    continuous_actions = False
+
     def __init__(
         self,
         c,

@@ -14,6 +14,14 @@ leaf is positive every row its window reads holds the same era. Steps after an i
 done may hold stale data but are masked out of the return and never read as next_obs.
 
 Steady state: the newest n rows are incomplete, so size is about (rows - n) * N.
+
+Truncation (``add(..., truncated=)``, SAC on DM-Control, whose episodes end only by the
+time limit): a truncated episode end is not terminal. The windows that reach it are cut
+there and bootstrap from the end step's stored frame (the last observation an action was
+taken on: return of the rewards before it, discount gamma^k); the end step's own
+transition has no stored next frame (same-step autoreset) and is never activated.
+Without ``truncated`` every done is terminal (DQN). Actions may be vectors
+(``action_shape``, ``action_dtype``: continuous control).
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ _CONFIG_KEYS = (
     "n_step",
     "gamma",
     "priority_exponent",
+    "action_shape",
+    "action_dtype",
 )
+_DEFAULTS = {"action_shape": (), "action_dtype": np.dtype(np.int32).str}  # older files
 
 
 def _tree_leaves(num: int) -> int:
@@ -58,6 +69,8 @@ class PrioritizedReplay:
         importance_exponent=0.2,
         *,
         priority_epsilon=1e-6,
+        action_shape=(),
+        action_dtype=np.int32,
     ):
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -87,11 +100,14 @@ class PrioritizedReplay:
         # Not part of the checked config: callers often anneal beta, so they may set it.
         self.importance_exponent = float(importance_exponent)
         self.priority_epsilon = float(priority_epsilon)
+        self.action_shape = tuple(int(d) for d in action_shape)
+        self.action_dtype = np.dtype(action_dtype)
 
         self._obs = np.zeros((self.rows, self.num_envs) + self.obs_shape, self.obs_dtype)
-        self._actions = np.zeros((self.rows, self.num_envs), np.int32)
+        self._actions = np.zeros((self.rows, self.num_envs, *self.action_shape), self.action_dtype)
         self._rewards = np.zeros((self.rows, self.num_envs), np.float32)
         self._dones = np.zeros((self.rows, self.num_envs), bool)
+        self._truncs = np.zeros((self.rows, self.num_envs), bool)  # dones that truncate
         # Sum tree: node i has children 2i, 2i+1; leaves at [L, 2L). float64 so that the
         # root of ~1e6 leaves keeps enough precision for stratified descent.
         self._leaves = _tree_leaves(self.capacity)
@@ -104,12 +120,15 @@ class PrioritizedReplay:
 
     # ------------------------------------------------------------------ memory
     @staticmethod
-    def estimate_bytes(capacity, obs_shape, obs_dtype=np.uint8, num_envs=1) -> int:
+    def estimate_bytes(
+        capacity, obs_shape, obs_dtype=np.uint8, num_envs=1, action_shape=(), action_dtype=np.int32
+    ) -> int:
         """Bytes the constructor will allocate, so callers can refuse before allocating."""
         rows = int(capacity) // int(num_envs)
         cap = rows * int(num_envs)
         frame = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
-        per_step = frame + 4 + 4 + 1  # obs, int32 action, float32 reward, bool done
+        action = int(np.prod(action_shape, dtype=np.int64)) * np.dtype(action_dtype).itemsize
+        per_step = frame + action + 4 + 1 + 1  # obs, action, float32 reward, done, truncated
         return cap * per_step + 2 * _tree_leaves(cap) * 8 + int(num_envs) * 8
 
     def memory_bytes(self) -> int:
@@ -120,6 +139,7 @@ class PrioritizedReplay:
                 self._actions,
                 self._rewards,
                 self._dones,
+                self._truncs,
                 self._tree,
                 self._activated,
             )
@@ -153,7 +173,9 @@ class PrioritizedReplay:
         return self._tree[np.asarray(indices, np.int64) + self._leaves].copy()
 
     # ------------------------------------------------------------------ writing
-    def add(self, obs, actions, rewards, dones):
+    def add(self, obs, actions, rewards, dones, truncated=None):
+        """One step of every env. ``truncated`` (optional, a subset of ``dones``): the
+        episodes that ended by a time limit, not a terminal state (module doc)."""
         obs = np.asarray(obs)
         n = self.num_envs
         if obs.shape != (n,) + self.obs_shape:
@@ -161,7 +183,10 @@ class PrioritizedReplay:
         if not np.can_cast(obs.dtype, self.obs_dtype, casting="same_kind"):
             raise ValueError(f"obs dtype {obs.dtype} cannot be stored as {self.obs_dtype}")
         actions, rewards, dones = (np.asarray(x) for x in (actions, rewards, dones))
-        for name, x in (("actions", actions), ("rewards", rewards), ("dones", dones)):
+        truncated = np.zeros(n, bool) if truncated is None else np.asarray(truncated, bool)
+        if actions.shape != (n, *self.action_shape):
+            raise ValueError(f"actions shape {actions.shape} != {(n, *self.action_shape)}")
+        for name, x in (("rewards", rewards), ("dones", dones), ("truncated", truncated)):
             if x.shape != (n,):
                 raise ValueError(f"{name} shape {x.shape} != {(n,)}")
         t = self._num_steps
@@ -174,10 +199,12 @@ class PrioritizedReplay:
         self._actions[r] = actions
         self._rewards[r] = rewards
         self._dones[r] = dones.astype(bool)
+        self._truncs[r] = truncated & self._dones[r]
 
         # Activate every transition whose window just completed: step t - n normally, and
-        # on a done all not-yet-activated steps up to t (their windows end inside).
-        hi = np.where(self._dones[r], t, t - self.n_step)
+        # on a done all not-yet-activated steps up to t (their windows end inside); on a
+        # truncation only those before t (step t has no next frame).
+        hi = np.where(self._dones[r], t - self._truncs[r], t - self.n_step)
         # The second bound is defensive: with rows > n, activated + 1 >= t - n already.
         lo = np.maximum(self._activated + 1, t - self.rows + 1)
         steps = lo[:, None] + np.arange(self.n_step + 1)[None, :]  # at most n+1 per env
@@ -187,7 +214,7 @@ class PrioritizedReplay:
         if new.size:
             self._set(new, self._max_priority**self.priority_exponent)
             self._size += int(new.size)
-        self._activated = np.maximum(self._activated, hi)
+        self._activated = np.maximum(self._activated, np.where(self._truncs[r], t, hi))
         self._num_steps = t + 1
 
     def close_open_windows(self):
@@ -259,17 +286,23 @@ class PrioritizedReplay:
         alive = np.ones_like(d)
         alive[:, 1:] = np.cumprod(~d[:, :-1], axis=1).astype(bool)
         ret = np.sum(np.where(alive, r, 0.0) * self.gamma ** np.arange(self.n_step), axis=1)
-        terminal = np.any(d & alive, axis=1)
-        k = np.argmax(d & alive, axis=1) + 1  # episode length inside the window if terminal
+        ended = np.any(d & alive, axis=1)
+        j = np.argmax(d & alive, axis=1)  # the episode's end inside the window, if ended
+        # A truncated end (j >= 1: the end step itself is never activated) bootstraps from
+        # its own frame: its reward belongs to its own, dropped transition.
+        cut = ended & self._truncs[rows[np.arange(len(row)), j], env]
+        ret = ret - np.where(cut, r[np.arange(len(row)), j] * self.gamma**j, 0.0)
+        terminal = ended & ~cut
         # Terminal transitions never bootstrap; give them the episode's last frame (always
         # in the ring and same era) instead of step s+n, which may not be written yet.
-        offset = np.where(terminal, k - 1, self.n_step)
+        offset = np.where(ended, j, self.n_step)
         next_row = (row + offset) % self.rows
+        discount = np.where(cut, self.gamma**j, self.gamma**self.n_step)
         return {
             "obs": self._obs[row, env],
             "actions": self._actions[row, env],
             "rewards": ret.astype(np.float32),
-            "discounts": np.where(terminal, 0.0, self.gamma**self.n_step).astype(np.float32),
+            "discounts": np.where(terminal, 0.0, discount).astype(np.float32),
             "next_obs": self._obs[next_row, env],
         }
 
@@ -283,6 +316,8 @@ class PrioritizedReplay:
             "n_step": self.n_step,
             "gamma": self.gamma,
             "priority_exponent": self.priority_exponent,
+            "action_shape": self.action_shape,
+            "action_dtype": self.action_dtype.str,
         }
 
     def save(self, path):
@@ -296,6 +331,7 @@ class PrioritizedReplay:
             actions=self._actions,
             rewards=self._rewards,
             dones=self._dones,
+            truncs=self._truncs,
             tree=self._tree,
             activated=self._activated,
             num_steps=np.int64(self._num_steps),
@@ -309,8 +345,8 @@ class PrioritizedReplay:
         with np.load(os.fspath(path), allow_pickle=False) as z:
             mine = self._config()
             for k in _CONFIG_KEYS:
-                v = z[f"cfg_{k}"]
-                theirs = tuple(int(x) for x in v) if k == "obs_shape" else v.item()
+                v = z[f"cfg_{k}"] if f"cfg_{k}" in z else np.asarray(_DEFAULTS[k])
+                theirs = tuple(int(x) for x in v) if k.endswith("_shape") else v.item()
                 if theirs != mine[k]:
                     raise ValueError(
                         f"replay checkpoint {path}: {k}={theirs!r} but this "
@@ -320,6 +356,7 @@ class PrioritizedReplay:
             self._actions[...] = z["actions"]
             self._rewards[...] = z["rewards"]
             self._dones[...] = z["dones"]
+            self._truncs[...] = z["truncs"] if "truncs" in z else False
             self._tree[...] = z["tree"]
             self._activated[...] = z["activated"]
             self._num_steps = int(z["num_steps"])

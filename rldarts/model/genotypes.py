@@ -33,6 +33,7 @@ NETWORK_CELL_TYPES = {
     "darts_impala": ("normal",),
     "darts_standard": ("normal", "reduction"),
     "darts_minatar": ("normal",),  # 10x10 MinAtar grids: no reduction
+    "darts_dmc": ("normal",),  # DM-Control: stride-2 stem, IMPALA stages of normal cells
 }
 # How a cell combines its intermediate nodes into its output (cells.SearchCell / FixedCell).
 OUTPUT_MODES = ("concat_conv", "sum", "average", "weighted_sum", "last_node")

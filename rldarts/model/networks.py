@@ -1,5 +1,6 @@
 """Image encoders (IMPALA-CNN and the DARTS networks; for MinAtar's 10x10 grids
-``minatar_cnn`` and ``darts_minatar``) and the agents' heads.
+``minatar_cnn`` and ``darts_minatar``; for DM-Control's 84x84 frame stacks ``drq`` and
+``darts_dmc``) and the agents' heads (PPO, C51, SAC's actor and twin critics).
 
 Every torso maps NHWC observations (uint8 ``(B, 64, 64, 3)`` Procgen frames, scaled
 to [0, 1]; float32 ``(B, 10, 10, C)`` MinAtar grids, as they are) to features
@@ -195,6 +196,53 @@ class DartsMinAtarCNN(_DartsTorso):
         return _dense_out(x, self.dense)
 
 
+def _feature_out(x: jax.Array, dense: int) -> jax.Array:
+    """SAC-AE / DrQ's encoder output: flatten, dense, LayerNorm, tanh."""
+    x = nn.Dense(dense)(x.reshape((x.shape[0], -1)))
+    return jnp.tanh(nn.LayerNorm()(x))
+
+
+class DrQEncoder(nn.Module):
+    """DrQ's pixel encoder (Kostrikov et al. 2020, after SAC-AE): four 3x3 convs of
+    ``channels`` (the first stride 2, all VALID) + ReLU, then dense ``dense`` +
+    LayerNorm + tanh. 84x84 inputs give 35x35 maps."""
+
+    channels: int = 32
+    dense: int = 50
+    num_layers: int = 4
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = _scale(obs)
+        for i in range(self.num_layers):
+            stride = 2 if i == 0 else 1
+            x = nn.relu(conv_lib.Conv(self.channels, (3, 3), stride, padding="VALID")(x))
+        return _feature_out(x, self.dense)
+
+
+class DartsDMCEncoder(_DartsTorso):
+    """The RL-DARTS DM-Control encoder: a 3x3 stride-2 conv of ``depths[0]``, then per
+    depth an IMPALA stage whose residual blocks are two searched normal cells (conv3x3,
+    max pool 3/2, two cells), then dense ``dense`` + LayerNorm + tanh (DrQ's output)."""
+
+    depths: Sequence[int] = (32,)
+    dense: int = 50
+
+    @nn.compact
+    def __call__(self, obs, alphas=None, inverse_temperature=1.0):
+        x = _scale(obs)
+        draws = self._gdas_draws(alphas, inverse_temperature, CELL_TYPES["darts_dmc"])
+        x = nn.relu(conv_lib.Conv(self.depths[0], (3, 3), 2, name="stem")(x))
+        for s, depth in enumerate(self.depths):
+            x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
+            x = ops_lib.max_pool(x, 3, 2)
+            for c in range(2):
+                x = self._cell(
+                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature, draws
+                )
+        return _feature_out(nn.relu(x), self.dense)
+
+
 class MLPTorso(nn.Module):
     """For vector observations (classic-control tests of the learners)."""
 
@@ -235,6 +283,64 @@ class C51DuelingHead(nn.Module):
         a = nn.Dense(self.num_actions * self.num_atoms, name="advantage_out")(hidden_a)
         a = a.reshape((-1, self.num_actions, self.num_atoms))
         return v[:, None, :] + a - a.mean(axis=1, keepdims=True)
+
+
+class SACActorHead(nn.Module):
+    """SAC's actor on encoder features: MLP (hidden, hidden) + ReLU, then the mean and
+    the unsquashed log-std of a Gaussian per action dimension (squashed by the learner)."""
+
+    action_dim: int
+    hidden: int = 1024
+
+    @nn.compact
+    def __call__(self, features):
+        x = nn.relu(nn.Dense(self.hidden)(features))
+        x = nn.relu(nn.Dense(self.hidden)(x))
+        out = nn.Dense(2 * self.action_dim)(x)
+        return out[:, : self.action_dim], out[:, self.action_dim :]
+
+
+class TwinQHead(nn.Module):
+    """SAC's two critics on (features, action): each an MLP (hidden, hidden, 1)."""
+
+    hidden: int = 1024
+
+    @nn.compact
+    def __call__(self, features, actions):
+        x = jnp.concatenate([features, actions.astype(features.dtype)], axis=-1)
+        qs = []
+        for name in ("q1", "q2"):
+            h = nn.relu(nn.Dense(self.hidden, name=f"{name}_hidden0")(x))
+            h = nn.relu(nn.Dense(self.hidden, name=f"{name}_hidden1")(h))
+            qs.append(nn.Dense(1, name=f"{name}_out")(h)[:, 0])
+        return tuple(qs)
+
+
+class SACNetwork(nn.Module):
+    """The shared encoder (``torso``), the actor head and the twin critics; params
+    ``{'torso', 'actor_head', 'critic_head'}``. Called whole for ``init``; the learner
+    calls ``encode``, ``actor`` and ``critic`` (``method=``) one by one."""
+
+    torso: nn.Module
+    action_dim: int
+    hidden: int = 1024
+
+    def setup(self):
+        self.actor_head = SACActorHead(self.action_dim, self.hidden)
+        self.critic_head = TwinQHead(self.hidden)
+
+    def __call__(self, obs, actions, alphas=None, inverse_temperature=1.0):
+        features = self.encode(obs, alphas, inverse_temperature)
+        return self.actor(features), self.critic(features, actions)
+
+    def encode(self, obs, alphas=None, inverse_temperature=1.0):
+        return self.torso(obs, alphas, inverse_temperature)
+
+    def actor(self, features):
+        return self.actor_head(features)
+
+    def critic(self, features, actions):
+        return self.critic_head(features, actions)
 
 
 class Agent(nn.Module):
@@ -312,6 +418,8 @@ NETWORKS = {
     ),
     "minatar_cnn": lambda network, **f: MinAtarCNN(f["depths"][0], f["dense"]),
     "darts_minatar": lambda network, **f: DartsMinAtarCNN(**_darts_fields(network, f)),
+    "drq": lambda network, **f: DrQEncoder(f["depths"][0], f["dense"]),
+    "darts_dmc": lambda network, **f: DartsDMCEncoder(**_darts_fields(network, f)),
     "mlp": lambda network, **f: MLPTorso(f["mlp_hidden"]),  # classic control (tests)
 }
 

@@ -3,8 +3,8 @@
 ``milestone.json`` marker in the workdir or beside its genotype file, as launch/sweep.py
 lays them out), gathered into a `Run` with its method (``search``, ``darts cell``,
 ``random cell``, ``milestone cell``, or the name of a hand-designed baseline network:
-``impala``, ``minatar_cnn``, see `BASELINES`) and agent. rldarts/report/writer.py writes the
-report from these runs.
+``impala``, ``minatar_cnn``, ``drq``, see `BASELINES`) and agent.
+rldarts/report/writer.py writes the report from these runs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MAX_DEPTH = 4  # launch/sweep.py's ROOT/random/<game>/seed<k>/random_<i> is 4 de
 KEYS = ("episode_return_train", "episode_return_test")
 # The hand-designed networks a cell is compared with (Procgen: IMPALA-CNN; MinAtar: the
 # MinAtar paper's CNN); a run of one has the network's name as its method.
-BASELINES = ("impala", "minatar_cnn")
+BASELINES = ("impala", "minatar_cnn", "drq")
 
 
 @dataclasses.dataclass

@@ -57,7 +57,7 @@ def _positive(c, *keys):
 
 def num_envs(c) -> int:
     """The acting envs of the configured agent."""
-    return c.ppo.num_envs if c.agent == "ppo" else c.dqn.num_envs
+    return c[c.agent].num_envs
 
 
 # Config key -> the field of a genotype's provenance (genotypes.Provenance) recording it.
@@ -146,14 +146,17 @@ def validate(c) -> None:
     """Every check of a config's values, each raising one line that names the key and
     the valid choices; the parallel layout is checked later (``check_parallel``)."""
     _check_choices(c)
+    _check_action_kind(c)
     _check_ranges(c)
     _check_dqn(c)
+    if c.agent == "sac":
+        _check_sac(c)
     _check_pairs(c)
 
 
 def _check_choices(c) -> None:
-    if str(c.env_name).startswith(families.MINATAR_PREFIX):
-        try:  # names the valid MinAtar games only
+    if str(c.env_name).startswith((families.MINATAR_PREFIX, families.dmc.PREFIX)):
+        try:  # names the valid games / tasks of that family only
             families.family(c.env_name)
         except ValueError as e:
             raise ValueError(f"config env_name: {e}") from None
@@ -171,6 +174,17 @@ def _check_choices(c) -> None:
         ops_lib.resolve_search_space(c.net.search_space)
     except ValueError as e:
         raise ValueError(f"config net.search_space: {e}") from None
+
+
+def _check_action_kind(c) -> None:
+    """A continuous-action agent (SAC) on a discrete-action env, or the reverse."""
+    continuous = families.spec(c.env_name).continuous
+    if getattr(agents.AGENTS[c.agent], "continuous_actions", False) != continuous:
+        kind, fits = ("continuous", "sac") if continuous else ("discrete", "ppo or dqn")
+        raise ValueError(
+            f"config agent={c.agent!r} does not fit env_name={c.env_name!r}, whose actions "
+            f"are {kind}; use agent {fits}"
+        )
 
 
 def _check_ranges(c) -> None:
@@ -209,6 +223,36 @@ def _check_ranges(c) -> None:
         raise ValueError(
             f"config ppo.gamma={c.ppo.gamma} and ppo.gae_lambda="
             f"{c.ppo.gae_lambda} must lie in (0, 1] and [0, 1]"
+        )
+
+
+def _check_sac(c) -> None:
+    _positive(
+        c,
+        "sac.num_envs",
+        "sac.iteration_env_steps",
+        "sac.replay_capacity",
+        "sac.batch_size",
+        "sac.samples_per_insert",
+        "sac.n_step",
+        "sac.learning_rate",
+        "sac.actor_learning_rate",
+        "sac.temperature_learning_rate",
+        "sac.init_temperature",
+        "sac.tau",
+        "sac.target_update_period",
+        "sac.actor_update_period",
+        "sac.hidden",
+    )
+    if c.get("parallel") and c.parallel.async_actor:
+        raise ValueError(
+            "config parallel.async_actor=True is not supported with agent 'sac' (its "
+            "random seed steps depend on the replay the learner is filling); set it False"
+        )
+    if c.sac.replay_capacity // c.sac.num_envs <= c.sac.n_step + 1:
+        raise ValueError(
+            f"config sac.replay_capacity={c.sac.replay_capacity} is too small "
+            f"for {c.sac.num_envs} envs and n_step {c.sac.n_step}"
         )
 
 
@@ -297,7 +341,7 @@ def check_parallel(c, num_heldout: int) -> None:
         num_envs=envs_,
         num_heldout=num_heldout,
         minibatches=minibatches,
-        batch_sizes=[c.dqn.batch_size] if c.agent == "dqn" else [],
+        batch_sizes=[c[c.agent].batch_size] if c.agent in ("dqn", "sac") else [],
         process_count=jax.process_count(),
         rollout_sharded=c.agent == "ppo",
     )
