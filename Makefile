@@ -7,7 +7,7 @@ LOCK := requirements.lock
 GAME ?= starpilot
 WORKDIR ?= runs/search_cpu_demo_$(GAME)
 
-.PHONY: setup lock lint test search bench clean
+.PHONY: setup egl lock lint test search bench clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,7 @@ setup: $(STAMP)
 # without dependencies. Re-install only when the lock or the package metadata changes:
 # `make setup` is quick when done.
 $(STAMP): setup.py $(LOCK)
+	$(MAKE) --no-print-directory egl
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r $(LOCK)
@@ -22,6 +23,16 @@ $(STAMP): setup.py $(LOCK)
 	$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
 	  echo "error: requirements.lock does not cover setup.py: run 'make lock'"; exit 1; }
 	touch $(STAMP)
+
+# Headless MuJoCo rendering (DM-Control, rldarts/env/dmc.py; MUJOCO_GL=egl) needs the EGL
+# libraries: Mesa's (llvmpipe on a CPU) from Debian/Ubuntu packages when they are missing.
+# Without apt-get or root, install libegl1 + libgl1-mesa-dri (or libosmesa6 and set
+# MUJOCO_GL=osmesa) yourself; only the DM-Control envs and their tests need them.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+egl:
+	@ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || { command -v apt-get >/dev/null && $(SUDO) apt-get update -q && \
+	  $(SUDO) apt-get install -y -q libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri; } || \
+	  echo "warning: no EGL libraries: DM-Control envs will not render (see Makefile: egl)"
 
 # Re-resolve requirements.lock from setup.py's ranges (Python 3.11, linux x86_64, with the
 # dev extras); commit the result. `make lock` keeps the current pins that still satisfy

@@ -21,6 +21,10 @@ setup(
         "orbax-checkpoint>=0.6",
         "envpool>=1.0",
         "gymnax>=1.0.1",  # MinAtar as JAX envs (rldarts.env.minatar); pins gymnasium<1.4
+        # DM-Control from pixels (rldarts.env.dmc); mujoco 4.0.0 breaks dm_control 1.0.50
+        # ('MjModel' object has no attribute 'flex_vertedge'). Rendering needs EGL (make setup).
+        "dm-control==1.0.50",
+        "mujoco==3.17.0",
         "PyQt5-Qt5>=5.15",  # the Qt5 Core/Gui runtime of envpool.procgen (see rldarts.env.envs)
         "matplotlib>=3.8",
         "pillow>=10",
