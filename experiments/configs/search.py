@@ -1,7 +1,7 @@
 """Search configs: the supernet acts and learns its alphas.
 
 Use: --config=experiments/configs/search.py:PRESET (smoke | cpu_demo | paper | paper_official
-| minatar | minatar_smoke)
+| minatar | minatar_smoke | dmc | dmc_smoke)
 """
 
 from experiments.configs import base

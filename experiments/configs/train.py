@@ -8,7 +8,7 @@ IMPALA-CNN (--config.network=impala says so explicitly).
 was found fills them (rldarts.run.config_checks.resolve_genotype_config); without one (or
 with a format-1 file, which records nothing) they take ``without_genotype``: IMPALA-CNN
 at this preset's widths, so a cell and IMPALA compare at equal widths (MinAtar presets:
-``minatar_cnn``, ``base.NETWORKS_OF_PRESET``). A key given on
+``minatar_cnn``; DM-Control presets: ``drq``, ``base.NETWORKS_OF_PRESET``). A key given on
 the command line wins where it shapes the network around the cells (net.depths,
 net.dense, net.first_conv) and must agree with the file where it describes the cells
 (network, net.search_space, net.num_nodes, net.output_mode).
