@@ -20,6 +20,7 @@ each xi prints, averaged over ``--minibatches`` minibatch pairs:
 
 import argparse
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ import optax
 from experiments.configs import base
 from rldarts.learn import arch, ppo, ppo_losses
 from rldarts.learn.actor import Actor
+from rldarts.run import compile_cache
 from rldarts.run import setup as setup_lib
 
 XIS = (1e-4, 5e-4, 1e-3, 3e-3, 1e-2, 2.5e-2, 5e-2, 1e-1)
@@ -109,6 +111,10 @@ def main():
     p.add_argument("--minibatches", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    try:
+        cache = compile_cache.enable()  # the unrolled step compiles for minutes: once
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     c = base.build(args.preset, network="darts_standard")
     c.env_name, c.seed, c.arch.mode = args.game, args.seed, "unrolled"
     setup = setup_lib.build(c, require_supernet=True)
@@ -131,6 +137,7 @@ def main():
     for k, xi in enumerate(XIS):
         row = {name: float(np.mean([m[k][name] for m in per_mb])) for name in per_mb[0][k]}
         print(json.dumps(dict(xi=xi, **row)))
+    print(cache.summary(), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -146,11 +146,19 @@ def run_main(require_supernet: bool) -> None:
                 "--workdir=DIR are required\n"
             )
             sys.exit(errors.EXIT_USAGE)
-        from rldarts.run import experiment  # heavy imports after flag parsing
+        from rldarts.run import compile_cache, experiment  # heavy imports after flags
 
         workdir = os.path.abspath(WORKDIR.value)
         try:
-            result = experiment.run(CONFIG.value, workdir, require_supernet)
+            cache = compile_cache.enable()  # before the first compile
+        except ValueError as e:
+            errors.exit_with(e, errors.EXIT_USAGE)
+        try:
+            try:
+                result = experiment.run(CONFIG.value, workdir, require_supernet)
+            finally:  # also when it stops or fails: each attempt in a sweep log shows its hits
+                if cache.requests or cache.directory is None:
+                    print(cache.summary(), flush=True)
         except (ValueError, experiment.NonFiniteLossError) as e:
             errors.exit_with(e, errors.EXIT_REFUSED)  # the same input fails again
         except run_lifecycle.WorkdirLocked as e:

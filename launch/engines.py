@@ -31,7 +31,7 @@ import time
 
 from launch.plan import Run
 from launch.scheduler import DONE, FAILED, SKIPPED, Result
-from rldarts.run import run_lifecycle
+from rldarts.run import compile_cache, run_lifecycle
 from rldarts.run.errors import DETERMINISTIC_EXITS, EXIT_LOCKED
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -294,7 +294,10 @@ class RayEngine:
 
         self.ray, self.sweep_id, self.kill_workdir = ray, sweep_id, kill_workdir
         path = os.pathsep.join([REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-        kwargs = {"runtime_env": {"env_vars": {"PYTHONPATH": path}}}
+        env_vars = {"PYTHONPATH": path}
+        # The compilation cache the user chose, on every node (created there if missing).
+        env_vars.update({k: os.environ[k] for k in compile_cache.ENV_VARS if k in os.environ})
+        kwargs = {"runtime_env": {"env_vars": env_vars}}
         if address:
             ray.init(address=address, **kwargs)
         else:

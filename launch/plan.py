@@ -1,15 +1,18 @@
 """What a sweep runs: a protocol expanded into runs (command lines, workdirs, dependencies).
 
-Order: search per game x seed -> retrain of each searched genotype -> the fixed baseline
-(the protocol's hand-designed network: IMPALA-CNN, minatar_cnn, ...) per game x seed ->
-random genotypes (written once under ROOT/random_genotypes) trained per game x
-seed x sample -> milestone genotypes (the search's genotype at each protocol milestone,
-written under ROOT/milestone_genotypes once the search has finished) trained per game x
-seed x milestone. Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i> | /m<fraction>], the
-baseline's kind being its network's name and a game's '/' a '_' (minatar/breakout ->
-minatar_breakout). A protocol with several ``agents`` runs each agent's whole protocol
-with ``_<agent>`` after every kind folder (search_ppo, search_dqn, milestone_genotypes_dqn,
-...: still 4 folders deep, as the report searches) and one set of random genotypes.
+Order: unit by unit (seed by seed, the games of a seed; in a unit each agent in turn):
+the search -> the retrain of its genotype -> the fixed baseline (the protocol's
+hand-designed network: IMPALA-CNN, minatar_cnn, ...) -> the random genotypes (written
+once under ROOT/random_genotypes, the same for every unit) -> the milestone genotypes
+(the search's genotype at each protocol milestone, written under
+ROOT/milestone_genotypes once the search has finished). A sweep stopped part-way thus
+leaves whole units. A run spec's ``overrides`` ({config key: value}) go on its command
+line after the preset.
+Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i> | /m<fraction>], the baseline's kind
+being its network's name and a game's '/' a '_' (minatar/breakout -> minatar_breakout).
+A protocol with several ``agents`` puts ``_<agent>`` after every kind folder
+(search_ppo, search_dqn, milestone_genotypes_dqn, ...: still 4 folders deep, as the
+report searches) and shares one set of random genotypes.
 
 A run's ``after`` names the workdir of the run it waits for (its search): the engines
 start it only once that run has finished. Nothing here imports Ray or JAX.
@@ -108,6 +111,8 @@ def _run(kind: str, spec: dict, agent: str, game: str, seed: int, workdir: str, 
         f"--config.agent={agent}",
         f"--config.network={spec['network']}",
     ]
+    # The protocol's settings beyond the preset (e.g. a short budget's PPO rollout).
+    argv += [f"--config.{key}={value}" for key, value in spec.get("overrides", {}).items()]
     if extra.get("genotype"):
         argv.append(f"--config.genotype={extra['genotype']}")
     return Run(kind, game, seed, workdir, spec["total_env_steps"], argv, agent=agent, **extra)
@@ -119,66 +124,72 @@ def agents(protocol: dict) -> list[str]:
 
 
 def expand(protocol: dict, root: str) -> list[Run]:
-    """The protocol's runs, in the order a one-at-a-time engine executes them."""
+    """The protocol's runs, in the order a one-at-a-time engine executes them: unit by
+    unit (seed by seed, every game of a seed, each agent's runs in turn), so a sweep
+    stopped part-way leaves whole units, each one a complete comparison for the report,
+    spread over the games first."""
     names = agents(protocol)
-    if len(names) == 1:
-        return _expand_agent(protocol, root, names[0], "")
-    return [r for a in names for r in _expand_agent(protocol, root, a, f"_{a}")]
+    suffixes = {a: ("" if len(names) == 1 else f"_{a}") for a in names}
+    return [
+        r
+        for seed in protocol["seeds"]
+        for game in protocol["games"]
+        for a in names
+        for r in _unit_runs(protocol, os.path.abspath(root), a, suffixes[a], game, seed)
+    ]
 
 
-def _expand_agent(protocol: dict, root: str, agent: str, suffix: str) -> list[Run]:
-    """One agent's runs; `suffix` follows every kind folder (several agents in one root)."""
-    root = os.path.abspath(root)
-    cells = [(g, s) for g in protocol["games"] for s in protocol["seeds"]]
-    wd = lambda kind, g, s: os.path.join(root, kind + suffix, game_folder(g), f"seed{s}")
-    runs = [_run("search", protocol["search"], agent, g, s, wd("search", g, s)) for g, s in cells]
-    runs += [
+def _unit_runs(protocol: dict, root: str, agent: str, suffix: str, g: str, s: int) -> list[Run]:
+    """One agent's runs of one game x seed; `suffix` follows every kind folder (several
+    agents in one root)."""
+    wd = lambda kind: os.path.join(root, kind + suffix, game_folder(g), f"seed{s}")
+    search = wd("search")
+    runs = [
+        _run("search", protocol["search"], agent, g, s, search),
         _run(
             "retrain",
             protocol["retrain"],
             agent,
             g,
             s,
-            wd("retrain", g, s),
-            genotype=os.path.join(wd("search", g, s), GENOTYPE_FILE),
-            after=wd("search", g, s),
-        )
-        for g, s in cells
+            wd("retrain"),
+            genotype=os.path.join(search, GENOTYPE_FILE),
+            after=search,
+        ),
     ]
     fixed = [(k, spec) for k, spec in protocol["baselines"].items() if k != "random"]
-    runs += [_run(k, spec, agent, g, s, wd(k, g, s)) for k, spec in fixed for g, s in cells]
+    runs += [_run(k, spec, agent, g, s, wd(k)) for k, spec in fixed]
     rnd = protocol["baselines"]["random"]
-    for g, s in cells:
-        for i in range(rnd["num_samples"]):
-            name = f"random_{i:03d}"  # = rldarts.model.random_search.sample_dir's folder
-            runs.append(
-                _run(
-                    "random",
-                    rnd,
-                    agent,
-                    g,
-                    s,
-                    os.path.join(wd("random", g, s), name),
-                    genotype=os.path.join(random_genotype_dir(root), name, GENOTYPE_FILE),
-                    sample=i,
-                )
+    for i in range(rnd["num_samples"]):
+        name = f"random_{i:03d}"  # = rldarts.model.random_search.sample_dir's folder
+        genotype = os.path.join(random_genotype_dir(root), name, GENOTYPE_FILE)
+        runs.append(
+            _run(
+                "random",
+                rnd,
+                agent,
+                g,
+                s,
+                os.path.join(wd("random"), name),
+                genotype=genotype,
+                sample=i,
             )
-    for g, s in cells:
-        for f in protocol.get("milestones", []):
-            runs.append(
-                _run(
-                    "milestone",
-                    protocol["retrain"],
-                    agent,
-                    g,
-                    s,
-                    os.path.join(wd("milestone", g, s), milestone_name(f)),
-                    genotype=milestone_genotype_path(root, g, s, f, suffix),
-                    after=wd("search", g, s),
-                    milestone=float(f),
-                    search_budget=protocol["search"]["total_env_steps"],
-                )
+        )
+    for f in protocol.get("milestones", []):
+        runs.append(
+            _run(
+                "milestone",
+                protocol["retrain"],
+                agent,
+                g,
+                s,
+                os.path.join(wd("milestone"), milestone_name(f)),
+                genotype=milestone_genotype_path(root, g, s, f, suffix),
+                after=search,
+                milestone=float(f),
+                search_budget=protocol["search"]["total_env_steps"],
             )
+        )
     return runs
 
 

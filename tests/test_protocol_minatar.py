@@ -4,9 +4,10 @@ import collections
 import os
 import sys
 
+import pytest
 from _binaries import load_sweep_module
 
-from experiments.configs import base
+from experiments.configs import base, protocol
 from experiments.configs.protocol import get_protocol
 from launch import plan
 
@@ -54,11 +55,19 @@ def test_minatar_claims_runs_every_game_seed_and_agent(tmp_path):
     assert len(proto["games"]) == 5 and len(proto["seeds"]) >= 5
     per_unit = 3 + proto["baselines"]["random"]["num_samples"] + len(proto["milestones"])
     assert len(runs) == 2 * 5 * len(proto["seeds"]) * per_unit
-    assert proto["baselines"]["random"]["num_samples"] >= 10
+    assert proto["baselines"]["random"]["num_samples"] >= 4
     by_agent = collections.Counter(r.agent for r in runs)
     assert by_agent == {"ppo": len(runs) // 2, "dqn": len(runs) // 2}
     assert all(f"--config.agent={r.agent}" in r.argv for r in runs)
-    assert {r.total_env_steps for r in runs} == {2_000_000}
+    assert {r.total_env_steps for r in runs} == {65_536}
+    # The settings that learn in that budget are on every command line, after the preset.
+    assert all("--config.ppo.num_steps=32" in r.argv for r in runs)
+    assert all(r.argv.index("--config.dqn.learning_rate=0.0003") > 3 for r in runs)
+    # Unit by unit: the first unit is seed 0 of the first game, both agents, search first.
+    first = runs[: 2 * per_unit]
+    assert {(r.game, r.seed) for r in first} == {("minatar/breakout", 0)}
+    assert [r.agent for r in first] == ["ppo"] * per_unit + ["dqn"] * per_unit
+    assert first[0].kind == "search" and runs[2 * per_unit].game == "minatar/asterix"
     assert {_argv_value(r, "network") for r in runs if r.kind == "minatar_cnn"} == {"minatar_cnn"}
     # Every run has its own workdir, 4 folders deep (the report's search depth).
     assert len({r.workdir for r in runs}) == len(runs)
@@ -83,6 +92,13 @@ def test_agent_override_narrows_to_one_agent(tmp_path):
         "random",
         "milestone",
     }
+
+
+def test_a_misspelt_protocol_override_is_refused():
+    with pytest.raises(ValueError, match="ppo.num_stepz=32: no such config key"):
+        protocol._runs(
+            "minatar_smoke", None, "darts_minatar", 1, 0, overrides={"ppo.num_stepz": 32}
+        )
 
 
 def test_foreign_agent_check_is_per_run(tmp_path):

@@ -60,14 +60,15 @@ def test_expansion_order_and_commands(tmp_path):
     runs = sweep.expand(get_protocol("cpu_small"), str(tmp_path))
     got = [(r.kind, r.game, r.seed, os.path.relpath(r.workdir, tmp_path)) for r in runs]
     assert got == [
+        # Unit by unit (seed by seed): a sweep stopped part-way leaves whole units.
         ("search", "starpilot", 0, "search/starpilot/seed0"),
-        ("search", "starpilot", 1, "search/starpilot/seed1"),
         ("retrain", "starpilot", 0, "retrain/starpilot/seed0"),
-        ("retrain", "starpilot", 1, "retrain/starpilot/seed1"),
         ("impala", "starpilot", 0, "impala/starpilot/seed0"),
-        ("impala", "starpilot", 1, "impala/starpilot/seed1"),
         ("random", "starpilot", 0, "random/starpilot/seed0/random_000"),
         ("random", "starpilot", 0, "random/starpilot/seed0/random_001"),
+        ("search", "starpilot", 1, "search/starpilot/seed1"),
+        ("retrain", "starpilot", 1, "retrain/starpilot/seed1"),
+        ("impala", "starpilot", 1, "impala/starpilot/seed1"),
         ("random", "starpilot", 1, "random/starpilot/seed1/random_000"),
         ("random", "starpilot", 1, "random/starpilot/seed1/random_001"),
     ]
@@ -76,7 +77,7 @@ def test_expansion_order_and_commands(tmp_path):
         f"--config.total_env_steps={BUDGET}",
         "--config.agent=ppo",
     ]
-    search, retrain, impala, rnd = runs[1], runs[3], runs[4], runs[7]
+    search, retrain, impala, rnd = runs[5], runs[6], runs[7], runs[9]
     assert search.argv[:4] == [
         sys.executable,
         "-m",
@@ -142,8 +143,8 @@ def test_dry_run_prints_commands_and_skips_finished_runs(tmp_path):
     assert lines[1].startswith("# skip (finished")
     commands = [line for line in lines if not line.startswith("#")]
     assert len(commands) == 9 + 2
-    assert "--workdir=" + str(tmp_path / "search/starpilot/seed1") in commands[0]
-    assert "--workdir=" + str(tmp_path / "impala/starpilot/seed0") in commands[3]
+    assert "--workdir=" + str(tmp_path / "impala/starpilot/seed0") in commands[1]
+    assert "--workdir=" + str(tmp_path / "search/starpilot/seed1") in commands[5]
     assert lines[-2] == (
         f"# after {tmp_path}/search/starpilot/seed1 has finished: write its "
         f"genotype at 0.5 of {BUDGET:,} env steps to {tmp_path}/milestone_"
@@ -189,7 +190,8 @@ def test_run_skips_retrain_without_genotype_and_writes_random_genotypes(tmp_path
     fake = FakeEngine(genotype_text, fail=["search/starpilot/seed1"])
     lines = []
     out = sweep.sweep(protocol, str(tmp_path / "root"), log=lines.append, engine=fake)
-    assert [a[2] for a in fake.calls] == ["experiments.search"] * 2 + ["experiments.train"] * 7
+    unit = ["experiments.search"] + ["experiments.train"] * 4  # search, retrain, impala, 2 random
+    assert [a[2] for a in fake.calls] == unit + unit[:1] + unit[2:]  # no retrain of seed 1
     root = tmp_path / "root"
     state = {os.path.relpath(r.run.workdir, root): r.state for r in out}
     assert state.pop("search/starpilot/seed1") == "failed"

@@ -31,6 +31,10 @@ def get_base_config() -> config_dict.ConfigDict:
     c.net.num_nodes = 4
     c.net.output_mode = "concat_conv"
     c.net.first_conv = True
+    # What the backward pass recomputes instead of storing (rldarts.model.remat: none |
+    # cell | edge); auto: the first level whose learner step fits the device
+    # (rldarts.run.memory, checked at start-up).
+    c.net.remat = "auto"
 
     # Architecture updates (rldarts.learn.arch).
     c.arch = config_dict.ConfigDict()

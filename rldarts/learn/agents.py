@@ -41,6 +41,12 @@ class AgentInterface(Protocol):
         temperature when it continues this env segment (the async actor may start its
         acting now), else None."""
 
+    def learner_programs(self, state: Any) -> dict[str, tuple[Callable, tuple]]:
+        """The learner's jitted programs by name, each with the arguments of one call
+        (``jax.ShapeDtypeStruct``s; ``state`` may be abstract, ``jax.eval_shape`` of
+        ``init_state``): what ``rldarts.run.memory`` compiles to plan memory and
+        ``benchmarks/export_check.py`` lowers for other platforms."""
+
     def start_segment(self, seed: int, segment: int) -> None: ...
     def state_dict(self) -> dict: ...  # JSON-able host state saved with checkpoints
     def load_state_dict(self, state: dict) -> None: ...

@@ -156,6 +156,21 @@ def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | No
     return step
 
 
+def learner_programs(step, batch_size: int, heldout: bool, obs_shape, obs_dtype, state) -> dict:
+    """``dqn_step``: the jitted learner ``step`` with the abstract arguments of one call
+    (a replay batch as ``PrioritizedReplay.sample`` makes it, without the host-side
+    indices): what ``rldarts.run.memory`` compiles and ``benchmarks/export_check.py``
+    lowers."""
+    sds, f32 = jax.ShapeDtypeStruct, jnp.float32
+    frames = sds((batch_size, *obs_shape), obs_dtype)
+    batch = {"obs": frames, "next_obs": frames, "actions": sds((batch_size,), jnp.int32)}
+    batch.update({k: sds((batch_size,), f32) for k in REPLAY_FLOATS})
+    return {"dqn_step": (step, (state, batch, batch if heldout else None, sds((), f32)))}
+
+
+REPLAY_FLOATS = ("rewards", "discounts", "weights", "weight_scale")
+
+
 def global_importance_weights(*batches, rescale: bool = True):
     """Inside the jitted step: the importance weights of each (global) batch divided by
     their max over the whole batch, not over one process's rows.
@@ -457,6 +472,16 @@ class Agent:
     def init_state(self, alphas, sample_obs, key) -> DQNState:
         return init_state(
             self.model, self.cfg, self.arch_cfg, alphas, sample_obs, key, self.topology
+        )
+
+    def learner_programs(self, state) -> dict:
+        return learner_programs(
+            self.learner.step,
+            self.learner.batch_size,
+            len(self.replays) > 1,
+            self.replays[0].obs_shape,
+            self.replays[0].obs_dtype,
+            state,
         )
 
     def run_iteration(self, actor, state, inv_temp, next_inv_temp=None):

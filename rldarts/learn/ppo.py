@@ -246,6 +246,11 @@ def build_update(spec: UpdateSpec):
     microbatches; devices) is ``ppo_loops``'s business.
     """
     loop = ppo_loops.make_loop(spec)
+    return loop.compile(_update(spec, loop), functools.partial(place, spec))
+
+
+def _update(spec: UpdateSpec, loop: ppo_loops.Loop):
+    """``update(state, placed_groups, inv_temp)``: the algorithm, in the given loop."""
     prepare_samples = functools.partial(prepare, spec)
     take_minibatches = functools.partial(minibatches, spec)
 
@@ -265,7 +270,39 @@ def build_update(spec: UpdateSpec):
         metrics.update(explained_variance=explained, approx_kl_first=history["approx_kl"][0])
         return PPOState(*arch_state, key), metrics
 
-    return loop.compile(update, functools.partial(place, spec))
+    return update
+
+
+def learner_programs(spec: UpdateSpec, state, obs_shape, obs_dtype) -> dict:
+    """The learner's programs, jitted, with the abstract arguments of one call
+    (``jax.ShapeDtypeStruct``s; ``state`` may be abstract too): ``ppo_step``, one step
+    on whole minibatches (the accelerators' step, and the DARTS torsos' on every
+    backend), and ``ppo_update``, the whole update as one ``lax.scan``. What
+    ``rldarts.run.memory`` compiles and ``benchmarks/export_check.py`` lowers."""
+    sds, f32 = jax.ShapeDtypeStruct, jnp.float32
+    key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+
+    def minibatch(n):
+        floats = ("log_probs", "values", "advantages", "returns")
+        mb = {"obs": sds((n, *obs_shape), obs_dtype), "actions": sds((n,), jnp.int32)}
+        return None if not n else {**mb, **{k: sds((n,), f32) for k in floats}}
+
+    def group(envs):
+        t, obs = spec.ppo.num_steps, sds((spec.ppo.num_steps, envs, *obs_shape), obs_dtype)
+        steps = {"obs": obs, "actions": sds((t, envs), jnp.int32), "dones": sds((t, envs), f32)}
+        steps.update({k: sds((t, envs), f32) for k in ("log_probs", "values", "rewards")})
+        return None if not envs else (steps, sds((envs,), f32))
+
+    train, held = spec.minibatch_sizes
+    scan = ppo_loops.Loop("scan", ppo_loops.make_minibatch_step(spec, "scan"), spec.topology)
+    groups = (group(spec.num_train_envs), group(spec.num_heldout_envs))
+    return {
+        "ppo_step": (
+            jax.jit(ppo_loops.make_minibatch_step(spec, "scan")),
+            (state.arch_state, minibatch(train), minibatch(held), sds((), f32), key),
+        ),
+        "ppo_update": (jax.jit(_update(spec, scan)), (state, groups, sds((), f32))),
+    }
 
 
 def prepare(spec: UpdateSpec, state: PPOState, groups, inv_temp):
@@ -425,7 +462,7 @@ class Agent:
         num_heldout: int,
         total_env_steps: int,
         topology: parallel.Topology | None = None,
-        env_spec=None,  # unused: PPO's buffers take the shape of the observations
+        env_spec=None,  # rldarts.env.families.EnvSpec (only for learner_programs)
     ):
         self.cfg = c.ppo
         self.topology = topology or parallel.single_device()
@@ -439,7 +476,8 @@ class Agent:
         self.arch_cfg.mode = mode
         self.policy = make_policy(self.model)
         self.eval_policy = self.policy  # evaluation with the stochastic policy
-        self._update = make_update(
+        self.env_spec = env_spec
+        self._spec = update_spec(
             self.model,
             c.ppo,
             self.arch_cfg,
@@ -449,6 +487,7 @@ class Agent:
             networks.uses_batch_statistics(c.network),
             self.topology,
         )
+        self._update = build_update(self._spec)
         self._pipeline = (
             async_actor.Pipeline(self._collect)
             if c.get("parallel") and c.parallel.async_actor
@@ -465,6 +504,11 @@ class Agent:
             key,
             self.num_updates,
             self.topology,
+        )
+
+    def learner_programs(self, state) -> dict:
+        return learner_programs(
+            self._spec, state, self.env_spec.observation_shape, self.env_spec.observation_dtype
         )
 
     def _collect(self, actor, state, inv_temp):

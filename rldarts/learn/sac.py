@@ -322,6 +322,16 @@ class Agent(dqn.Agent):
         super().start_segment(seed, segment)
         self.act_rng = np.random.default_rng([seed, segment, 1])
 
+    def learner_programs(self, state) -> dict:
+        """``sac_step``: the jitted step with the abstract arguments of one call (a
+        replay batch of ``batch_size`` frame stacks and action vectors)."""
+        sds, f32, b = jax.ShapeDtypeStruct, jnp.float32, self.learner.batch_size
+        frames = sds((b, *self.replays[0].obs_shape), self.replays[0].obs_dtype)
+        batch = {"obs": frames, "next_obs": frames, "actions": sds((b, self.action_dim), f32)}
+        batch.update({k: sds((b,), f32) for k in dqn.REPLAY_FLOATS})
+        held = batch if len(self.replays) > 1 else None
+        return {"sac_step": (self.learner.step, (state, batch, held, sds((), f32)))}
+
     def init_state(self, alphas, sample_obs, key) -> SACState:
         return init_state(
             self.model,

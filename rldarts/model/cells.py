@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rldarts.model import conv as conv_lib
-from rldarts.model import methods
+from rldarts.model import methods, remat
 from rldarts.model import ops as ops_lib
 from rldarts.model.edges import MixedOp
 from rldarts.model.genotypes import OUTPUT_MODES, CellGenotype
@@ -138,6 +138,7 @@ class SearchCell(_CellBase):
     output_mode: str = "concat_conv"
     method: str = methods.DEFAULT
     partial_channels_k: int = 4
+    remat: str = "none"  # net.remat (rldarts.model.remat): "edge" recomputes each edge
 
     @nn.compact
     def __call__(
@@ -171,6 +172,7 @@ class SearchCell(_CellBase):
                     stride,
                     self.partial_channels_k,
                     name=f"node{i}_edge{j}",
+                    level=self.remat,
                 )
             states.append(ops_lib.batch_norm(total))
         return self._combine(states[self.num_inputs :], self.channels, self.output_mode)
@@ -205,6 +207,7 @@ class FixedCell(_CellBase):
     genotype: CellGenotype
     stride: int = 1
     output_mode: str = "concat_conv"
+    remat: str = "none"  # net.remat (rldarts.model.remat): "edge" recomputes each edge
 
     @nn.compact
     def __call__(self, inputs):
@@ -216,7 +219,8 @@ class FixedCell(_CellBase):
             total = 0.0
             for j, op in node:
                 stride = self.stride if j < g.num_inputs else 1
-                total = total + MixedOp(self.channels, (op,), stride, name=f"node{i}_edge{j}")(
+                edge = remat.at(MixedOp, self.remat, "edge")
+                total = total + edge(self.channels, (op,), stride, name=f"node{i}_edge{j}")(
                     states[j]
                 )
             states.append(ops_lib.batch_norm(total))

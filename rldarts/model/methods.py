@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rldarts.model import edges
+from rldarts.model import edges, remat
 from rldarts.model.genotypes import EDGE_WEIGHTS
 
 Alphas = list  # one array per node, node i: (num_inputs + i, num_ops)
@@ -68,10 +68,13 @@ class SearchMethod:
         """What a node hands its edges: the mixture weights of each edge."""
         return jax.nn.softmax(inverse_temperature * node_alphas, axis=-1)
 
-    def edge(self, h, j, weights, node_edge_weights, channels, ops, stride, k, name):
+    def edge(self, h, j, weights, node_edge_weights, channels, ops, stride, k, name, level):
         """Edge j of a node: its output for input ``h`` (made inside the cell's compact
-        call, so its parameters are the cell's ``node{i}_edge{j}/<op name>``)."""
-        return edges.MixedOp(channels, ops, stride, name=name)(h, weights[j])
+        call, so its parameters are the cell's ``node{i}_edge{j}/<op name>``); ``level``:
+        ``net.remat`` (``edge`` recomputes it in the backward pass)."""
+        return remat.at(edges.MixedOp, level, "edge")(channels, ops, stride, name=name)(
+            h, weights[j]
+        )
 
 
 class Gdas(SearchMethod):
@@ -99,9 +102,10 @@ class Gdas(SearchMethod):
     def node_weights(self, node_alphas, inverse_temperature, node_draw):
         return node_draw
 
-    def edge(self, h, j, weights, node_edge_weights, channels, ops, stride, k, name):
+    def edge(self, h, j, weights, node_edge_weights, channels, ops, stride, k, name, level):
         index, hard = weights
-        return edges.SampledOp(channels, ops, stride, name=name)(h, index[j], hard[j])
+        sampled = remat.at(edges.SampledOp, level, "edge")(channels, ops, stride, name=name)
+        return sampled(h, index[j], hard[j])
 
 
 class PcDarts(SearchMethod):
@@ -125,8 +129,10 @@ class PcDarts(SearchMethod):
         if got != expected:
             raise ValueError(f"pc_darts cell needs edge weights of shapes {expected}, got {got}")
 
-    def edge(self, h, j, weights, node_edge_weights, channels, ops, stride, k, name):
-        mixed = edges.MixedOp(channels, ops, stride, k, name=name)(h, weights[j])
+    def edge(self, h, j, weights, node_edge_weights, channels, ops, stride, k, name, level):
+        mixed = remat.at(edges.MixedOp, level, "edge")(channels, ops, stride, k, name=name)(
+            h, weights[j]
+        )
         return jax.nn.softmax(node_edge_weights)[j] * mixed
 
 

@@ -22,6 +22,7 @@ from rldarts.model import cells as cells_lib
 from rldarts.model import conv as conv_lib
 from rldarts.model import methods
 from rldarts.model import ops as ops_lib
+from rldarts.model import remat as remat_lib
 from rldarts.model.genotypes import EDGE_WEIGHTS, OUTPUT_MODES, NetworkGenotype
 from rldarts.model.genotypes import NETWORK_CELL_TYPES as CELL_TYPES
 
@@ -80,6 +81,7 @@ class _DartsTorso(nn.Module):
     genotype: NetworkGenotype | None = None
     method: str = methods.DEFAULT  # how the supernet's edges mix their ops (methods.METHODS)
     partial_channels_k: int = 4
+    remat: str = "none"  # what the backward pass recomputes (rldarts.model.remat)
 
     def _gdas_draws(self, alphas, inverse_temperature, cell_types) -> dict:
         """GDAS: one architecture per cell type for this forward pass, shared by every
@@ -97,12 +99,13 @@ class _DartsTorso(nn.Module):
     def _cell(self, name, cell_type, channels, stride, x, alphas, inverse_temperature, draws):
         # Explicit names: a fixed network's params are then a subset of the supernet's.
         if self.genotype is not None:
-            return cells_lib.FixedCell(
-                channels, self.genotype[cell_type], stride, self.output_mode, name=name
+            fixed = remat_lib.at(cells_lib.FixedCell, self.remat, "cell")
+            return fixed(
+                channels, self.genotype[cell_type], stride, self.output_mode, self.remat, name=name
             )(x)
         if alphas is None or cell_type not in alphas:
             raise ValueError(f"supernet needs alphas for cell type {cell_type!r}")
-        cell = cells_lib.SearchCell(
+        cell = remat_lib.at(cells_lib.SearchCell, self.remat, "cell")(
             channels,
             tuple(self.ops),
             self.num_nodes,
@@ -111,6 +114,7 @@ class _DartsTorso(nn.Module):
             self.output_mode,
             self.method,
             self.partial_channels_k,
+            self.remat,
             name=name,
         )
         edge_weights = alphas.get(EDGE_WEIGHTS, {}).get(cell_type)
@@ -366,10 +370,12 @@ def make_torso(
     mlp_hidden: Sequence[int] = (64, 64),
     method: str = methods.DEFAULT,
     partial_channels_k: int = 4,
+    remat: str = "none",
 ) -> nn.Module:
     """One entry point for every torso, from the fields of a config (``NETWORKS`` holds
     one builder per network). ``method`` and ``partial_channels_k`` only matter for a
-    supernet (a DARTS network without genotype)."""
+    supernet (a DARTS network without genotype); ``remat`` (``rldarts.model.remat``) only
+    for the DARTS networks (the others have no cells to recompute)."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; valid networks: {', '.join(NETWORKS)}")
     if any(d <= 0 for d in depths) or dense <= 0 or num_nodes <= 0:
@@ -390,6 +396,7 @@ def make_torso(
         mlp_hidden=tuple(mlp_hidden),
         method=method,
         partial_channels_k=partial_channels_k,
+        remat=remat_lib.check(remat),
     )
     return NETWORKS[network](network, **fields)
 
@@ -406,6 +413,7 @@ def _darts_fields(network, f: dict) -> dict:
         {k: f[k] for k in keys},
         ops=ops_lib.resolve_search_space(f["search_space"]),
         partial_channels_k=f["partial_channels_k"],
+        remat=f["remat"],
     )
 
 

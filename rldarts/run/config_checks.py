@@ -12,7 +12,7 @@ import jax
 
 from rldarts.env import envs, families
 from rldarts.learn import agents, arch, parallel, ppo
-from rldarts.model import genotypes, methods, networks
+from rldarts.model import genotypes, methods, networks, remat
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype, Provenance
 
@@ -32,6 +32,7 @@ RESUMABLE_KEYS = (
     "num_threads",
     "ppo.microbatch_size",
     "ppo.update_loop",
+    "net.remat",  # the same update to float tolerance (rldarts.model.remat)
     "parallel.learner_devices",
     "parallel.actor_devices",
     "parallel.coordinator_address",
@@ -165,6 +166,7 @@ def _check_choices(c) -> None:
     _choice("agent", c.agent, tuple(agents.AGENTS))
     _choice("network", c.network, tuple(n for n in networks.NETWORKS if n != "mlp"))
     _choice("arch.mode", c.arch.mode, arch.MODES)
+    _choice("net.remat", c.net.get("remat", "auto"), ("auto", *remat.LEVELS))
     _choice("arch.method", c.arch.method, tuple(methods.METHODS))
     ppo.update_loop(c.ppo.update_loop)  # raises on an unknown choice
     _choice("arch.optimizer", c.arch.optimizer, arch.OPTIMIZERS)

@@ -16,10 +16,10 @@ import numpy as np
 from rldarts.env import families, training_env
 from rldarts.learn import arch, parallel
 from rldarts.learn.agents import AGENTS, AgentInterface
-from rldarts.model import networks
+from rldarts.model import networks, remat
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype
-from rldarts.run import config_checks
+from rldarts.run import config_checks, memory
 
 
 @dataclasses.dataclass
@@ -37,10 +37,35 @@ class Setup:
 
 def build(c, require_supernet: bool) -> Setup:
     """Setup.config is ``c`` with the network keys a genotype file records settled
-    (``config_checks.resolve_genotype_config``); ``c`` itself is left as is."""
+    (``config_checks.resolve_genotype_config``) and ``net.remat`` resolved to the level
+    whose learner step fits the device (``rldarts.run.memory``); ``c`` itself is left as
+    is. A learner step that fits at no allowed level is refused in one line."""
     c = config_checks.resolve_genotype_config(c)
     config_checks.validate(c)
     genotype = NetworkGenotype.load(c.genotype) if c.genotype else None
+    levels = remat_levels(c.net.get("remat", "auto"), c.network in networks.CELL_TYPES)
+    limit, where = memory.device_limit()
+    for level in levels:
+        with c.unlocked():
+            c.net.remat = level
+        s = _build(c, genotype, require_supernet)
+        plan = memory.plan(s.agent, s.alphas, families.spec(c.env_name), learner_only=True)
+        name, peak = next((k, v["peak_bytes"]) for k, v in plan.items())
+        if peak <= limit:
+            return s
+        s.agent.close()
+    raise ValueError(memory.refusal(name.replace("_", " "), peak, limit, where, level, levels))
+
+
+def remat_levels(requested: str, darts: bool) -> tuple[str, ...]:
+    """The ``net.remat`` levels to try in order: ``auto`` goes from the least recompute
+    to the most (a network without cells has only ``none``); a level is tried alone."""
+    if requested != "auto":
+        return (remat.check(requested),)
+    return remat.LEVELS if darts else ("none",)
+
+
+def _build(c, genotype, require_supernet: bool) -> Setup:
     torso = networks.make_torso(
         c.network,
         depths=tuple(c.net.depths),
@@ -52,6 +77,7 @@ def build(c, require_supernet: bool) -> Setup:
         genotype=genotype,
         method=c.arch.method,
         partial_channels_k=c.arch.partial_channels_k,
+        remat=c.net.remat,
     )
     supernet = c.network in networks.CELL_TYPES and genotype is None
     if require_supernet and not supernet:

@@ -1,0 +1,103 @@
+"""What a run's programs need in device memory, known before any of them runs.
+
+XLA's buffer assignment of a compiled program (``compiled.memory_analysis()``) gives
+its arguments, outputs and temporaries; their sum is the program's peak. ``plan``
+compiles (without running) the acting program and the learner's programs of a built
+setup (``AgentInterface.learner_programs``); ``benchmarks/memory_plan.py`` prints it.
+At start-up ``rldarts.run.setup.build`` compares the learner step's peak with the
+device's limit (``device_limit``): ``net.remat=auto`` takes the first level of
+``rldarts.model.remat`` that fits, an explicit level that does not fit is refused in one
+line, before anything is written. One device: a data-parallel learner divides the
+batch (and its activations) by its number of devices, so the estimate is an upper bound
+there.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+GIB = 2**30
+STEP_PROGRAMS = ("ppo_step", "dqn_step", "sac_step")  # the learner's biggest program per agent
+
+
+def abstract_state(agent, alphas, env_spec):
+    """``agent.init_state``'s result as shapes only (nothing allocated)."""
+    obs = jax.ShapeDtypeStruct(
+        (agent.num_envs, *env_spec.observation_shape), env_spec.observation_dtype
+    )
+    key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+    return jax.eval_shape(agent.init_state, alphas, obs, key)
+
+
+def programs(agent, alphas, env_spec, learner_only: bool = False) -> dict:
+    """name -> (jitted program, abstract arguments of one call): ``act`` (a forward pass
+    of every acting env) and the agent's ``learner_programs``."""
+    state = abstract_state(agent, alphas, env_spec)
+    out = dict(agent.learner_programs(state))
+    if learner_only:
+        return {k: v for k, v in out.items() if k in STEP_PROGRAMS}
+    sds = jax.ShapeDtypeStruct
+    obs = sds((agent.num_envs, *env_spec.observation_shape), env_spec.observation_dtype)
+    key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+    act = jax.jit(agent.policy, static_argnames="group")
+    return {"act": (act, (state.params, state.alphas, obs, key, sds((), jnp.float32))), **out}
+
+
+def peak_bytes(program, args) -> dict:
+    """Compiles ``program`` for ``args`` (shapes suffice) and reads XLA's memory plan."""
+    m = program.lower(*args).compile().memory_analysis()
+    parts = {
+        "argument_bytes": int(m.argument_size_in_bytes),
+        "output_bytes": int(m.output_size_in_bytes),
+        "temp_bytes": int(m.temp_size_in_bytes),
+        "alias_bytes": int(m.alias_size_in_bytes),
+    }
+    parts["peak_bytes"] = parts["argument_bytes"] + parts["output_bytes"] + parts["temp_bytes"]
+    return parts
+
+
+def plan(agent, alphas, env_spec, learner_only: bool = False) -> dict:
+    """name -> ``peak_bytes`` parts, for every program of ``programs``."""
+    found = programs(agent, alphas, env_spec, learner_only)
+    return {name: peak_bytes(fn, args) for name, (fn, args) in found.items()}
+
+
+def device_limit() -> tuple[int, str]:
+    """(bytes a program may use, what that is): the allocator's limit on GPU / TPU
+    (``memory_stats()['bytes_limit']``), the available RAM on the CPU backend."""
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), f"the memory of {device.device_kind}"
+    return available_ram_bytes(), "the available RAM"
+
+
+def available_ram_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def refusal(name: str, peak: int, limit: int, where: str, level: str, levels) -> str:
+    """The one line a run stops on when its learner step does not fit."""
+    tried = (
+        f"net.remat={level}" if len(levels) == 1 else f"every net.remat level ({', '.join(levels)})"
+    )
+    return (
+        f"the {name} needs about {gib(peak)} (XLA's plan, with {tried}) but {where} is "
+        f"{gib(limit)}; ways out: net.remat=edge (recompute activations), "
+        "parallel.learner_devices=N (split the minibatch over N devices), or a smaller "
+        "minibatch (more ppo.num_minibatches / a smaller dqn.batch_size)"
+    )
+
+
+def gib(n: int) -> str:
+    return f"{n / GIB:.2f} GiB"
