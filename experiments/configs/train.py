@@ -26,5 +26,6 @@ def get_config(preset: str = "cpu_demo"):
     c.without_genotype = config_dict.ConfigDict({"network": c.network, "net": c.net.to_dict()})
     c.network = config_dict.placeholder(str)
     for key, value in c.without_genotype.net.items():
-        c.net[key] = config_dict.placeholder(type(value))
+        if key != "remat":  # a memory setting, not a network key a genotype file records
+            c.net[key] = config_dict.placeholder(type(value))
     return c

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 GIB = 2**30
 STEP_PROGRAMS = ("ppo_step", "dqn_step", "sac_step")  # the learner's biggest program per agent
+LIMIT_VARIABLE = "RLDARTS_MEMORY_LIMIT_GIB"
 
 
 def abstract_state(agent, alphas, env_spec):
@@ -32,18 +33,17 @@ def abstract_state(agent, alphas, env_spec):
     return jax.eval_shape(agent.init_state, alphas, obs, key)
 
 
-def programs(agent, alphas, env_spec, learner_only: bool = False) -> dict:
+def programs(agent, alphas, env_spec, names=None) -> dict:
     """name -> (jitted program, abstract arguments of one call): ``act`` (a forward pass
-    of every acting env) and the agent's ``learner_programs``."""
+    of every acting env) and the agent's ``learner_programs``; only ``names`` if given."""
     state = abstract_state(agent, alphas, env_spec)
     out = dict(agent.learner_programs(state))
-    if learner_only:
-        return {k: v for k, v in out.items() if k in STEP_PROGRAMS}
     sds = jax.ShapeDtypeStruct
     obs = sds((agent.num_envs, *env_spec.observation_shape), env_spec.observation_dtype)
     key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
     act = jax.jit(agent.policy, static_argnames="group")
-    return {"act": (act, (state.params, state.alphas, obs, key, sds((), jnp.float32))), **out}
+    out["act"] = (act, (state.params, state.alphas, obs, key, sds((), jnp.float32)))
+    return {k: v for k, v in out.items() if names is None or k in names}
 
 
 def peak_bytes(program, args) -> dict:
@@ -59,15 +59,25 @@ def peak_bytes(program, args) -> dict:
     return parts
 
 
-def plan(agent, alphas, env_spec, learner_only: bool = False) -> dict:
-    """name -> ``peak_bytes`` parts, for every program of ``programs``."""
-    found = programs(agent, alphas, env_spec, learner_only)
+def plan(agent, alphas, env_spec, names=None) -> dict:
+    """name -> ``peak_bytes`` parts, for the programs of ``programs``."""
+    found = programs(agent, alphas, env_spec, names)
     return {name: peak_bytes(fn, args) for name, (fn, args) in found.items()}
 
 
 def device_limit() -> tuple[int, str]:
-    """(bytes a program may use, what that is): the allocator's limit on GPU / TPU
-    (``memory_stats()['bytes_limit']``), the available RAM on the CPU backend."""
+    """(bytes a program may use, what that is): ``RLDARTS_MEMORY_LIMIT_GIB`` when set (to
+    plan for a smaller device than this one), else the allocator's limit on GPU / TPU
+    (``memory_stats()['bytes_limit']``), else (CPU backend) the available RAM."""
+    given = os.environ.get(LIMIT_VARIABLE, "")
+    if given:
+        try:
+            gib_limit = float(given)
+        except ValueError:
+            gib_limit = -1.0
+        if not gib_limit > 0:
+            raise ValueError(f"{LIMIT_VARIABLE}={given!r} is not a positive number of GiB")
+        return int(gib_limit * GIB), f"{LIMIT_VARIABLE}"
     device = jax.local_devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and stats.get("bytes_limit"):

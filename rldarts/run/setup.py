@@ -44,12 +44,12 @@ def build(c, require_supernet: bool) -> Setup:
     config_checks.validate(c)
     genotype = NetworkGenotype.load(c.genotype) if c.genotype else None
     levels = remat_levels(c.net.get("remat", "auto"), c.network in networks.CELL_TYPES)
-    limit, where = memory.device_limit()
+    limit, where = memory.device_limit()  # before a compile: a bad limit ends in one line
     for level in levels:
         with c.unlocked():
             c.net.remat = level
         s = _build(c, genotype, require_supernet)
-        plan = memory.plan(s.agent, s.alphas, families.spec(c.env_name), learner_only=True)
+        plan = memory.plan(s.agent, s.alphas, families.spec(c.env_name), memory.STEP_PROGRAMS)
         name, peak = next((k, v["peak_bytes"]) for k, v in plan.items())
         if peak <= limit:
             return s
