@@ -24,8 +24,7 @@ import time
 
 from jax import export
 
-from benchmarks.memory_plan import preset_config
-from experiments.configs import base
+from benchmarks.memory_plan import parse_preset_args, preset_config
 from rldarts.env import families
 from rldarts.run import memory
 from rldarts.run import setup as setup_lib
@@ -72,15 +71,9 @@ def check(preset: str, overrides, agents, platforms) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", default="smoke", help=f"one of {', '.join(base.PRESETS)}")
     ap.add_argument("--platforms", default="tpu,cuda")
     ap.add_argument("--agents", default="ppo,dqn")
-    args, overrides = ap.parse_known_args()
-    if args.preset not in base.PRESETS:
-        raise SystemExit(f"error: unknown preset {args.preset!r}; valid: {', '.join(base.PRESETS)}")
-    bad = [o for o in overrides if not o.startswith("--config.")]
-    if bad:
-        raise SystemExit(f"error: unknown argument {bad[0]}; overrides are --config.KEY=VALUE")
+    args, overrides = parse_preset_args(ap)
     platforms = args.platforms.split(",")
     report = check(args.preset, overrides, args.agents.split(","), platforms)
     failed = [f"{p} {n}" for p, r in report.items() for n, x in r.items() if not x["lowered"]]

@@ -33,6 +33,19 @@ from rldarts.run import compile_cache, memory
 from rldarts.run import setup as setup_lib
 
 
+def parse_preset_args(ap: argparse.ArgumentParser):
+    """``--preset`` and the ``--config.KEY=VALUE`` overrides, beside ``ap``'s own flags:
+    (args, overrides); a bad preset or argument ends in one line."""
+    ap.add_argument("--preset", default="smoke", help=f"one of {', '.join(base.PRESETS)}")
+    args, overrides = ap.parse_known_args()
+    if args.preset not in base.PRESETS:
+        raise SystemExit(f"error: unknown preset {args.preset!r}; valid: {', '.join(base.PRESETS)}")
+    bad = [o for o in overrides if not o.startswith("--config.")]
+    if bad:
+        raise SystemExit(f"error: unknown argument {bad[0]}; overrides are --config.KEY=VALUE")
+    return args, overrides
+
+
 def preset_config(preset: str, overrides: list[str]):
     """The preset's search config with ``--config.KEY=VALUE`` overrides (values parsed
     as Python literals where they parse, else kept as strings)."""
@@ -110,18 +123,12 @@ def backend_remat_probe() -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", default="smoke", help=f"one of {', '.join(base.PRESETS)}")
     ap.add_argument("--agents", default="ppo,dqn")
     ap.add_argument("--remat", default="none,edge", help="levels: " + ",".join(remat.LEVELS))
     ap.add_argument("--programs", default="act,ppo_step,dqn_step")
     ap.add_argument("--time", type=int, default=0, help="run the learner step N times")
     ap.add_argument("--probe", action="store_true", help="only backend_remat_probe")
-    args, overrides = ap.parse_known_args()
-    if args.preset not in base.PRESETS:
-        raise SystemExit(f"error: unknown preset {args.preset!r}; valid: {', '.join(base.PRESETS)}")
-    bad = [o for o in overrides if not o.startswith("--config.")]
-    if bad:
-        raise SystemExit(f"error: unknown argument {bad[0]}; overrides are --config.KEY=VALUE")
+    args, overrides = parse_preset_args(ap)
     if args.probe:
         print(json.dumps({"backend": jax.default_backend(), **backend_remat_probe()}))
         return
