@@ -5,6 +5,12 @@
 # OUT_DIR/<step>.log and writing JSON there:
 #   install        missing runtime deps (+ pip install --no-deps -e .) -> install.log
 #   devices        jax.devices(), versions, one EnvPool Procgen env    -> devices.json
+#   memory_plan    benchmarks.memory_plan, paper preset: XLA's peak of the PPO step at
+#                  minibatch 2048 (whole-minibatch batch norm) without remat and with
+#                  net.remat=edge, and the step's time at each     -> memory_plan.json
+#   export_check   benchmarks.export_check, paper preset, tpu and cuda  -> export_check.json
+#                  (both first: the first lent accelerator reports them even if a later
+#                  step fails)
 #   smoke_search   experiments.search smoke preset, ppo.update_loop=scan -> smoke_search.json
 #   ppo_impala_sync, ppo_impala_async, ppo_paper_sync, ppo_paper_async
 #                  benchmarks.ppo_throughput, Procgen defaults (64 envs x 256 steps,
@@ -28,7 +34,8 @@
 #   ITERATIONS=3        timed full-loop iterations per PPO case
 #   CHECK_TINY=1        dry run: smoke-size networks, 8 envs x 32 steps, few repeats
 #                       (minutes on 2 CPU cores); its figures are not figures
-#   T_INSTALL, T_DEVICES, T_SMOKE, T_PPO, T_DQN   per-step timeouts in seconds
+#   T_INSTALL, T_DEVICES, T_MEMORY, T_EXPORT, T_SMOKE, T_PPO, T_DQN
+#                       per-step timeouts in seconds
 #   EDITABLE=0          skip `pip install --no-deps -e .` (the steps run from the tree)
 #   PACK=1              write OUT_DIR/summary.json + OUT_DIR/accelerator_check.tar.gz only
 #                       (automatic when OUT_DIR is $OUT: the device tool returns 8 files)
@@ -82,6 +89,8 @@ T_DEVICES="${T_DEVICES:-120}"
 T_SMOKE="${T_SMOKE:-600}"
 T_PPO="${T_PPO:-900}"
 T_DQN="${T_DQN:-600}"
+T_MEMORY="${T_MEMORY:-600}"
+T_EXPORT="${T_EXPORT:-300}"
 START=$(date +%s)
 STEPS_FILE="$OUT_DIR/steps.jsonl"
 : > "$STEPS_FILE"
@@ -226,6 +235,17 @@ step() {
       run_step devices "$T_DEVICES" "$PY" -m benchmarks.accelerator_check devices \
         "$OUT_DIR/devices.json"
       grep "jax.devices()" "$OUT_DIR/devices.log" 2>/dev/null || true ;;
+    memory_plan)
+      local mem_preset=paper mem_time=3
+      [ -n "$TINY" ] && mem_preset=smoke && mem_time=1
+      run_step memory_plan "$T_MEMORY" bash -c '"$@" > "$OUT_DIR/memory_plan.json"' _ \
+        "$PY" -m benchmarks.memory_plan --preset="$mem_preset" --agents=ppo \
+        --programs=act,ppo_step --remat=none,edge --time="$mem_time" ;;
+    export_check)
+      local exp_preset=paper
+      [ -n "$TINY" ] && exp_preset=smoke
+      run_step export_check "$T_EXPORT" bash -c '"$@" > "$OUT_DIR/export_check.json"' _ \
+        "$PY" -m benchmarks.export_check --preset="$exp_preset" --platforms=tpu,cuda ;;
     smoke_search) run_step smoke_search "$T_SMOKE" smoke_search ;;
     ppo_impala_sync) ppo_case impala sync ;;
     ppo_impala_async) ppo_case impala async ;;
@@ -239,8 +259,8 @@ step() {
 }
 
 log "root $ROOT, out ${PACK_DIR:-$OUT_DIR}, python $PY"
-for name in ${STEPS:-install devices smoke_search ppo_impala_sync ppo_impala_async \
-                      ppo_paper_sync ppo_paper_async dqn}; do
+for name in ${STEPS:-install devices memory_plan export_check smoke_search \
+                      ppo_impala_sync ppo_impala_async ppo_paper_sync ppo_paper_async dqn}; do
   step "$name"
 done
 

@@ -11,6 +11,8 @@ machine) and its mean seconds printed, the cost of recomputing.
     .venv/bin/python -m benchmarks.memory_plan --preset=paper [--agents=ppo,dqn]
         [--remat=none,cell,edge] [--programs=act,ppo_step,dqn_step] [--time=3]
         [--config.KEY=VALUE ...]
+    .venv/bin/python -m benchmarks.memory_plan --probe   (does remat shrink this
+        backend's plan at all? a plain chain of checkpointed blocks vs a lax.scan)
 """
 
 from __future__ import annotations
@@ -31,6 +33,19 @@ from rldarts.run import compile_cache, memory
 from rldarts.run import setup as setup_lib
 
 
+def parse_preset_args(ap: argparse.ArgumentParser):
+    """``--preset`` and the ``--config.KEY=VALUE`` overrides, beside ``ap``'s own flags:
+    (args, overrides); a bad preset or argument ends in one line."""
+    ap.add_argument("--preset", default="smoke", help=f"one of {', '.join(base.PRESETS)}")
+    args, overrides = ap.parse_known_args()
+    if args.preset not in base.PRESETS:
+        raise SystemExit(f"error: unknown preset {args.preset!r}; valid: {', '.join(base.PRESETS)}")
+    bad = [o for o in overrides if not o.startswith("--config.")]
+    if bad:
+        raise SystemExit(f"error: unknown argument {bad[0]}; overrides are --config.KEY=VALUE")
+    return args, overrides
+
+
 def preset_config(preset: str, overrides: list[str]):
     """The preset's search config with ``--config.KEY=VALUE`` overrides (values parsed
     as Python literals where they parse, else kept as strings)."""
@@ -41,7 +56,7 @@ def preset_config(preset: str, overrides: list[str]):
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-        node, *_ = [c]
+        node = c
         *path, leaf = key.split(".")
         for part in path:
             node = node[part]
@@ -78,19 +93,45 @@ def plan_one(c, names, repeats: int) -> dict:
     return out
 
 
+def backend_remat_probe() -> dict:
+    """Does this backend's plan shrink under remat? Temporaries (MiB) of the gradient of
+    8 blocks of 6 tanh(x @ w) layers (x: 4096 x 512), each block checkpointed or not,
+    written out in a row and as one ``lax.scan`` over the blocks."""
+
+    def block(x, w):
+        for _ in range(6):
+            x = jax.numpy.tanh(x @ w)
+        return x, None
+
+    ws, x = np.full((8, 512, 512), 0.01, np.float32), np.ones((4096, 512), np.float32)
+    out = {}
+    for remat_on in (False, True):
+        f = jax.checkpoint(block) if remat_on else block
+
+        def chain(ws, x, f=f):
+            for w in ws:
+                x = f(x, w)[0]
+            return x.sum()
+
+        scan = lambda ws, x, f=f: jax.lax.scan(f, x, ws)[0].sum()
+        for name, fn in (("chain", chain), ("scan", scan)):
+            compiled = jax.jit(jax.grad(fn)).lower(ws, x).compile()
+            temp = compiled.memory_analysis().temp_size_in_bytes / 2**20
+            out[f"{name}_{'remat' if remat_on else 'none'}_temp_mib"] = round(temp, 1)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", default="smoke", help=f"one of {', '.join(base.PRESETS)}")
     ap.add_argument("--agents", default="ppo,dqn")
     ap.add_argument("--remat", default="none,edge", help="levels: " + ",".join(remat.LEVELS))
     ap.add_argument("--programs", default="act,ppo_step,dqn_step")
     ap.add_argument("--time", type=int, default=0, help="run the learner step N times")
-    args, overrides = ap.parse_known_args()
-    if args.preset not in base.PRESETS:
-        raise SystemExit(f"error: unknown preset {args.preset!r}; valid: {', '.join(base.PRESETS)}")
-    bad = [o for o in overrides if not o.startswith("--config.")]
-    if bad:
-        raise SystemExit(f"error: unknown argument {bad[0]}; overrides are --config.KEY=VALUE")
+    ap.add_argument("--probe", action="store_true", help="only backend_remat_probe")
+    args, overrides = parse_preset_args(ap)
+    if args.probe:
+        print(json.dumps({"backend": jax.default_backend(), **backend_remat_probe()}))
+        return
     compile_cache.enable()
     names = tuple(args.programs.split(","))
     limit, where = memory.device_limit()

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rldarts.common import host
 from rldarts.env import procgen_scores
 from rldarts.learn import arch, async_actor, dqn_losses, parallel
 from rldarts.learn.replay import PrioritizedReplay
@@ -156,6 +157,10 @@ def make_learner_step(model, dqn_cfg, arch_cfg, topology: parallel.Topology | No
     return step
 
 
+# The float fields of a replay batch (``PrioritizedReplay.sample``), one per sample.
+REPLAY_FLOATS = ("rewards", "discounts", "weights", "weight_scale")
+
+
 def learner_programs(step, batch_size: int, heldout: bool, obs_shape, obs_dtype, state) -> dict:
     """``dqn_step``: the jitted learner ``step`` with the abstract arguments of one call
     (a replay batch as ``PrioritizedReplay.sample`` makes it, without the host-side
@@ -166,9 +171,6 @@ def learner_programs(step, batch_size: int, heldout: bool, obs_shape, obs_dtype,
     batch = {"obs": frames, "next_obs": frames, "actions": sds((batch_size,), jnp.int32)}
     batch.update({k: sds((batch_size,), f32) for k in REPLAY_FLOATS})
     return {"dqn_step": (step, (state, batch, batch if heldout else None, sds((), f32)))}
-
-
-REPLAY_FLOATS = ("rewards", "discounts", "weights", "weight_scale")
 
 
 def global_importance_weights(*batches, rescale: bool = True):
@@ -388,17 +390,6 @@ def _device(batch):
     return {k: v for k, v in batch.items() if k != "indices"}
 
 
-def _available_memory_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 class Agent:
     """DQN as the experiment driver sees it (``rldarts.run.experiment``)."""
 
@@ -434,7 +425,7 @@ class Agent:
         need = PrioritizedReplay.estimate_bytes(
             capacity, obs_shape, obs_dtype, topology.local_share(d.num_envs)
         )
-        have = _available_memory_bytes()
+        have = host.available_ram_bytes()
         if need > 0.9 * have:
             raise ValueError(
                 f"dqn.replay_capacity={d.replay_capacity:,} needs about "

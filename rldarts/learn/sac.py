@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rldarts.common import host
 from rldarts.learn import arch, dqn, parallel, sac_losses
 from rldarts.learn.replay import PrioritizedReplay
 from rldarts.model import networks
@@ -284,7 +285,7 @@ class Agent(dqn.Agent):
         need = PrioritizedReplay.estimate_bytes(
             capacity, shape, dtype, sum(sizes), (self.action_dim,), np.float32
         )
-        have = dqn._available_memory_bytes()
+        have = host.available_ram_bytes()
         if need > 0.9 * have:
             raise ValueError(
                 f"sac.replay_capacity={d.replay_capacity:,} needs about {need / 1e9:.1f} GB "

@@ -66,7 +66,7 @@ def conv_general_dilated(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    if jax.default_backend() != "cpu" or batch_group_count != 1:
+    if batch_group_count != 1:
         return conv(lhs, rhs)
     dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     lhs_batch, out_batch = dn.lhs_spec[0], dn.out_spec[0]
@@ -93,7 +93,9 @@ def conv_general_dilated(
         return d_lhs, d_rhs
 
     chunked.defvjp(fwd, bwd)
-    return chunked(lhs, rhs)
+    # Chosen per platform when the program is lowered: CPU programs get the chunks, GPU
+    # and TPU programs (also those exported from a CPU machine) the plain conv.
+    return lax.platform_dependent(lhs, rhs, cpu=chunked, default=conv)
 
 
 # nn.Conv with the chunked weight gradient; same fields and parameter names as nn.Conv.

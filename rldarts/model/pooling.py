@@ -66,8 +66,6 @@ def _materialized(fn, x: jax.Array):
     folds the conditional: a NaN first element gives all-NaN outputs, which keeps a NaN
     input reaching the loss. Accelerators skip it (a conditional costs them a sync).
     """
-    if jax.default_backend() != "cpu":
-        return fn(x)
     shapes = jax.eval_shape(fn, x)
 
     def poisoned(x):
@@ -80,7 +78,12 @@ def _materialized(fn, x: jax.Array):
             shapes,
         )
 
-    return jax.lax.cond(jnp.isnan(x.reshape(-1)[0]), poisoned, fn, x)
+    def on_cpu(x):
+        return jax.lax.cond(jnp.isnan(x.reshape(-1)[0]), poisoned, fn, x)
+
+    # Chosen per platform when the program is lowered (also for programs exported from
+    # a CPU machine to an accelerator).
+    return jax.lax.platform_dependent(x, cpu=on_cpu, default=fn)
 
 
 def avg_pool(x: jax.Array, size: int = 3, stride: int = 1) -> jax.Array:

@@ -19,6 +19,8 @@ import os
 import jax
 import jax.numpy as jnp
 
+from rldarts.common import host
+
 GIB = 2**30
 STEP_PROGRAMS = ("ppo_step", "dqn_step", "sac_step")  # the learner's biggest program per agent
 LIMIT_VARIABLE = "RLDARTS_MEMORY_LIMIT_GIB"
@@ -82,18 +84,7 @@ def device_limit() -> tuple[int, str]:
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"]), f"the memory of {device.device_kind}"
-    return available_ram_bytes(), "the available RAM"
-
-
-def available_ram_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return host.available_ram_bytes(), "the available RAM"
 
 
 def refusal(name: str, peak: int, limit: int, where: str, level: str, levels) -> str:
