@@ -29,7 +29,7 @@ from rldarts.env import families
 from rldarts.run import memory
 from rldarts.run import setup as setup_lib
 
-PROGRAMS = {"ppo": ("act", "ppo_update"), "dqn": ("act", "dqn_step")}
+PROGRAMS = {"ppo": ("act", "ppo_update"), "dqn": ("act", "dqn_step"), "sac": ("act", "sac_step")}
 # Custom-call targets that exist only in the CPU runtime (host callbacks, LAPACK).
 CPU_ONLY = re.compile(r"callback|cpu|lapack", re.IGNORECASE)
 TARGET = re.compile(r"stablehlo\.custom_call @([\w.]+)|call_target_name = \"([\w.]+)\"")
