@@ -67,10 +67,11 @@ def test_peak_bytes_reads_arguments_outputs_and_temporaries():
     assert parts["peak_bytes"] == 12000 + parts["temp_bytes"]
 
 
-def test_auto_tries_every_level_of_a_darts_network_and_only_none_otherwise():
-    assert setup.remat_levels("auto", darts=True) == ("none", "cell", "edge")
-    assert setup.remat_levels("auto", darts=False) == ("none",)
-    assert setup.remat_levels("edge", darts=True) == ("edge",)
+def test_auto_tries_every_level_of_a_darts_network_on_accelerators_only():
+    assert setup.remat_levels("auto", darts=True, backend="gpu") == ("none", "cell", "edge")
+    assert setup.remat_levels("auto", darts=True, backend="cpu") == ("none",)
+    assert setup.remat_levels("auto", darts=False, backend="tpu") == ("none",)
+    assert setup.remat_levels("edge", darts=True, backend="cpu") == ("edge",)
 
 
 def _train(tmp_path, limit, *overrides):
@@ -87,10 +88,12 @@ def test_a_learner_step_that_does_not_fit_is_refused_in_one_line_before_anything
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 65, proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error: the ppo step needs about"), lines
-    assert "every net.remat level (none, cell, edge)" in lines[0]
+    assert "with net.remat=none" in lines[0]  # auto on CPU: remat would not shrink it
     assert f"but {memory.LIMIT_VARIABLE} is 0.00 GiB" in lines[0]
-    for way_out in ("net.remat=edge", "parallel.learner_devices", "ppo.num_minibatches"):
+    for way_out in ("parallel.learner_devices", "ppo.num_minibatches"):
         assert way_out in lines[0]
+    edge = _train(tmp_path, "0.0001", "--config.network=darts_minatar", "--config.net.remat=edge")
+    assert edge.returncode == 65 and "with net.remat=edge" in edge.stderr
     assert not (tmp_path / "run").exists()
     bad = _train(tmp_path, "lots")
     assert (

@@ -92,11 +92,13 @@ def refusal(name: str, peak: int, limit: int, where: str, level: str, levels) ->
     tried = (
         f"net.remat={level}" if len(levels) == 1 else f"every net.remat level ({', '.join(levels)})"
     )
+    # Remat does not shrink XLA:CPU's plan (issue 21), so it is no way out there.
+    remat_way = "" if jax.default_backend() == "cpu" else "net.remat=edge (recompute activations), "
     return (
         f"the {name} needs about {gib(peak)} (XLA's plan, with {tried}) but {where} is "
-        f"{gib(limit)}; ways out: net.remat=edge (recompute activations), "
-        "parallel.learner_devices=N (split the minibatch over N devices), or a smaller "
-        "minibatch (more ppo.num_minibatches / a smaller dqn.batch_size)"
+        f"{gib(limit)}; ways out: {remat_way}parallel.learner_devices=N (split the "
+        "minibatch over N devices), or a smaller minibatch (more ppo.num_minibatches / a "
+        "smaller dqn.batch_size)"
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import numpy as np
 
 from rldarts.env import families, training_env
@@ -57,12 +58,15 @@ def build(c, require_supernet: bool) -> Setup:
     raise ValueError(memory.refusal(name.replace("_", " "), peak, limit, where, level, levels))
 
 
-def remat_levels(requested: str, darts: bool) -> tuple[str, ...]:
+def remat_levels(requested: str, darts: bool, backend: str | None = None) -> tuple[str, ...]:
     """The ``net.remat`` levels to try in order: ``auto`` goes from the least recompute
-    to the most (a network without cells has only ``none``); a level is tried alone."""
+    to the most on GPU / TPU; a network without cells, or the CPU backend, has only
+    ``none`` (XLA:CPU's plan does not shrink under remat: benchmarks/results/README.md,
+    issue 21; each level tried is a compile). A level set explicitly is tried alone."""
     if requested != "auto":
         return (remat.check(requested),)
-    return remat.LEVELS if darts else ("none",)
+    backend = backend or jax.default_backend()
+    return remat.LEVELS if darts and backend != "cpu" else ("none",)
 
 
 def _build(c, genotype, require_supernet: bool) -> Setup:
