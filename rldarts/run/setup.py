@@ -40,7 +40,8 @@ def build(c, require_supernet: bool) -> Setup:
     """Setup.config is ``c`` with the network keys a genotype file records settled
     (``config_checks.resolve_genotype_config``) and ``net.remat`` resolved to the level
     whose learner step fits the device (``rldarts.run.memory``); ``c`` itself is left as
-    is. A learner step that fits at no allowed level is refused in one line."""
+    is. A learner step that fits at no allowed level is refused in one line. Runs on
+    several devices or processes are not planned (their step is sharded)."""
     c = config_checks.resolve_genotype_config(c)
     config_checks.validate(c)
     genotype = NetworkGenotype.load(c.genotype) if c.genotype else None
@@ -50,6 +51,10 @@ def build(c, require_supernet: bool) -> Setup:
         with c.unlocked():
             c.net.remat = level
         s = _build(c, genotype, require_supernet)
+        if not s.topology.trivial:
+            # The plan is of the one-device program; a sharded learner splits the batch
+            # over its devices (and processes), so it would only be an upper bound.
+            return s
         plan = memory.plan(s.agent, s.alphas, families.spec(c.env_name), memory.STEP_PROGRAMS)
         name, peak = next((k, v["peak_bytes"]) for k, v in plan.items())
         if peak <= limit:
