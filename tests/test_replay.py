@@ -317,7 +317,7 @@ def test_truncated_ends_bootstrap_from_their_frame_and_actions_may_be_vectors(n,
     gamma, num_envs, steps = 0.9, 2, 16
     done_at = {0: {4, 9}, 1: {6, 14}}
     trunc_at = {0: {4}, 1: {6, 14}}  # env 0 step 9 is terminal
-    buf = PrioritizedReplay(
+    make = lambda: PrioritizedReplay(
         200,
         num_envs,
         (2,),
@@ -328,6 +328,7 @@ def test_truncated_ends_bootstrap_from_their_frame_and_actions_may_be_vectors(n,
         action_shape=(2,),
         action_dtype=np.float32,
     )
+    buf = make()
     rewards, dones, truncs = [], [], []
     for t in range(steps):
         r = [float(t + 1), float(-2 * t)]
@@ -355,17 +356,7 @@ def test_truncated_ends_bootstrap_from_their_frame_and_actions_may_be_vectors(n,
         seen |= {(int(a), int(b)) for a, b in batch["obs"]}
     assert seen == set(ref)
     buf.save(tmp_path / "r.npz")
-    other = PrioritizedReplay(
-        200,
-        num_envs,
-        (2,),
-        np.int64,
-        n_step=n,
-        gamma=gamma,
-        priority_exponent=0.0,
-        action_shape=(2,),
-        action_dtype=np.float32,
-    )
+    other = make()
     other.load(tmp_path / "r.npz")
     a, b = buf.sample(8, np.random.default_rng(1)), other.sample(8, np.random.default_rng(1))
     for k in a:

@@ -120,6 +120,18 @@ class _DartsTorso(nn.Module):
         edge_weights = alphas.get(EDGE_WEIGHTS, {}).get(cell_type)
         return cell(x, alphas[cell_type], inverse_temperature, edge_weights, draws.get(cell_type))
 
+    def _impala_stages(self, x, alphas, inverse_temperature, draws):
+        """IMPALA-CNN's stages with each residual pair replaced by two searched normal
+        cells: per depth a conv3x3, max pool 3/2, two cells (darts_impala, darts_dmc)."""
+        for s, depth in enumerate(self.depths):
+            x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
+            x = ops_lib.max_pool(x, 3, 2)
+            for c in range(2):
+                x = self._cell(
+                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature, draws
+                )
+        return x
+
 
 class DartsImpalaCNN(_DartsTorso):
     """IMPALA-CNN whose residual blocks are replaced by two searched normal cells."""
@@ -131,13 +143,7 @@ class DartsImpalaCNN(_DartsTorso):
     def __call__(self, obs, alphas=None, inverse_temperature=1.0):
         x = _scale(obs)
         draws = self._gdas_draws(alphas, inverse_temperature, CELL_TYPES["darts_impala"])
-        for s, depth in enumerate(self.depths):
-            x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
-            x = ops_lib.max_pool(x, 3, 2)
-            for c in range(2):
-                x = self._cell(
-                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature, draws
-                )
+        x = self._impala_stages(x, alphas, inverse_temperature, draws)
         return _dense_out(x, self.dense)
 
 
@@ -237,13 +243,7 @@ class DartsDMCEncoder(_DartsTorso):
         x = _scale(obs)
         draws = self._gdas_draws(alphas, inverse_temperature, CELL_TYPES["darts_dmc"])
         x = nn.relu(conv_lib.Conv(self.depths[0], (3, 3), 2, name="stem")(x))
-        for s, depth in enumerate(self.depths):
-            x = conv_lib.Conv(depth, (3, 3), name=f"stage{s}_conv")(x)
-            x = ops_lib.max_pool(x, 3, 2)
-            for c in range(2):
-                x = self._cell(
-                    f"stage{s}_normal{c}", "normal", depth, 1, x, alphas, inverse_temperature, draws
-                )
+        x = self._impala_stages(x, alphas, inverse_temperature, draws)
         return _feature_out(nn.relu(x), self.dense)
 
 
