@@ -29,7 +29,7 @@ def test_search_then_retrain_from_the_genotype_file_alone(search_dir, tmp_path):
     assert sorted(genotype["cells"]) == ["normal"]
     assert genotype["found_with"]["network"] == "darts_dmc"
     rows = read_metrics(search_dir / "metrics.csv")
-    assert [r["env_steps"] for r in rows] == [32, 64, 96]
+    assert [r["env_steps"] for r in rows] == [0, 32, 64, 96]  # 0: eval.at_start
     assert rows[-1]["learner_steps"] > 0 and np.isfinite(rows[-1]["critic_loss"])
     assert rows[-1]["alpha_grad_norm"] > 0 and rows[-1]["episode_return_test"] is not None
     assert (search_dir / "alpha_history.jsonl").exists()
@@ -37,7 +37,7 @@ def test_search_then_retrain_from_the_genotype_file_alone(search_dir, tmp_path):
     retrained = json.loads((tmp_path / "config.json").read_text())
     assert retrained["network"] == "darts_dmc" and retrained["net"] == config["net"]
     assert retrained["arch"]["mode"] == "frozen"
-    assert len(read_metrics(tmp_path / "metrics.csv")) == 3
+    assert len(read_metrics(tmp_path / "metrics.csv")) == 4
 
 
 def test_search_resume_matches_uninterrupted(search_dir, tmp_path):
@@ -47,7 +47,7 @@ def test_search_resume_matches_uninterrupted(search_dir, tmp_path):
     assert "resuming" in proc.stdout + proc.stderr
     resumed = read_metrics(tmp_path / "metrics.csv")
     straight = read_metrics(search_dir / "metrics.csv")
-    assert [r["env_steps"] for r in resumed] == [32, 64, 96]
+    assert [r["env_steps"] for r in resumed] == [0, 32, 64, 96]
     for a, b in zip(resumed, straight):
         for key in ("critic_loss", "actor_loss", "temperature", "alpha_entropy", "q_mean"):
             assert a.get(key) == b.get(key), (key, a.get(key), b.get(key))

@@ -36,11 +36,14 @@ def test_search_then_retrain_from_the_genotype_file_alone(search_dir, tmp_path):
     assert sorted(genotype["cells"]) == ["normal"]
     assert genotype["found_with"]["network"] == "darts_minatar"
     rows = read_metrics(search_dir / "metrics.csv")
-    assert len(rows) == 3 and rows[-1]["episode_return_test"] is not None
+    # eval.at_start (the minatar presets): the untrained supernet's evaluation comes first.
+    assert [r["env_steps"] for r in rows] == [0, 256, 512, 768]
+    assert rows[0]["episode_return_test"] is not None and rows[0]["loss"] is None
+    assert rows[-1]["episode_return_test"] is not None
     run_binary("train", TRAIN, tmp_path, f"--config.genotype={search_dir / 'genotype.json'}")
     retrained = json.loads((tmp_path / "config.json").read_text())
     assert retrained["network"] == "darts_minatar" and retrained["net"] == config["net"]
-    assert len(read_metrics(tmp_path / "metrics.csv")) == 3
+    assert len(read_metrics(tmp_path / "metrics.csv")) == 4
 
 
 def test_baseline_resume_matches_uninterrupted(baseline_dir, tmp_path):
@@ -50,17 +53,18 @@ def test_baseline_resume_matches_uninterrupted(baseline_dir, tmp_path):
     assert "resuming" in proc.stdout + proc.stderr
     resumed = read_metrics(tmp_path / "metrics.csv")
     straight = read_metrics(baseline_dir / "metrics.csv")
-    assert [r["env_steps"] for r in resumed] == [256, 512, 768]
+    assert [r["env_steps"] for r in resumed] == [0, 256, 512, 768]  # step 0: not again
     for a, b in zip(resumed, straight):
         for key in ("loss", "policy_loss", "value_loss", "episode_return_train"):
             assert a[key] == b[key], (key, a[key], b[key])
+    assert resumed[0]["episode_return_test"] == straight[0]["episode_return_test"]
     assert resumed[-1]["episode_return_test"] == straight[-1]["episode_return_test"]
 
 
 def test_dqn_smoke(tmp_path):
     run_binary("train", TRAIN, tmp_path, "--config.agent=dqn")
     rows = read_metrics(tmp_path / "metrics.csv")
-    assert len(rows) == 3 and rows[-1]["learner_steps"] > 0
+    assert len(rows) == 4 and rows[-1]["learner_steps"] > 0
     assert np.isfinite(rows[-1]["loss"]) and rows[-1]["episode_return_test"] is not None
 
 
@@ -90,5 +94,6 @@ def test_ppo_minatar_cnn_learns_breakout(tmp_path):
         "--config.log.tensorboard=False",
     )
     rows = read_metrics(tmp_path / "metrics.csv")
-    assert rows[0]["episode_return_train"] < 0.8
+    assert rows[0]["env_steps"] == 0 and rows[0]["episode_return_test"] < 0.8  # untrained
+    assert rows[1]["episode_return_train"] < 0.8
     assert rows[-1]["episode_return_test"] > 1.5, rows[-1]

@@ -14,7 +14,7 @@ from rldarts.model.genotypes import CellGenotype, NetworkGenotype
 from rldarts.report import analysis, report_claims
 from rldarts.report import writer as report
 
-STEPS = 1000  # env steps per row; 4 rows, an evaluation on every row
+STEPS = 1000  # env steps per row; an evaluation at 0 (untrained), then 4 rows
 GAMES = ("minatar/breakout", "minatar/asterix")
 SECTION = f"## {report.SECTIONS[7]}"
 
@@ -24,9 +24,12 @@ def _genotype():
     return NetworkGenotype({"normal": cell, "reduction": cell})
 
 
-def _write(path, *, game, seed, agent, network, final, first=0.0, genotype="", markers=()):
-    """A workdir: test returns [first, final, final, final] at 1-4 x STEPS env steps (so
-    the final return, the mean of the last 3 evaluations, is `final`)."""
+def _write(
+    path, *, game, seed, agent, network, final, untrained=0.0, first=None, genotype="", markers=()
+):  # untrained=None: no evaluation before training
+    """A workdir: test return `untrained` at env step 0 (eval.at_start), then [first,
+    final, final, final] at 1-4 x STEPS env steps (so the final return, the mean of the
+    last 3 evaluations, is `final`); `first` defaults to `final`."""
     os.makedirs(path)
     config = {
         "env_name": game,
@@ -42,7 +45,9 @@ def _write(path, *, game, seed, agent, network, final, first=0.0, genotype="", m
     with open(os.path.join(path, "metrics.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["env_steps", "episode_return_train", "episode_return_test"])
-        for i, r in enumerate([first, final, final, final], start=1):
+        if untrained is not None:
+            w.writerow([0, "", untrained])
+        for i, r in enumerate([final if first is None else first, final, final, final], 1):
             w.writerow([i * STEPS, r, r])
     if genotype:
         with open(os.path.join(path, "genotype.json"), "w") as f:
@@ -61,7 +66,10 @@ def _unit(root, agent, game, seed, returns):
     kw = dict(game=game, seed=seed, agent=agent)
     _write(j("search"), network="darts_minatar", final=returns["search"], **kw)
     _write(j("retrain"), network="darts_minatar", final=returns["cell"], genotype="g", **kw)
-    _write(j("minatar_cnn"), network="minatar_cnn", final=returns["baseline"], first=1.0, **kw)
+    # The baseline's untrained return differs from the random cells': R_untrained must be
+    # the random cells'; its first trained evaluation is well above both.
+    baseline = returns["baseline"]
+    _write(j("minatar_cnn"), network="minatar_cnn", final=baseline, untrained=1.0, first=7, **kw)
     marker = ("milestone.json", {"fraction": 0.5, "env_steps": 2 * STEPS})
     _write(
         j("milestone", "m0.5"),
@@ -201,7 +209,7 @@ def test_effect_and_ci_match_a_numpy_bootstrap(tmp_path):
     root = _make(str(tmp_path / "runs"), ("ppo",), GAMES, range(4), returns)
     runs, _ = report.discover_runs([root])
     rows = report_claims.claims_table(runs, [root])[0]
-    # Independent reference: R_untrained = 0 (random cells' first evaluations), baseline
+    # Independent reference: R_untrained = 0 (random cells' step-0 evaluations), baseline
     # mean 10, so the C2 effect of a unit is (cell - 10) / 10; percentile bootstrap of
     # the mean of the sorted effects, NumPy's default_rng(0), 2000 resamples.
     d = np.sort([(c - 10) / 10 for c in cells.values()])
@@ -250,7 +258,7 @@ def test_minatar_runs_flow_through_every_section(tmp_path):
     assert "| minatar_cnn | - | 2 |" in milestones
     assert "DARTS final retrain vs minatar_cnn" in milestones
     norm = text.split(SECTION)[1]
-    assert "| minatar/breakout | ppo | random cells' first evaluations | 0.00 | 10.00 |" in norm
+    assert "| minatar/breakout | ppo | random cells' step-0 evaluations | 0.00 | 10.00 |" in norm
 
 
 def test_baseline_that_never_learns_is_not_normalised(tmp_path):
@@ -261,3 +269,18 @@ def test_baseline_that_never_learns_is_not_normalised(tmp_path):
     text = _report(root, tmp_path / "out")
     assert "no baseline improvement over the untrained return" in text
     assert set(_verdicts(text).values()) <= {"inconclusive", "not measured"}
+
+
+def test_runs_without_an_untrained_evaluation_are_not_normalised(tmp_path):
+    # The first evaluation after training began is no R_untrained (it comes after
+    # learning): without a step-0 row (eval.at_start) the game is left out, by name.
+    root = str(tmp_path / "runs")
+    kw = dict(game=GAMES[0], agent="ppo", network="darts_minatar", untrained=None, first=0.5)
+    for seed in range(3):
+        _write(
+            os.path.join(root, f"b{seed}"), seed=seed, final=10, **{**kw, "network": "minatar_cnn"}
+        )
+        _write(os.path.join(root, f"c{seed}"), seed=seed, final=8, genotype="g", **kw)
+    text = _report(root, tmp_path / "out")
+    assert "minatar/breakout (ppo): no evaluation before training" in text
+    assert "eval.at_start=True" in text

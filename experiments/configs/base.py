@@ -150,6 +150,10 @@ def get_base_config() -> config_dict.ConfigDict:
     # training levels.
     c.eval = config_dict.ConfigDict()
     c.eval.every_iterations = 50
+    # Also evaluate the untrained agent before the first iteration (a row at env step 0):
+    # curves start at 0, and the claims report's R_untrained (rldarts.report.report_claims)
+    # is read there for families without published constants (MinAtar, DM-Control).
+    c.eval.at_start = False
     c.eval.num_episodes = 64
     c.eval.num_envs = 64
     c.eval.train_levels = True
@@ -269,6 +273,7 @@ def minatar(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     c.net.first_conv = False  # unused by the MinAtar networks
     # No levels: held-out envs differ by seed only (unseen_levels is refused).
     c.arch.heldout_source = "rollout_split"
+    c.eval.at_start = True  # R_untrained of the claims report (no published constants)
     # PPO as Pgx's MinAtar PPO example (itself PureJaxRL's PPO): gamma 0.99, GAE 0.95,
     # clip 0.2, entropy 0.01, 128-step rollouts, 3 epochs; fewer envs (64 vs 4096) and
     # a larger lr (1e-3 vs 3e-4, annealed) for a budget of ~2M steps on a CPU.
@@ -337,6 +342,7 @@ def dmc(c: config_dict.ConfigDict) -> config_dict.ConfigDict:
     c.net.search_space = "rl_darts_conv"
     c.net.first_conv = False  # unused by the DM-Control networks
     c.arch.heldout_source = "rollout_split"  # no levels
+    c.eval.at_start = True  # R_untrained of the claims report (no published constants)
     c.eval.every_iterations = 10
     c.eval.num_episodes = 10
     c.eval.num_envs = 10

@@ -6,9 +6,10 @@ Scores: the final return of a run (mean of its last evaluations, `final_return`,
 key) normalised per game and agent: Procgen games by the constants table; any other game
 (MinAtar) by the runs themselves, (R - R_untrained) / (R_baseline - R_untrained), where
 R_baseline is the mean final return of the hand-designed baseline's runs and R_untrained
-the median first-evaluation return of the random-cell runs (the baseline's runs without
-random cells). Neither constant is taken from the cell being tested, so a claim's effect
-cannot move its own yardstick.
+the median return of the random-cell runs' evaluations before training (env step 0,
+``eval.at_start``; the baseline's runs' when there are no random cells). Neither
+constant is taken from the cell being tested, so a claim's effect cannot move its own
+yardstick.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from rldarts.env import procgen_scores
 from rldarts.model import visualize
 from rldarts.report import analysis
 from rldarts.report import formatting as fm
-from rldarts.report.report_runs import BASELINES, KEYS, as_number, final_return, first_return
+from rldarts.report.report_runs import (
+    BASELINES,
+    KEYS,
+    as_number,
+    final_return,
+    untrained_return,
+)
 
 KEY = KEYS[1]  # the evaluation return (Procgen: all levels)
 APPROACH_MARGIN = 0.25  # C1: the supernet within 0.25 normalised of the baseline
@@ -100,11 +107,17 @@ def normalizers(runs) -> tuple[dict, list[str]]:
             continue
         base = [final_return(r, KEY) for r in rs if r.method in BASELINES]
         randoms = [r for r in rs if r.method == "random cell"]
-        firsts = [
-            first_return(r, KEY) for r in (randoms or [r for r in rs if r.method in BASELINES])
+        untrained = [
+            untrained_return(r, KEY) for r in (randoms or [r for r in rs if r.method in BASELINES])
         ]
-        low, high = _nanmedian(firsts), _nanmean(base)
-        source = "random cells' first evaluations" if randoms else "baseline's first evaluations"
+        low, high = _nanmedian(untrained), _nanmean(base)
+        source = "random cells' step-0 evaluations" if randoms else "baseline's step-0 evaluations"
+        if not np.isfinite(low):
+            notes.append(
+                f"{game} ({agent}): no evaluation before training (runs need "
+                "eval.at_start=True): not normalised"
+            )
+            continue
         if not np.isfinite(high) or not np.isfinite(low) or high <= low:
             notes.append(
                 f"{game} ({agent}): no baseline improvement over the untrained return "
@@ -323,8 +336,8 @@ def _intro() -> list[str]:
         f"({procgen_scores.CONSTANT_TABLE}); games without constants (MinAtar) per game "
         "and agent by the runs, (R - R_untrained) / (R_baseline - R_untrained): 1 = the "
         "hand-designed baseline's mean final return, 0 = R_untrained, the median of the "
-        "random-cell runs' first evaluation returns (networks before (almost) any "
-        "training; the baseline's own first evaluations when there are no random cells). "
+        "random-cell runs' evaluation returns before training (env step 0, "
+        "eval.at_start; the baseline's own when there are no random cells). "
         "Both come from runs other than the cell under test, so no claim moves its own "
         "yardstick; for C1/C2 the baseline scores ~1 by construction and the effect reads "
         "as a share of the baseline's learning.",

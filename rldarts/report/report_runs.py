@@ -185,13 +185,16 @@ def discover_runs(run_dirs: Sequence[str]) -> tuple[list[Run], list[str]]:
     return runs, skipped
 
 
-def first_return(run: Run, key: str) -> float:
-    """`key` on the run's first evaluation row (NaN if none): an (almost) untrained agent."""
-    rows = run.eval_rows
+def untrained_return(run: Run, key: str) -> float:
+    """`key` on the run's evaluation before training (env step 0, ``eval.at_start``);
+    NaN if the run has none."""
+    rows = [r for r in run.eval_rows if not r.get("env_steps")]
     return as_number(rows[0].get(key), float("nan")) if rows else float("nan")
 
 
 def final_return(run: Run, key: str) -> float:
-    """Mean of `key` over the run's last LAST_EVALS evaluation rows (NaN if none)."""
-    vals = [v for r in run.eval_rows[-LAST_EVALS:] if (v := as_number(r.get(key))) is not None]
+    """Mean of `key` over the run's last LAST_EVALS evaluation rows after training began
+    (NaN if none)."""
+    trained = [r for r in run.eval_rows if r.get("env_steps")]
+    vals = [v for r in trained[-LAST_EVALS:] if (v := as_number(r.get(key))) is not None]
     return float(np.mean(vals)) if vals else float("nan")

@@ -59,6 +59,8 @@ def _train(s: Setup, workdir: str, log, agree) -> dict:
     recorder = Recorder(s, workdir, resumed, eval_key, log) if topo.is_primary else NullRecorder()
     every = c.log.checkpoint_every_iterations
     _start_segment(s, actor, iteration // every)
+    if iteration == 0 and c.eval.at_start:
+        recorder.record_untrained(state, _temperature(s, 0))
     t_start = time.time()
     try:
         while iteration < s.num_iterations:

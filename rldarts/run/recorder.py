@@ -59,9 +59,7 @@ class Recorder:
             as_lists = jax.tree.map(lambda a: np.asarray(a).tolist(), alphas)
             self.alpha_hist.append({"env_steps": env_steps, "alphas": as_lists})
         if iteration % c.eval.every_iterations == 0 or last:
-            params, eval_alphas = s.topology.to_actor((state.params, state.alphas))
-            key = jax.random.fold_in(self.eval_key, iteration)
-            row.update(evaluate(c, self.eval_policy, params, eval_alphas, inv_temp, key))
+            row.update(self._evaluate(iteration, state, inv_temp))
         self.logger.write(row)
         if alphas is not None and (iteration % c.log.genotype_every_iterations == 0 or last):
             arch_record.write_architecture(
@@ -75,6 +73,19 @@ class Recorder:
             )
         )
 
+    def record_untrained(self, state, inv_temp) -> None:
+        """``eval.at_start``: the untrained agent's evaluation as a row at env step 0."""
+        row = {"iteration": 0, "env_steps": 0}
+        row.update(self._evaluate(0, state, inv_temp))
+        self.logger.write(row)
+        self.log(f"untrained agent: test return {row['episode_return_test']:.3f}")
+
+    def _evaluate(self, iteration: int, state, inv_temp) -> dict:
+        # Iteration i's key: the same episodes on a resume (iteration 0: before training).
+        params, eval_alphas = self.s.topology.to_actor((state.params, state.alphas))
+        key = jax.random.fold_in(self.eval_key, iteration)
+        return evaluate(self.s.config, self.eval_policy, params, eval_alphas, inv_temp, key)
+
     def close(self) -> None:
         self.logger.close()
 
@@ -83,6 +94,9 @@ class NullRecorder:
     """What every process but process 0 holds: the same calls, no effects."""
 
     def record(self, iteration: int, row: dict, state, inv_temp) -> None:
+        pass
+
+    def record_untrained(self, state, inv_temp) -> None:
         pass
 
     def close(self) -> None:
