@@ -12,7 +12,8 @@ Workdirs: ROOT/<kind>/<game>/seed<k>[/random_<i> | /m<fraction>], the baseline's
 being its network's name and a game's '/' a '_' (minatar/breakout -> minatar_breakout).
 A protocol with several ``agents`` puts ``_<agent>`` after every kind folder
 (search_ppo, search_dqn, milestone_genotypes_dqn, ...: still 4 folders deep, as the
-report searches) and shares one set of random genotypes.
+report searches) and shares one set of random genotypes; narrowed to one of them
+(``--agent``, ``agent_folders``) it keeps those folders.
 
 A run's ``after`` names the workdir of the run it waits for (its search): the engines
 start it only once that run has finished. Nothing here imports Ray or JAX.
@@ -129,7 +130,8 @@ def expand(protocol: dict, root: str) -> list[Run]:
     stopped part-way leaves whole units, each one a complete comparison for the report,
     spread over the games first."""
     names = agents(protocol)
-    suffixes = {a: ("" if len(names) == 1 else f"_{a}") for a in names}
+    folders = len(names) > 1 or protocol.get("agent_folders", False)
+    suffixes = {a: (f"_{a}" if folders else "") for a in names}
     return [
         r
         for seed in protocol["seeds"]

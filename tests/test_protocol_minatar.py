@@ -82,16 +82,21 @@ def test_minatar_claims_runs_every_game_seed_and_agent(tmp_path):
     }
 
 
-def test_agent_override_narrows_to_one_agent(tmp_path):
-    runs = sweep.expand(get_protocol("minatar_claims", agent="dqn"), str(tmp_path))
-    assert {r.agent for r in runs} == {"dqn"}
-    assert {os.path.relpath(r.workdir, tmp_path).split(os.sep)[0] for r in runs} == {
-        "search",
-        "retrain",
-        "minatar_cnn",
-        "random",
-        "milestone",
+def test_agent_override_narrows_to_one_agent_in_the_whole_sweeps_folders(tmp_path):
+    narrowed = sweep.expand(get_protocol("minatar_claims", agent="dqn"), str(tmp_path))
+    assert {r.agent for r in narrowed} == {"dqn"}
+    assert {os.path.relpath(r.workdir, tmp_path).split(os.sep)[0] for r in narrowed} == {
+        "search_dqn",
+        "retrain_dqn",
+        "minatar_cnn_dqn",
+        "random_dqn",
+        "milestone_dqn",
     }
+    # The same runs, workdirs and command lines as the whole sweep's DQN runs: a sweep
+    # narrowed to one agent can be completed later in the same root.
+    whole = sweep.expand(get_protocol("minatar_claims"), str(tmp_path))
+    as_tuple = lambda r: (r.workdir, tuple(r.argv), r.after, r.genotype)
+    assert [as_tuple(r) for r in narrowed] == [as_tuple(r) for r in whole if r.agent == "dqn"]
 
 
 def test_a_misspelt_protocol_override_is_refused():

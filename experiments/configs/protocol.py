@@ -292,7 +292,13 @@ def get_protocol(name: str, agent: str | None = None, milestones=None) -> dict:
         if agent not in AGENTS:
             raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
         protocol["agent"] = agent
-        protocol.pop("agents", None)  # one agent: the single-agent layout
+        if agent in protocol.get("agents", ()):
+            # One of the protocol's agents: its runs keep the folders (search_<agent>, ...)
+            # they have in the whole sweep, which can go on later in the same root.
+            protocol["agents"] = [agent]
+            protocol["agent_folders"] = True
+        else:
+            protocol.pop("agents", None)  # the single-agent layout
     protocol["milestones"] = check_milestones(
         protocol["milestones"] if milestones is None else milestones
     )
