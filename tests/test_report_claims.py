@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rldarts.model.genotypes import CellGenotype, NetworkGenotype
-from rldarts.report import analysis, report_claims
+from rldarts.report import analysis, formatting, report_claims
 from rldarts.report import writer as report
 
 STEPS = 1000  # env steps per row; an evaluation at 0 (untrained), then 4 rows
@@ -284,3 +284,23 @@ def test_runs_without_an_untrained_evaluation_are_not_normalised(tmp_path):
     text = _report(root, tmp_path / "out")
     assert "minatar/breakout (ppo): no evaluation before training" in text
     assert "eval.at_start=True" in text
+
+
+def test_dmc_sac_runs_are_drawn_against_frames_without_procgen_levels(tmp_path):
+    # DM-Control budgets are env frames: DrQ / PlaNet repeat each cartpole action 8
+    # times (Kostrikov et al. 2020, Table 1), so 4,000 agent steps are 32,000 frames.
+    def returns(agent, game, seed):
+        return {"baseline": 10, "search": 5, "cell": 8, "milestone": 4, "random": [2, 3]}
+
+    game = "dmc/cartpole_swingup"
+    root = str(tmp_path / "runs")
+    for seed in (0, 1):
+        _unit(root, "sac", game, seed, returns("sac", game, seed))
+    text = _report(root, tmp_path / "out")
+    assert "env frames (action repeat 8)" in text  # the claims curves' axis
+    budgets = text.split(f"## {report.SECTIONS[0]}")[1].split("## ")[0]
+    assert "WARNING" not in budgets  # the 25M-step protocol is Procgen's
+    assert "| - | - |" in budgets  # no levels, no distribution mode
+    assert "evaluation episodes on fresh env seeds" in text
+    assert formatting.x_axis(game) == (8, "env frames (action repeat 8)")
+    assert formatting.x_axis("minatar/breakout") == (1, "env steps")

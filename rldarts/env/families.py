@@ -49,6 +49,9 @@ class EnvFamily:
     spec: Callable[[str], EnvSpec]
     # (env_name, num_envs, seed, num_levels, start_level, distribution_mode, num_threads)
     make: Callable[..., envs.VecEnv]
+    # Env frames per agent step (DM-Control's action repeat): what curves are drawn
+    # against, as the DM-Control literature (DrQ, PI-SAC) reports its budgets in frames.
+    frames_per_step: Callable[[str], int] = lambda name: 1
 
 
 MINATAR_PREFIX = "minatar/"
@@ -88,7 +91,13 @@ ENV_FAMILIES = {
     "minatar": EnvFamily(
         tuple(MINATAR_PREFIX + g for g in minatar.GAMES), False, _minatar_spec, _minatar_make
     ),
-    "dmc": EnvFamily(tuple(dmc.PREFIX + t for t in dmc.TASKS), False, _dmc_spec, _dmc_make),
+    "dmc": EnvFamily(
+        tuple(dmc.PREFIX + t for t in dmc.TASKS),
+        False,
+        _dmc_spec,
+        _dmc_make,
+        lambda name: dmc.task(name).action_repeat,
+    ),
 }
 ENV_NAMES = tuple(n for f in ENV_FAMILIES.values() for n in f.names)
 

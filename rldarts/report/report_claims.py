@@ -413,7 +413,8 @@ CURVES = (("search", "supernet (search)"), ("darts cell", "retrained DARTS cell"
 
 
 def _curves(runs, out_dir) -> list[str]:
-    """Returns vs env steps per game and agent: supernet, cell, baseline, random cells."""
+    """Returns vs env steps (DM-Control: frames) per game and agent: supernet, cell,
+    baseline, random cells."""
     out = []
     for (game, agent), rs in fm.group(runs, lambda r: (r.game, r.agent)).items():
         groups = [(label, [r for r in rs if r.method == m]) for m, label in CURVES]
@@ -423,18 +424,23 @@ def _curves(runs, out_dir) -> list[str]:
         if not groups:
             continue
 
-        def draw(ax, key, groups=groups):
+        per_step, xlabel = fm.x_axis(game)
+
+        def draw(ax, key, groups=groups, per_step=per_step):
             for c, (label, group) in enumerate(groups):
                 x, m, lo, hi = analysis.mean_and_band(
-                    [([row["env_steps"] for row in r.rows], _column(r, key)) for r in group]
+                    [
+                        ([per_step * row["env_steps"] for row in r.rows], _column(r, key))
+                        for r in group
+                    ]
                 )
                 if x.size:
                     ax.plot(x, m, color=f"C{c}", label=f"{label}, n={len(group)}")
                     ax.fill_between(x, lo, hi, color=f"C{c}", alpha=0.2, lw=0)
 
         png = f"claims_curves_{fm.slug(game)}_{fm.slug(agent)}.png"
-        fm.panels(os.path.join(out_dir, png), f"{game} ({agent})", "env steps", "return", draw)
-        out += [f"![returns vs env steps {game} {agent}]({png})", ""]
+        fm.panels(os.path.join(out_dir, png), f"{game} ({agent})", xlabel, "return", draw)
+        out += [f"![returns vs {xlabel} {game} {agent}]({png})", ""]
     return out
 
 

@@ -43,6 +43,8 @@ def infer_preset(config: dict, presets: dict) -> str:
     names, sizes = [n for n, p in presets.items() if widths(p) == widths(config)], widths(config)
     ppo = lambda c: tuple(c.get("ppo", {}).get(k) for k in ("num_steps", "update_epochs"))
     names = [n for n in names if ppo(presets[n]) == ppo(config)] or names
+    family = lambda c: fm.env_family(str(c.get("env_name", "")))  # dmc_smoke vs minatar_smoke
+    names = [n for n in names if family(presets[n]) is family(config)] or names
     return (
         f"{'/'.join(names) if names else 'custom'} "
         f"({'/'.join(map(str, sizes[0]))}, dense {sizes[1]})"
@@ -51,8 +53,10 @@ def infer_preset(config: dict, presets: dict) -> str:
 
 def _budgets(runs, skipped, presets) -> list[str]:
     out = [] if runs else ["No runs found (a workdir holds config.json and metrics.csv)."]
-    small = [
-        max(r.total, r.reached) for r in runs if max(r.total, r.reached) < FAR_BELOW * PAPER_STEPS
+    small = [  # the paper's 25M-step protocol is Procgen's: other families are not held to it
+        max(r.total, r.reached)
+        for r in runs
+        if fm.has_levels(r.game) and max(r.total, r.reached) < FAR_BELOW * PAPER_STEPS
     ]
     if small:
         out += [
@@ -78,8 +82,7 @@ def _budgets(runs, skipped, presets) -> list[str]:
         out += [
             f"| {r.name} | {r.label} | {r.game} | {r.seed} | {fm.steps(r.reached)} / "
             f"{fm.steps(r.total)} | {'**partial**' if r.partial else 'complete'} | "
-            f"{infer_preset(r.config, presets)} | {r.config.get('num_levels', '?')} | "
-            f"{r.config.get('distribution_mode', '?')} |"
+            f"{infer_preset(r.config, presets)} | {_levels(r)} |"
             for r in runs
         ]
         out += [
@@ -93,6 +96,13 @@ def _budgets(runs, skipped, presets) -> list[str]:
             + ".",
         ]
     return out + (["", "Skipped workdirs:"] + [f"- {s}" for s in skipped] if skipped else [])
+
+
+def _levels(run) -> str:
+    """The budgets table's "levels | mode" cells ("- | -" for a family without levels)."""
+    if not fm.has_levels(run.game):
+        return "- | -"
+    return f"{run.config.get('num_levels', '?')} | {run.config.get('distribution_mode', '?')}"
 
 
 def _alphas(runs, out_dir) -> list[str]:
@@ -168,18 +178,21 @@ def _learning_curves(runs, out_dir) -> list[str]:
     out = [
         "Mean over seeds; band: 95% normal CI (mean +- 1.96 SE) with 3+ seeds, min-max "
         "with fewer. Train: `episode_return_train` (training-level rollouts, every "
-        "iteration); test: `episode_return_test` (evaluation on all levels). Search runs "
-        "show the supernet acting.",
+        "iteration); test: `episode_return_test` (evaluation on all levels; families "
+        "without levels, MinAtar and DM-Control: evaluation episodes on fresh env seeds). "
+        "Search runs show the supernet acting. DM-Control curves are drawn against env "
+        "frames (agent steps x action repeat), as DrQ and PI-SAC report their budgets.",
         "",
     ]
     for game, rs in fm.group(runs, lambda r: r.game).items():
+        per_step, xlabel = fm.x_axis(game)
 
-        def draw(ax, key, rs=rs):
+        def draw(ax, key, rs=rs, per_step=per_step):
             for c, (label, group) in enumerate(fm.group(rs, lambda r: r.label).items()):
                 x, m, lo, hi = analysis.mean_and_band(
                     [
                         (
-                            [row["env_steps"] for row in r.rows],
+                            [per_step * row["env_steps"] for row in r.rows],
                             [as_number(row.get(key), np.nan) for row in r.rows],
                         )
                         for r in group
@@ -190,7 +203,7 @@ def _learning_curves(runs, out_dir) -> list[str]:
                     ax.fill_between(x, lo, hi, color=f"C{c % 10}", alpha=0.2, lw=0)
 
         png = f"curves_{fm.slug(game)}.png"
-        fm.panels(os.path.join(out_dir, png), game, "env steps", "episode return", draw)
+        fm.panels(os.path.join(out_dir, png), game, xlabel, "episode return", draw)
         out += [f"### {game}", "", f"![learning curves {game}]({png})", ""]
     return out
 
