@@ -7,9 +7,13 @@ Prints JSON:
   ``darts_minatar_fixed``: the same network with a discretized cell, a random genotype
   of the preset's space): ``full_loop_sps`` (whole ``ppo.Agent.run_iteration`` calls of
   the ``minatar`` preset: rollout on the host path + update), ``rollout_s`` and
-  ``update_s`` per iteration (the rollout timed on its own, the update the rest).
+  ``update_s`` per iteration (the rollout timed on its own, the update the rest), per
+  ``ppo.rollout_loop`` in ``--rollout-loops`` (``host``: a Python loop of jitted policy
+  calls and gymnax steps; ``scan``: both traced into one jitted scan, ``Actor.act_scan``),
+  measured in one run so their ratio is fair.
 
-    .venv/bin/python -m benchmarks.minatar_throughput [--iterations 3] [--game breakout]
+    .venv/bin/python -m benchmarks.minatar_throughput [--iterations 3] [--game breakout] \
+        [--rollout-loops host,scan]
 """
 
 import argparse
@@ -43,8 +47,9 @@ def env_only_sps(env_name: str, num_envs: int, steps: int = 300) -> float:
     return steps * num_envs / (time.perf_counter() - t0)
 
 
-def case_config(case: str, env_name: str):
+def case_config(case: str, env_name: str, rollout_loop: str = "host"):
     c = base.build("minatar", env_name=env_name)
+    c.ppo.rollout_loop = rollout_loop
     if case == "minatar_cnn":
         c.network, c.arch.mode = "minatar_cnn", "frozen"
     else:
@@ -65,8 +70,8 @@ def case_config(case: str, env_name: str):
     return c
 
 
-def full_loop(case: str, env_name: str, iterations: int) -> dict:
-    c = case_config(case, env_name)
+def full_loop(case: str, env_name: str, iterations: int, rollout_loop: str = "host") -> dict:
+    c = case_config(case, env_name, rollout_loop)
     s = setup.build(c, require_supernet=False)
     agent = s.agent
     key = jax.random.PRNGKey(0)
@@ -103,6 +108,7 @@ def main():
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--num-envs", type=int, default=64, help="env-only batch")
+    ap.add_argument("--rollout-loops", default="host", help="ppo.rollout_loop values")
     args = ap.parse_args()
     out = {
         "backend": jax.default_backend(),
@@ -117,8 +123,10 @@ def main():
     for case in args.cases.split(","):
         if case not in CASES:
             raise SystemExit(f"unknown case {case!r}; valid: {', '.join(CASES)}")
-        out["full_loop"][case] = full_loop(case, f"minatar/{args.game}", args.iterations)
-        print(json.dumps({case: out["full_loop"][case]}), flush=True)
+        for loop in args.rollout_loops.split(","):
+            name = f"{case}@{loop}"
+            out["full_loop"][name] = full_loop(case, f"minatar/{args.game}", args.iterations, loop)
+            print(json.dumps({name: out["full_loop"][name]}), flush=True)
     print(json.dumps(out, indent=1))
 
 

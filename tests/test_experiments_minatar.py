@@ -1,5 +1,6 @@
 """MinAtar end to end through the binaries: a smoke search, a retrain from its
-genotype.json alone, the minatar_cnn baseline with an exact resume, DQN, the refusal of
+genotype.json alone, the minatar_cnn baseline with an exact resume and with its rollouts
+collected by one jitted scan, DQN, the refusal of
 an unknown game, and PPO learning Breakout beyond the random policy."""
 
 import json
@@ -59,6 +60,22 @@ def test_baseline_resume_matches_uninterrupted(baseline_dir, tmp_path):
             assert a[key] == b[key], (key, a[key], b[key])
     assert resumed[0]["episode_return_test"] == straight[0]["episode_return_test"]
     assert resumed[-1]["episode_return_test"] == straight[-1]["episode_return_test"]
+
+
+def test_rollout_scan_run_matches_the_host_loop_run(baseline_dir, tmp_path):
+    """The binary's default on MinAtar, ``ppo.rollout_loop=auto`` = scan (acting + gymnax
+    steps in one jitted scan), against ``host`` (a Python loop of jitted policy calls and
+    env steps): the same episodes, the same updates."""
+    run_binary("train", TRAIN, tmp_path, "--config.ppo.rollout_loop=host")
+    host = read_metrics(tmp_path / "metrics.csv")
+    scanned = read_metrics(baseline_dir / "metrics.csv")
+    assert [r["env_steps"] for r in scanned] == [r["env_steps"] for r in host]
+    for a, b in zip(scanned, host):
+        for key in ("episode_return_train", "episode_length_train", "episode_return_test"):
+            assert a.get(key) == b.get(key), (key, a.get(key), b.get(key))
+        for key in ("loss", "policy_loss", "value_loss"):
+            if b.get(key) is not None:
+                assert np.isclose(a[key], b[key], rtol=1e-4, atol=1e-6), (key, a[key], b[key])
 
 
 def test_dqn_smoke(tmp_path):

@@ -91,6 +91,12 @@ def get_base_config() -> config_dict.ConfigDict:
     # (fastest on accelerators); 'host': a Python loop around jitted steps (XLA:CPU
     # runs convolutions inside a scan body much slower); 'auto': host on CPU, else scan.
     c.ppo.update_loop = "auto"
+    # Compute only: how a rollout is collected. 'host': a Python loop of jitted policy
+    # calls and env steps; 'scan': acting and env steps in one jitted lax.scan, no host
+    # round trip per step (JAX-native envs only: minatar/*); 'auto': scan wherever it
+    # can run (faster on CPU too: a rollout has no backward pass). Same rollout either
+    # way (tests/test_rollout_scan.py).
+    c.ppo.rollout_loop = "auto"
 
     # Rainbow-style DQN (reference section 8): C51 on [0, 1], dueling, double Q, n-step,
     # prioritized replay; rewards divided by the game's max return and clipped to [-1, 1].

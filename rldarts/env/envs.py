@@ -128,6 +128,10 @@ def _ensure_procgen() -> Any:
 class VecEnv:
     """Synchronous batch of EnvPool envs with same-step autoreset (see module doc)."""
 
+    # JAX-native families set this to a pure, traceable step (``MinAtarVecEnv``), so an
+    # actor can trace acting and stepping into one jitted scan (``Actor.act_scan``).
+    device_step = None
+
     def __init__(self, env: Any):
         self._env = env
         self.num_envs = int(env.config["num_envs"])

@@ -52,6 +52,9 @@ class EnvFamily:
     # Env frames per agent step (DM-Control's action repeat): what curves are drawn
     # against, as the DM-Control literature (DrQ, PI-SAC) reports its budgets in frames.
     frames_per_step: Callable[[str], int] = lambda name: 1
+    # JAX-native envs (their VecEnv has a traceable ``device_step``): a rollout can be
+    # one jitted scan (``ppo.rollout_loop``).
+    steps_on_device: bool = False
 
 
 MINATAR_PREFIX = "minatar/"
@@ -89,7 +92,11 @@ ENV_FAMILIES = {
         _procgen_make,
     ),
     "minatar": EnvFamily(
-        tuple(MINATAR_PREFIX + g for g in minatar.GAMES), False, _minatar_spec, _minatar_make
+        tuple(MINATAR_PREFIX + g for g in minatar.GAMES),
+        False,
+        _minatar_spec,
+        _minatar_make,
+        steps_on_device=True,
     ),
     "dmc": EnvFamily(
         tuple(dmc.PREFIX + t for t in dmc.TASKS),

@@ -109,5 +109,23 @@ class MinAtarVecEnv(VecEnv):
         }
         return np.asarray(obs, np.float32), np.asarray(rew, np.float32), done, info
 
+    # The device seam (``rldarts.learn.actor.Actor.act_scan``): gymnax's vmapped step as a
+    # pure function of the env carry (states, keys), traced into the actor's rollout scan
+    # instead of called from the host once per step. Same step, same numbers.
+    @property
+    def device_carry(self):
+        if self._state is None:
+            raise RuntimeError("MinAtarVecEnv.device_carry before reset")
+        return self._state, self._keys
+
+    @device_carry.setter
+    def device_carry(self, carry) -> None:
+        self._state, self._keys = carry
+
+    def device_step(self, carry, actions):
+        """((states, keys), actions) -> ((states, keys), (obs, reward, done)); traceable."""
+        obs, state, keys, rew, term, trunc, _ = self._step(*carry, actions.astype("int32"))
+        return (state, keys), (obs.astype("float32"), rew.astype("float32"), term | trunc)
+
     def close(self) -> None:
         self._state = self._keys = None

@@ -134,10 +134,16 @@ class TrainingEnv:
 
     def step(self, actions: np.ndarray):
         obs, reward, done, self.last_info = self.venv.step(actions)
+        return (obs, *self.account(reward, done))
+
+    def account(self, reward: np.ndarray, done: np.ndarray):
+        """One step's bookkeeping on the host: (reward for learning, done, the raw returns
+        and lengths of the episodes that ended). ``step`` does it after each env step; an
+        actor that stepped the envs on the device does it afterwards, step by step."""
         finished_returns, finished_lengths = self.stats.update(reward, done)
         if self.normalizer is not None:
             reward = self.normalizer(reward, done)
-        return obs, reward, done, finished_returns, finished_lengths
+        return reward, done, finished_returns, finished_lengths
 
     def state_dict(self) -> dict:
         return {

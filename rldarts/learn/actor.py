@@ -52,6 +52,7 @@ class Actor:
         self.envs: list[TrainingEnv] = []
         self.obs = None
         self._norm_stats: list | None = None
+        self._scans: dict = {}  # (num_steps, group sizes) -> the jitted rollout scan
 
     @property
     def sizes(self) -> list[int]:
@@ -114,6 +115,78 @@ class Actor:
             start += env.num_envs
         self.obs = np.concatenate(out)
         return obs_before, np.concatenate(rewards), np.concatenate(dones), finished
+
+    @property
+    def steps_on_device(self) -> bool:
+        """Whether ``act_scan`` can run: every env group JAX-native, one actor device."""
+        return self.topology.trivial and all(e.venv.device_step is not None for e in self.envs)
+
+    def act_scan(self, params, alphas, inv_temp, num_steps: int):
+        """``num_steps`` of ``act`` then ``step`` as one jitted ``lax.scan`` (JAX-native
+        envs, no host round trip per step): the same key stream, actions and env steps
+        as the host loop. Episode statistics and reward normalisation (host state) then
+        run step by step on the host, as ``step`` runs them. Returns time-major
+        (obs_before, actions, extras, rewards, dones) and ``finished[g]`` = per step
+        (returns, lengths) of group g's episodes that ended, as the host loop collects."""
+        if not self.steps_on_device:
+            raise ValueError("act_scan needs JAX-native envs on one actor device")
+        k = (num_steps, tuple(self.sizes))
+        if k not in self._scans:
+            self._scans[k] = jax.jit(self._rollout_scan(num_steps))
+        carries = tuple(e.venv.device_carry for e in self.envs)
+        self.key, carries, obs, out = self._scans[k](
+            params, alphas, inv_temp, self.key, carries, jnp.asarray(self.obs)
+        )
+        for env, carry in zip(self.envs, carries):
+            env.venv.device_carry = carry
+        self.obs = np.asarray(obs)
+        obs_before, actions, extras, raw, dones = out
+        raw, dones = np.asarray(raw), np.asarray(dones)
+        rewards, finished = np.empty_like(raw), [([], []) for _ in self.envs]
+        for t in range(num_steps):
+            start = 0
+            for env, (returns, lengths) in zip(self.envs, finished):
+                cols = slice(start, start + env.num_envs)
+                rewards[t, cols], _, f_ret, f_len = env.account(raw[t, cols], dones[t, cols])
+                returns.append(f_ret)
+                lengths.append(f_len)
+                start += env.num_envs
+        return np.asarray(obs_before), np.asarray(actions), extras, rewards, dones, finished
+
+    def _rollout_scan(self, num_steps: int):
+        """The traced loop of ``act_scan``: per step the key split of ``act``, one policy
+        pass per env group, each group's pure env step."""
+        sizes = self.sizes
+        env_steps = [e.venv.device_step for e in self.envs]
+        starts = np.cumsum([0, *sizes])
+
+        def rollout(params, alphas, inv_temp, key, carries, obs):
+            def one_step(carry, _):
+                key, carries, obs = carry
+                key, sub = jax.random.split(key)
+                keys = [sub] if len(sizes) == 1 else list(jax.random.split(sub, len(sizes)))
+                outs = [
+                    self.policy(params, alphas, obs[a:b], k, inv_temp, group=g)
+                    for g, (a, b, k) in enumerate(zip(starts[:-1], starts[1:], keys))
+                ]
+                actions = jnp.concatenate([a for a, _ in outs])
+                extras = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[e for _, e in outs])
+                stepped = [
+                    step(c, actions[a:b])
+                    for step, c, a, b in zip(env_steps, carries, starts[:-1], starts[1:])
+                ]
+                carries = tuple(c for c, _ in stepped)
+                new_obs, rewards, dones = (
+                    jnp.concatenate([o[i] for _, o in stepped]) for i in range(3)
+                )
+                return (key, carries, new_obs), (obs, actions, extras, rewards, dones)
+
+            (key, carries, obs), out = jax.lax.scan(
+                one_step, (key, carries, obs), None, length=num_steps
+            )
+            return key, carries, obs, out
+
+        return rollout
 
     def _normalizer_stats(self) -> list:
         return [

@@ -408,13 +408,25 @@ def _join_groups(groups) -> dict:
 _BOOTSTRAP_KEY = 2
 
 
-def collect_rollout(actor, state, num_steps: int, inv_temp):
+def collect_rollout(actor, state, num_steps: int, inv_temp, loop: str = "host"):
     """num_steps of acting with ``state``'s params; time-major arrays for ``update``.
+    ``loop`` (``ppo_loops.rollout_loop``): ``host`` steps the envs from a Python loop;
+    ``scan`` traces acting and env steps into one jitted scan (``Actor.act_scan``,
+    JAX-native envs); the same rollout either way.
 
     The bootstrap V(s_T) ('last_values') is computed here, by the params that acted and
     one forward pass per env group, as every V(s_t) was: with batch statistics a joint
     pass over both groups would give other values, and the async actor's params lag
     the learner's by one update (Cleanba collects num_steps + 1 values likewise)."""
+    if loop == "scan":
+        o, a, extras, r, d, finished = actor.act_scan(
+            state.params, state.alphas, inv_temp, num_steps
+        )
+        rollout = {"obs": o, "actions": a, "rewards": r, "dones": d}
+        rollout["log_probs"] = np.asarray(extras["log_probs"])
+        rollout["values"] = np.asarray(extras["values"])
+        rollout["last_values"] = _bootstrap_values(actor, state, inv_temp)
+        return rollout, finished
     obs, actions, log_probs, values, rewards, dones = [], [], [], [], [], []
     finished = [([], []) for _ in actor.envs]
     for _ in range(num_steps):
@@ -488,6 +500,7 @@ class Agent:
             self.topology,
         )
         self._update = build_update(self._spec)
+        self._rollout_loop = None  # resolved at the first collection
         self._pipeline = (
             async_actor.Pipeline(self._collect)
             if c.get("parallel") and c.parallel.async_actor
@@ -512,7 +525,11 @@ class Agent:
         )
 
     def _collect(self, actor, state, inv_temp):
-        return collect_rollout(actor, state, self.cfg.num_steps, inv_temp)
+        if self._rollout_loop is None:  # the actor's envs decide what is possible
+            self._rollout_loop = ppo_loops.rollout_loop(
+                self.cfg.rollout_loop, actor.steps_on_device
+            )
+        return collect_rollout(actor, state, self.cfg.num_steps, inv_temp, self._rollout_loop)
 
     def run_iteration(self, actor, state, inv_temp, next_inv_temp=None):
         """Collects a rollout and updates on it. With the async actor, the rollout was

@@ -50,6 +50,30 @@ def update_loop(requested: str) -> str:
     return requested
 
 
+ROLLOUT_LOOPS = ("auto", "scan", "host")
+
+
+def rollout_loop(requested: str, steps_on_device: bool) -> str:
+    """``ppo.rollout_loop`` resolved: ``scan`` (acting and env steps in one jitted scan,
+    ``Actor.act_scan``) needs JAX-native envs on one actor device (``steps_on_device``);
+    ``auto`` picks it wherever it can run, on every backend: a rollout is forward passes
+    only, and even XLA:CPU runs it faster as a scan than as a host loop (unlike the
+    update's backward passes; benchmarks/results/README.md, issue 20)."""
+    if requested not in ROLLOUT_LOOPS:
+        raise ValueError(
+            f"config ppo.rollout_loop={requested!r} is not valid; valid "
+            f"choices: {', '.join(ROLLOUT_LOOPS)}"
+        )
+    if requested == "scan" and not steps_on_device:
+        raise ValueError(
+            "config ppo.rollout_loop='scan' needs JAX-native envs (minatar/*) on one actor "
+            "device; valid choices here: auto, host"
+        )
+    if requested == "auto":
+        return "scan" if steps_on_device else "host"
+    return requested
+
+
 def microbatch_size(
     requested: int, minibatch_sizes, batch_statistics: bool = False, num_devices: int = 1
 ) -> int:

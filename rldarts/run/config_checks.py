@@ -11,7 +11,7 @@ import copy
 import jax
 
 from rldarts.env import envs, families
-from rldarts.learn import agents, arch, parallel, ppo
+from rldarts.learn import agents, arch, parallel, ppo, ppo_loops
 from rldarts.model import genotypes, methods, networks, remat
 from rldarts.model import ops as ops_lib
 from rldarts.model.genotypes import NetworkGenotype, Provenance
@@ -32,6 +32,7 @@ RESUMABLE_KEYS = (
     "num_threads",
     "ppo.microbatch_size",
     "ppo.update_loop",
+    "ppo.rollout_loop",
     "net.remat",  # the same update to float tolerance (rldarts.model.remat)
     "parallel.learner_devices",
     "parallel.actor_devices",
@@ -169,6 +170,9 @@ def _check_choices(c) -> None:
     _choice("net.remat", c.net.get("remat", "auto"), ("auto", *remat.LEVELS))
     _choice("arch.method", c.arch.method, tuple(methods.METHODS))
     ppo.update_loop(c.ppo.update_loop)  # raises on an unknown choice
+    # An unknown choice, or a scan over envs that cannot step on the device (the actor
+    # checks its devices once it exists).
+    ppo_loops.rollout_loop(c.ppo.rollout_loop, families.family(c.env_name).steps_on_device)
     _choice("arch.optimizer", c.arch.optimizer, arch.OPTIMIZERS)
     _choice("arch.heldout_source", c.arch.heldout_source, arch.HELDOUT_SOURCES)
     _choice("net.output_mode", c.net.output_mode, genotypes.OUTPUT_MODES)
