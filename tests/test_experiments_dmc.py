@@ -1,13 +1,16 @@
 """DM-Control with SAC end to end through the binaries: a smoke search on
-dmc/cartpole_swingup, a retrain from its genotype.json alone, and a search interrupted
+dmc/cartpole_swingup, a retrain from its genotype.json alone and the report over both,
+and a search interrupted
 after one iteration and resumed that makes the uninterrupted run's rows exactly (replay,
 random seed steps, SAC state and envs all resume)."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
 
+from rldarts.report import writer as report
 from rldarts.run.logger import read_metrics
 from tests._binaries import run_binary
 
@@ -38,6 +41,13 @@ def test_search_then_retrain_from_the_genotype_file_alone(search_dir, tmp_path):
     assert retrained["network"] == "darts_dmc" and retrained["net"] == config["net"]
     assert retrained["arch"]["mode"] == "frozen"
     assert len(read_metrics(tmp_path / "metrics.csv")) == 4
+    # The report over the two SAC runs: the search's alphas and cell, both curves.
+    out = tmp_path.parent / f"{tmp_path.name}_report"
+    text = pathlib.Path(report.write_report([str(search_dir), str(tmp_path)], str(out))).read_text()
+    assert "(dmc/cartpole_swingup, sac, seed 0, arch.mode joint)" in text  # alphas
+    assert (out / "curves_dmc_cartpole_swingup.png").exists()
+    assert any(p.name.startswith("alphas_") for p in out.iterdir())
+    assert "| - | - |" in text  # no levels, no distribution mode: not Procgen's "?"
 
 
 def test_search_resume_matches_uninterrupted(search_dir, tmp_path):
