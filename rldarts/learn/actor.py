@@ -119,7 +119,9 @@ class Actor:
     @property
     def steps_on_device(self) -> bool:
         """Whether ``act_scan`` can run: every env group JAX-native, one actor device."""
-        return self.topology.trivial and all(e.venv.device_step is not None for e in self.envs)
+        # getattr: an env group need not wrap a VecEnv (TrainingEnv-like test doubles).
+        device_step = lambda e: getattr(getattr(e, "venv", None), "device_step", None)
+        return self.topology.trivial and all(device_step(e) is not None for e in self.envs)
 
     def act_scan(self, params, alphas, inv_temp, num_steps: int):
         """``num_steps`` of ``act`` then ``step`` as one jitted ``lax.scan`` (JAX-native
