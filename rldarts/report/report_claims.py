@@ -118,7 +118,7 @@ def normalizers(runs) -> tuple[dict, list[str]]:
                 "eval.at_start=True): not normalised"
             )
             continue
-        if not np.isfinite(high) or not np.isfinite(low) or high <= low:
+        if not np.isfinite(high) or high <= low:  # low is finite: checked above
             notes.append(
                 f"{game} ({agent}): no baseline improvement over the untrained return "
                 f"(baseline {fm.fmt(high, 2)}, untrained {fm.fmt(low, 2)}): not normalised"
