@@ -79,7 +79,7 @@ class Actor:
             self.key, sub = jax.random.split(self.key)
         else:
             sub = key
-        keys = [sub] if len(self.envs) == 1 else list(jax.random.split(sub, len(self.envs)))
+        keys = _group_keys(sub, len(self.envs))
         params, alphas = self._on_actor(params, alphas)
         outs, start = [], 0
         for group, (n, key) in enumerate(zip(self.sizes, keys)):
@@ -166,7 +166,7 @@ class Actor:
             def one_step(carry, _):
                 key, carries, obs = carry
                 key, sub = jax.random.split(key)
-                keys = [sub] if len(sizes) == 1 else list(jax.random.split(sub, len(sizes)))
+                keys = _group_keys(sub, len(sizes))  # as act: the same key stream
                 outs = [
                     self.policy(params, alphas, obs[a:b], k, inv_temp, group=g)
                     for g, (a, b, k) in enumerate(zip(starts[:-1], starts[1:], keys))
@@ -211,3 +211,9 @@ class Actor:
         for e in self.envs:
             e.close()
         self.envs = []
+
+
+def _group_keys(key, num_groups: int) -> list:
+    """One step's action key per env group (``act`` and ``act_scan`` share it, so both
+    paths draw the same actions)."""
+    return [key] if num_groups == 1 else list(jax.random.split(key, num_groups))
